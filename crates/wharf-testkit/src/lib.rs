@@ -1,0 +1,26 @@
+//! wharf-testkit: a local, fault-injectable package upstream for wharf's end-to-end tests and
+//! benchmarks.
+//!
+//! - [`dist`] builds real, installable Python wheels and sdists in memory (deterministic).
+//! - [`upstream`] serves them as a PyPI Simple index ([`PypiUpstream`]) with fault knobs
+//!   ([`Faults`]) and counters ([`Stats`]); [`CountingServer`] stands for a foreign host.
+//! - [`client`] is a tiny raw HTTP/1.1 client for tests that want to see exactly what came over
+//!   the wire (short bodies, resets).
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use wharf_testkit::{wheel, PypiUpstream, Project};
+//! let up = PypiUpstream::start(vec![Project::new("demo", vec![wheel("demo", "1.0")])]).await;
+//! println!("pip install --index-url {} demo", up.index_url());
+//! up.faults().set_status(Some(503));
+//! up.stop().await;
+//! # }
+//! ```
+
+pub mod client;
+pub mod dist;
+mod server;
+pub mod upstream;
+
+pub use dist::{normalize_name, sdist, wheel, wheel_with_payload, Dist};
+pub use upstream::{CountingServer, FaultConfig, Faults, Project, PypiUpstream, Stats};
