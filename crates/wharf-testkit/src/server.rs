@@ -193,6 +193,7 @@ pub(crate) struct Body {
     started: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
     counter: Option<Arc<AtomicU64>>,
+    flushed: bool,
 }
 
 impl Body {
@@ -209,6 +210,7 @@ impl Body {
             started: None,
             sleep: None,
             counter: None,
+            flushed: false,
         }
     }
 
@@ -259,6 +261,14 @@ impl http_body::Body for Body {
         if this.pos >= this.end {
             return match this.tail {
                 Tail::End => Poll::Ready(None),
+                Tail::Error if !this.flushed => {
+                    // let hyper flush what it has buffered before the connection is aborted
+                    this.flushed = true;
+                    let mut sleep = Box::pin(tokio::time::sleep(Duration::from_millis(200)));
+                    let _ = sleep.as_mut().poll(cx);
+                    this.sleep = Some(sleep);
+                    Poll::Pending
+                }
                 Tail::Error => {
                     this.tail = Tail::End;
                     Poll::Ready(Some(Err(io::Error::new(
