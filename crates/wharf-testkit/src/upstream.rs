@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -291,6 +291,16 @@ struct State {
     faults: Faults,
     stats: Stats,
     file_base: Mutex<Option<String>>,
+    html_only: AtomicBool,
+}
+
+impl State {
+    fn media_type(&self, headers: &http::HeaderMap) -> &'static str {
+        if self.html_only.load(Ordering::SeqCst) {
+            return TEXT_HTML;
+        }
+        negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+    }
 }
 
 /// A running local PyPI upstream. See the module docs for its routes.
@@ -327,6 +337,7 @@ impl PypiUpstream {
             faults: Faults::default(),
             stats: Stats::default(),
             file_base: Mutex::new(None),
+            html_only: AtomicBool::new(false),
         });
         let st = state.clone();
         let handler: Handler = Arc::new(move |req| Box::pin(handle(st.clone(), req)));
@@ -392,6 +403,12 @@ impl PypiUpstream {
             .file_base
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = base;
+    }
+
+    /// When on, pages are always PEP 503 `text/html` whatever the `Accept` header says (an index
+    /// that speaks no JSON).
+    pub fn set_html_only(&self, on: bool) {
+        self.state.html_only.store(on, Ordering::SeqCst);
     }
 
     /// Stops listening and closes every connection; when it returns, connecting is refused.
@@ -491,11 +508,7 @@ fn project_route(state: &State, req: &Request<Incoming>, rest: &str, head: bool)
     if !slash || name != key {
         return redirect(&format!("/simple/{key}/"));
     }
-    let kind = negotiate(
-        req.headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let kind = state.media_type(req.headers());
     let file_base = state
         .file_base
         .lock()
@@ -734,7 +747,7 @@ pub fn negotiate(accept: Option<&str>) -> &'static str {
 }
 
 fn root_page(state: &State, headers: &http::HeaderMap) -> (String, &'static str) {
-    let kind = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let kind = state.media_type(headers);
     let cat = state.catalog.read().unwrap_or_else(|e| e.into_inner());
     if kind == JSON_V1 {
         let projects: Vec<_> = cat
