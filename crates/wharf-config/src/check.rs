@@ -1,0 +1,519 @@
+//! Semantic checks on typed configuration: rules that involve more than one field or that must also hold for a
+//! config built in code (CLI overrides). The YAML walker runs the same functions, so a rule lives only here.
+//!
+//! Every function returns errors with full field paths; none of them parses text.
+
+use std::collections::HashSet;
+
+use crate::error::ConfigError;
+use crate::model::{Config, Format, HttpConfig, LogConfig, RepoConfig, StorageConfig};
+use crate::net::{check_base_url, parse_host_port, Problem, UrlRole};
+
+/// Route names a repository may not take, because wharf serves its own endpoints there.
+pub const RESERVED_NAMES: [&str; 10] = [
+    "v2", "metrics", "healthz", "readyz", "status", "admin", "ui", "static", "api", "-",
+];
+
+/// Most retries allowed: more would turn an upstream outage into a storm of requests.
+pub(crate) const MAX_RETRIES: u32 = 10;
+
+/// Every semantic check on a whole config.
+pub(crate) fn config(config: &Config) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    errors.extend(public_url(config));
+    errors.extend(storage(&config.storage));
+    errors.extend(admin(config));
+    errors.extend(http(&config.http));
+    errors.extend(log(&config.log));
+    let mut seen = HashSet::new();
+    for repo in &config.repositories {
+        if !seen.insert(repo.name.as_str()) {
+            errors.push(
+                ConfigError::new(
+                    repo_path(&repo.name),
+                    format!("repository `{}` is defined more than once", repo.name),
+                )
+                .with_hint("give each repository a unique name"),
+            );
+        }
+        errors.extend(repo_checks(repo, Some(repo.format)));
+    }
+    errors
+}
+
+pub(crate) fn repo_path(name: &str) -> String {
+    format!("repositories.{name}")
+}
+
+fn error(path: impl Into<String>, problem: Problem) -> ConfigError {
+    ConfigError::new(path, problem.message).with_hint(problem.hint)
+}
+
+pub(crate) fn public_url(config: &Config) -> Vec<ConfigError> {
+    match &config.public_url {
+        Some(url) => check_base_url(url, UrlRole::PublicUrl)
+            .err()
+            .map(|p| error("public_url", p))
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+pub(crate) fn admin(config: &Config) -> Vec<ConfigError> {
+    match &config.admin.token_file {
+        Some(path) if path.as_os_str().is_empty() => vec![ConfigError::new(
+            "admin.token_file",
+            "empty path",
+        )
+        .with_hint(
+            "name the file holding the admin token, or remove the key to disable the admin API",
+        )],
+        _ => Vec::new(),
+    }
+}
+
+pub(crate) fn storage(storage: &StorageConfig) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if storage.path.as_os_str().is_empty() {
+        errors.push(
+            ConfigError::new("storage.path", "empty path")
+                .with_hint("name a writable directory, e.g. \"/var/lib/wharf\""),
+        );
+    }
+    if storage.max_size == Some(0) {
+        errors.push(
+            ConfigError::new(
+                "storage.max_size",
+                "a maximum size of zero would evict everything",
+            )
+            .with_hint("omit it for unbounded, or set a size like \"50GiB\""),
+        );
+    }
+    if let Some(s3) = &storage.s3 {
+        let bucket_ok = (3..=63).contains(&s3.bucket.len())
+            && s3
+                .bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && s3.bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s3.bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !bucket_ok {
+            errors.push(
+                ConfigError::new(
+                    "storage.s3.bucket",
+                    format!("{:?} is not a valid bucket name", crate::net::shorten(&s3.bucket)),
+                )
+                .with_hint(
+                    "bucket names are 3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit",
+                ),
+            );
+        }
+        if let Some(endpoint) = &s3.endpoint {
+            if let Err(problem) = check_base_url(endpoint, UrlRole::S3Endpoint) {
+                errors.push(error("storage.s3.endpoint", problem));
+            } else if endpoint.scheme() == "http" && !s3.allow_http {
+                errors.push(
+                    ConfigError::new(
+                        "storage.s3.allow_http",
+                        "the endpoint uses http:// but allow_http is false",
+                    )
+                    .with_hint("use an https:// endpoint, or set `allow_http: true`"),
+                );
+            }
+        }
+        if s3.prefix.split('/').any(|part| part == ".." || part == ".") {
+            errors.push(
+                ConfigError::new(
+                    "storage.s3.prefix",
+                    format!(
+                        "{:?} contains `.` or `..` segments",
+                        crate::net::shorten(&s3.prefix)
+                    ),
+                )
+                .with_hint("use a plain key prefix like \"wharf/\""),
+            );
+        }
+    }
+    errors
+}
+
+pub(crate) fn http(http: &HttpConfig) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    for (key, value) in [
+        ("connect_timeout", http.connect_timeout),
+        ("timeout", http.timeout),
+        ("read_timeout", http.read_timeout),
+    ] {
+        if value.is_zero() {
+            errors.push(
+                ConfigError::new(
+                    format!("http.{key}"),
+                    "a zero timeout would fail every request",
+                )
+                .with_hint("use a duration like \"10s\", or omit the key for the default"),
+            );
+        }
+    }
+    if http.retries > MAX_RETRIES {
+        errors.push(
+            ConfigError::new(
+                "http.retries",
+                format!("{} retries would hammer a failing upstream", http.retries),
+            )
+            .with_hint(format!("use at most {MAX_RETRIES} (the default is 2)")),
+        );
+    }
+    if http
+        .user_agent
+        .as_deref()
+        .is_some_and(|ua| ua.trim().is_empty() || ua.chars().any(char::is_control))
+    {
+        errors.push(
+            ConfigError::new("http.user_agent", "empty or contains control characters")
+                .with_hint("omit it to send wharf's own User-Agent"),
+        );
+    }
+    errors
+}
+
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+pub(crate) fn log(log: &LogConfig) -> Vec<ConfigError> {
+    let level_hint = || {
+        format!(
+            "use one of {} or filter directives like \"info,wharf_cache=debug\"",
+            LEVELS.join(", ")
+        )
+    };
+    let is_level = |s: &str| LEVELS.contains(&s.trim().to_ascii_lowercase().as_str());
+    let text = log.level.trim();
+    let shown = crate::net::shorten(text);
+    if text.is_empty() {
+        return vec![ConfigError::new("log.level", "empty log level").with_hint(level_hint())];
+    }
+    // A single bare word must be a level; anything else is a `tracing` filter whose per-target levels we check.
+    if !text.contains([',', '=']) && !is_level(text) {
+        return vec![
+            ConfigError::new("log.level", format!("unknown log level {shown:?}"))
+                .with_hint(level_hint()),
+        ];
+    }
+    for directive in text.split(',') {
+        let directive = directive.trim();
+        if directive.is_empty() {
+            continue;
+        }
+        if let Some((_, level)) = directive.rsplit_once('=') {
+            if !is_level(level) {
+                return vec![ConfigError::new(
+                    "log.level",
+                    format!(
+                        "unknown level {:?} in filter {shown:?}",
+                        crate::net::shorten(level)
+                    ),
+                )
+                .with_hint(level_hint())];
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// Checks one repository. `format` is `None` when the format itself was invalid; format-dependent checks are
+/// then skipped, since they would only add noise to the format error.
+pub(crate) fn repo_checks(repo: &RepoConfig, format: Option<Format>) -> Vec<ConfigError> {
+    let base = repo_path(&repo.name);
+    let at = |key: &str| format!("{base}.{key}");
+    let mut errors = Vec::new();
+
+    if let Some(problem) = name_problem(&repo.name) {
+        errors.push(error(base.clone(), problem));
+    }
+
+    if let Some(format) = format {
+        if format == Format::Oci {
+            if repo.upstream.is_some() {
+                errors.push(
+                    ConfigError::new(at("upstream"), "oci repositories do not take `upstream`")
+                        .with_hint(
+                            "list registries under `upstreams:` as alias: URL, e.g. `upstreams: {docker.io: \"https://<registry>\"}`",
+                        ),
+                );
+            }
+            if repo.upstreams.is_empty() {
+                errors.push(
+                    ConfigError::new(
+                        at("upstreams"),
+                        "an oci repository needs at least one upstream registry",
+                    )
+                    .with_hint("add `upstreams: {docker.io: \"https://<registry>\"}` (alias: URL)"),
+                );
+            }
+        } else {
+            if repo.upstream.is_none() {
+                errors.push(
+                    ConfigError::new(
+                        at("upstream"),
+                        format!(
+                            "missing `upstream`: a {format} repository needs the URL it caches"
+                        ),
+                    )
+                    .with_hint(format!("add `upstream: \"{}\"`", example_upstream(format))),
+                );
+            }
+            if !repo.upstreams.is_empty() {
+                errors.push(
+                    ConfigError::new(at("upstreams"), "`upstreams` is only for oci repositories")
+                        .with_hint(format!(
+                            "a {format} repository has one `upstream: \"{}\"`",
+                            example_upstream(format)
+                        )),
+                );
+            }
+        }
+        if format != Format::Pypi && repo.file_hosts.is_some() {
+            errors.push(
+                ConfigError::new(
+                    at("file_hosts"),
+                    format!("`file_hosts` is only for pypi repositories, not {format}"),
+                )
+                .with_hint("remove it"),
+            );
+        }
+    }
+
+    if let Some(url) = &repo.upstream {
+        if let Err(problem) = check_base_url(url, UrlRole::Upstream) {
+            errors.push(error(at("upstream"), problem));
+        }
+    }
+    let mut aliases = HashSet::new();
+    for (alias, url) in &repo.upstreams {
+        let path = format!("{base}.upstreams.{alias}");
+        if let Some(problem) = alias_problem(alias) {
+            errors.push(error(path.clone(), problem));
+        } else if !aliases.insert(alias.as_str()) {
+            errors.push(
+                ConfigError::new(
+                    path.clone(),
+                    format!("registry alias `{alias}` is listed twice"),
+                )
+                .with_hint("keep one URL per alias"),
+            );
+        }
+        if let Err(problem) = check_base_url(url, UrlRole::Upstream) {
+            errors.push(error(path, problem));
+        }
+    }
+    if let Some(hosts) = &repo.file_hosts {
+        for (i, host) in hosts.iter().enumerate() {
+            if let Err(problem) = parse_host_port(host) {
+                errors.push(error(format!("{base}.file_hosts[{i}]"), problem));
+            }
+        }
+    }
+    if repo
+        .credentials_file
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        errors.push(
+            ConfigError::new(at("credentials_file"), "empty path")
+                .with_hint("name a file holding `user:password` or a token, or remove the key"),
+        );
+    }
+    errors
+}
+
+/// A placeholder upstream for hints; wharf ships no public registry address.
+pub(crate) fn example_upstream(format: Format) -> &'static str {
+    match format {
+        Format::Pypi => "https://<your index>/simple/",
+        Format::Oci => "https://<registry>/",
+        Format::Npm => "https://<your npm registry>/",
+        Format::Cargo => "https://<your sparse cargo index>/",
+        Format::Go => "https://<your Go module proxy>/",
+        Format::Generic => "https://downloads.example.com/",
+    }
+}
+
+/// Why `name` cannot be a repository name, if it cannot.
+pub(crate) fn name_problem(name: &str) -> Option<Problem> {
+    if RESERVED_NAMES.contains(&name) {
+        return Some(Problem {
+            message: format!("the name `{name}` is reserved for wharf's own routes"),
+            hint: format!("pick another name; reserved: {}", RESERVED_NAMES.join(", ")),
+        });
+    }
+    let bytes = name.as_bytes();
+    let valid = (1..=63).contains(&bytes.len())
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
+    if valid {
+        return None;
+    }
+    let hint = "repository names become URL paths: 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit";
+    let lowered = name.to_ascii_lowercase();
+    let hint = if lowered != name && name_problem(&lowered).is_none() {
+        format!("{hint}; e.g. `{lowered}`")
+    } else {
+        hint.to_owned()
+    };
+    Some(Problem {
+        message: format!("invalid repository name {:?}", crate::net::shorten(name)),
+        hint,
+    })
+}
+
+/// Why `alias` cannot name an OCI upstream, if it cannot.
+fn alias_problem(alias: &str) -> Option<Problem> {
+    let bytes = alias.as_bytes();
+    let valid = (1..=255).contains(&bytes.len())
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-' | b':')
+        });
+    (!valid).then(|| Problem {
+        message: format!("invalid registry alias {:?}", crate::net::shorten(alias)),
+        hint: "an alias is the registry name clients use (`docker.io`, `ghcr`, `registry.example.com:5000`): lowercase letters, digits, '.', '_', '-' and ':'".to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::S3Config;
+    use url::Url;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    fn pypi(name: &str) -> RepoConfig {
+        let mut repo = RepoConfig::new(name, Format::Pypi);
+        repo.upstream = Some(url("https://idx.example.org/simple/"));
+        repo
+    }
+
+    fn paths(errors: &[ConfigError]) -> Vec<&str> {
+        errors.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    #[test]
+    fn repository_names_follow_the_route_rules() {
+        for good in ["pypi", "0", "a.b_c-d", &"a".repeat(63)] {
+            assert_eq!(name_problem(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            "Pypi",
+            "-x",
+            ".x",
+            "_x",
+            "a/b",
+            "a b",
+            "é",
+            &"a".repeat(64),
+        ] {
+            assert!(name_problem(bad).is_some(), "{bad}");
+        }
+        for reserved in RESERVED_NAMES {
+            let problem = name_problem(reserved).unwrap();
+            assert!(problem.message.contains("reserved"), "{reserved}");
+        }
+        assert!(name_problem("PyPI").unwrap().hint.ends_with("e.g. `pypi`"));
+    }
+
+    #[test]
+    fn validate_catches_duplicates_and_format_rules_after_overrides() {
+        let mut config = Config::embedded_default();
+        config.repositories.push(pypi("pypi"));
+        config.repositories.push(pypi("pypi"));
+        let mut images = RepoConfig::new("images", Format::Oci);
+        images.upstream = Some(url("https://reg.example.org/"));
+        config.repositories.push(images);
+        let mut npm = RepoConfig::new("npm", Format::Npm);
+        npm.file_hosts = Some(vec![]);
+        config.repositories.push(npm);
+
+        let errors = config.validate().unwrap_err();
+        assert_eq!(
+            paths(&errors.0),
+            [
+                "repositories.pypi",
+                "repositories.images.upstream",
+                "repositories.images.upstreams",
+                "repositories.npm.upstream",
+                "repositories.npm.file_hosts",
+            ]
+        );
+        assert!(errors.0[0].message.contains("more than once"));
+    }
+
+    #[test]
+    fn s3_rules() {
+        let mut storage = StorageConfig::default();
+        storage.s3 = Some(S3Config {
+            bucket: "Bad_Bucket".to_owned(),
+            endpoint: Some(url("http://minio.example.com:9000")),
+            region: None,
+            prefix: "../".to_owned(),
+            path_style: true,
+            allow_http: false,
+        });
+        storage.max_size = Some(0);
+        assert_eq!(
+            paths(&storage_errors(&storage)),
+            [
+                "storage.max_size",
+                "storage.s3.bucket",
+                "storage.s3.allow_http",
+                "storage.s3.prefix"
+            ]
+        );
+    }
+
+    fn storage_errors(s: &StorageConfig) -> Vec<ConfigError> {
+        storage(s)
+    }
+
+    #[test]
+    fn log_levels_and_filters() {
+        let check = |level: &str| {
+            log(&LogConfig {
+                level: level.to_owned(),
+                ..LogConfig::default()
+            })
+        };
+        for good in [
+            "info",
+            "DEBUG",
+            "off",
+            "info,wharf_cache=debug",
+            "wharf=trace",
+            "warn,",
+        ] {
+            assert!(check(good).is_empty(), "{good}");
+        }
+        for bad in ["", "verbose", "info,wharf=loud"] {
+            assert_eq!(paths(&check(bad)), ["log.level"], "{bad}");
+        }
+    }
+
+    #[test]
+    fn http_rules() {
+        let errors = http(&HttpConfig {
+            timeout: std::time::Duration::ZERO,
+            retries: 11,
+            user_agent: Some(" ".to_owned()),
+            ..HttpConfig::default()
+        });
+        assert_eq!(
+            paths(&errors),
+            ["http.timeout", "http.retries", "http.user_agent"]
+        );
+    }
+}

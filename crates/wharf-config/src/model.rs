@@ -1,0 +1,431 @@
+//! The configuration types every other crate reads, with their defaults.
+//!
+//! Values here are already validated and normalised (URLs are base URLs ending in `/`, the S3 prefix ends in
+//! `/`); this module does no parsing itself. Serialising (for `/status`) gives the same shape as the YAML file
+//! and never includes secrets: config holds only *paths* to secret files, and URL credentials are redacted.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use url::Url;
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::ser;
+
+/// Default `listen` address.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+/// Default `storage.path`.
+pub const DEFAULT_STORAGE_PATH: &str = "./wharf-data";
+/// Default `metadata_ttl` of a repository.
+pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(10 * 60);
+/// Default `negative_ttl` of a repository.
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// The whole wharf configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// External base URL of wharf (ends with `/`), for formats that need absolute URLs.
+    #[serde(
+        serialize_with = "ser::opt_url",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub public_url: Option<Url>,
+    pub storage: StorageConfig,
+    pub admin: AdminConfig,
+    /// Upstream HTTP client defaults.
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    /// Repositories in file order. Serialised as a map keyed by name, like the file.
+    #[serde(serialize_with = "ser::repositories")]
+    pub repositories: Vec<RepoConfig>,
+}
+
+/// Where cached content lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StorageConfig {
+    /// Local directory for content (and for the metadata index when `s3` is set).
+    #[serde(serialize_with = "ser::path")]
+    pub path: PathBuf,
+    /// Bytes beyond which least-recently-used content is evicted; `None` = unbounded. Never `Some(0)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u64>,
+    /// Store content in an S3-compatible bucket instead of `path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Config>,
+}
+
+/// An S3-compatible object store. Credentials are not part of the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Custom endpoint (MinIO, Ceph, R2, ...); `None` = the provider's default.
+    #[serde(
+        serialize_with = "ser::opt_url",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub endpoint: Option<Url>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Key prefix; empty, or ends with `/` (never starts with one).
+    pub prefix: String,
+    /// Path-style addressing (`endpoint/bucket/key`); default true when `endpoint` is set.
+    pub path_style: bool,
+    /// Allow plain-HTTP endpoints; default true iff the endpoint's scheme is `http`.
+    pub allow_http: bool,
+}
+
+/// The token-protected admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct AdminConfig {
+    /// File holding the bearer token; `None` disables the admin API.
+    #[serde(
+        serialize_with = "ser::opt_path",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Defaults for the upstream HTTP client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpConfig {
+    #[serde(serialize_with = "ser::duration")]
+    pub connect_timeout: Duration,
+    /// Time until the response headers arrive.
+    #[serde(serialize_with = "ser::duration")]
+    pub timeout: Duration,
+    /// Longest idle gap allowed between body chunks.
+    #[serde(serialize_with = "ser::duration")]
+    pub read_timeout: Duration,
+    /// Retries after the first attempt for idempotent requests (at most 10).
+    pub retries: u32,
+    /// `User-Agent` sent upstream; `None` = wharf's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+            retries: 2,
+            user_agent: None,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A level (`trace`..`error`, `off`) or `tracing` filter directives (`info,wharf_cache=debug`).
+    pub level: String,
+    /// One line per request on stdout.
+    pub access_log: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            level: "info".to_owned(),
+            access_log: true,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+impl LogFormat {
+    /// The config spelling: `json` or `text`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        }
+    }
+}
+
+/// One repository: a package format served under `/{name}/` in front of one upstream (several for OCI).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RepoConfig {
+    /// The key under `repositories:`; not serialised here (the parent map carries it).
+    #[serde(skip_serializing)]
+    pub name: String,
+    pub format: Format,
+    /// Base URL (ends with `/`). Set for every format except OCI.
+    #[serde(
+        serialize_with = "ser::opt_url",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub upstream: Option<Url>,
+    /// OCI only, non-empty there: registry alias as written (`docker.io`, `ghcr`) and its base URL.
+    #[serde(
+        serialize_with = "ser::upstreams",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub upstreams: Vec<(String, Url)>,
+    /// Index pages, tags and package documents are revalidated after this.
+    #[serde(serialize_with = "ser::duration")]
+    pub metadata_ttl: Duration,
+    /// Upstream 404s are remembered this long; zero disables the negative cache.
+    #[serde(serialize_with = "ser::duration")]
+    pub negative_ttl: Duration,
+    /// PyPI only: extra `host[:port]` (lowercased) allowed for file downloads; `None` = follow the hosts
+    /// the upstream pages link to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_hosts: Option<Vec<String>>,
+    /// File with upstream credentials (`user:password` or a token).
+    #[serde(
+        serialize_with = "ser::opt_path",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl RepoConfig {
+    /// A repository with default TTLs and no upstream yet.
+    pub fn new(name: impl Into<String>, format: Format) -> Self {
+        Self {
+            name: name.into(),
+            format,
+            upstream: None,
+            upstreams: Vec::new(),
+            metadata_ttl: DEFAULT_METADATA_TTL,
+            negative_ttl: DEFAULT_NEGATIVE_TTL,
+            file_hosts: None,
+            credentials_file: None,
+        }
+    }
+}
+
+/// A package format.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Pypi,
+    Oci,
+    Npm,
+    Cargo,
+    Go,
+    Generic,
+}
+
+impl Format {
+    /// Every format, in documentation order.
+    pub const ALL: [Format; 6] = [
+        Format::Pypi,
+        Format::Oci,
+        Format::Npm,
+        Format::Cargo,
+        Format::Go,
+        Format::Generic,
+    ];
+
+    /// The config spelling: `pypi`, `oci`, `npm`, `cargo`, `go`, `generic`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Pypi => "pypi",
+            Format::Oci => "oci",
+            Format::Npm => "npm",
+            Format::Cargo => "cargo",
+            Format::Go => "go",
+            Format::Generic => "generic",
+        }
+    }
+
+    /// Words people write for a format that are not its name (`docker` for `oci`).
+    fn from_synonym(word: &str) -> Option<Format> {
+        Some(match word {
+            "docker" | "container" | "containers" | "image" | "images" | "registry" => Format::Oci,
+            "python" | "pip" | "uv" | "simple" => Format::Pypi,
+            "node" | "nodejs" | "javascript" | "js" | "yarn" | "pnpm" => Format::Npm,
+            "rust" | "crate" | "crates" | "sparse" => Format::Cargo,
+            "golang" | "gomod" | "goproxy" => Format::Go,
+            "http" | "https" | "raw" | "file" | "files" => Format::Generic,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error from parsing a [`Format`]; its `Display` lists the valid formats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownFormat {
+    /// The text that was not a format.
+    pub found: String,
+    /// A format the text probably meant.
+    pub suggestion: Option<Format>,
+}
+
+impl UnknownFormat {
+    /// "valid formats: pypi, oci, ..." plus a "did you mean" when there is a likely candidate.
+    pub fn hint(&self) -> String {
+        let valid = Format::ALL.map(Format::as_str).join(", ");
+        match self.suggestion {
+            Some(format) => format!("did you mean `{format}`? valid formats: {valid}"),
+            None => format!("valid formats: {valid}"),
+        }
+    }
+}
+
+impl std::fmt::Display for UnknownFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown format {:?} ({})", self.found, self.hint())
+    }
+}
+
+impl std::error::Error for UnknownFormat {}
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    /// Case-insensitive.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.trim().to_ascii_lowercase();
+        if let Some(format) = Format::ALL.into_iter().find(|f| f.as_str() == lower) {
+            return Ok(format);
+        }
+        let names = Format::ALL.map(Format::as_str);
+        let suggestion = Format::from_synonym(&lower).or_else(|| {
+            crate::suggest::closest(&lower, &names)
+                .and_then(|name| Format::ALL.into_iter().find(|f| f.as_str() == name))
+        });
+        Err(UnknownFormat {
+            found: s.to_owned(),
+            suggestion,
+        })
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(DEFAULT_STORAGE_PATH),
+            max_size: None,
+            s3: None,
+        }
+    }
+}
+
+impl Default for Config {
+    /// Same as [`Config::embedded_default`].
+    fn default() -> Self {
+        Self::embedded_default()
+    }
+}
+
+impl Config {
+    /// The configuration used without a config file: listen on `127.0.0.1:8080`, store in `./wharf-data`,
+    /// no repositories.
+    pub fn embedded_default() -> Config {
+        Config {
+            listen: DEFAULT_LISTEN,
+            public_url: None,
+            storage: StorageConfig::default(),
+            admin: AdminConfig::default(),
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
+            repositories: Vec::new(),
+        }
+    }
+
+    /// Parses and validates YAML text, reporting every problem found with its field path.
+    /// Empty text is the embedded default.
+    pub fn from_yaml_str(text: &str) -> Result<Config, ConfigErrors> {
+        crate::walk::parse(text)
+    }
+
+    /// Reads and parses a config file. A read failure is one error with an empty path naming the file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            let hint = match error.kind() {
+                std::io::ErrorKind::NotFound => "check the path of the config file",
+                std::io::ErrorKind::PermissionDenied => "make the file readable by wharf's user",
+                std::io::ErrorKind::InvalidData => "the config file must be UTF-8 text",
+                _ => "check that the path is a readable file",
+            };
+            ConfigError::new(
+                "",
+                format!("cannot read config file `{}`: {error}", path.display()),
+            )
+            .with_hint(hint)
+        })?;
+        Self::from_yaml_str(&text)
+    }
+
+    /// Semantic checks, for a config built or changed in code (e.g. after CLI overrides): repository names
+    /// valid and unique, each format has the upstream settings it needs, URLs usable, sizes and timeouts
+    /// sensible. [`Config::from_yaml_str`] already runs them.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let errors = crate::check::config(self);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The repository called `name`.
+    pub fn repository(&self, name: &str) -> Option<&RepoConfig> {
+        self.repositories.iter().find(|repo| repo.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse_case_insensitively_and_print_back() {
+        for format in Format::ALL {
+            assert_eq!(format.as_str().parse::<Format>(), Ok(format));
+            assert_eq!(
+                format.to_string().to_uppercase().parse::<Format>(),
+                Ok(format)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_format_suggests_and_lists_valid_ones() {
+        let error = "docker".parse::<Format>().unwrap_err();
+        assert_eq!(error.suggestion, Some(Format::Oci));
+        assert_eq!(
+            error.to_string(),
+            "unknown format \"docker\" (did you mean `oci`? valid formats: pypi, oci, npm, cargo, go, generic)"
+        );
+        assert_eq!(
+            "ppyi".parse::<Format>().unwrap_err().suggestion,
+            Some(Format::Pypi)
+        );
+        assert_eq!("zzzzzz".parse::<Format>().unwrap_err().suggestion, None);
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_has_no_repositories() {
+        let config = Config::embedded_default();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.storage.path, PathBuf::from("./wharf-data"));
+        assert!(config.repositories.is_empty());
+        assert_eq!(config.validate(), Ok(()));
+    }
+}

@@ -1,0 +1,151 @@
+//! The `--repo NAME=FORMAT+URL` command-line syntax, producing the same [`RepoConfig`] a config file would.
+//!
+//! Checks are the ones the config file gets (`check::repo_checks`); errors come back as one readable string
+//! for the CLI to print.
+
+use crate::check;
+use crate::model::{Format, RepoConfig};
+use crate::net::{self, redact_url_text, UrlRole};
+
+const SYNTAX: &str =
+    "expected NAME=FORMAT+URL, e.g. \"pypi=pypi+https://<your index>/simple/\", or for oci \
+NAME=oci+ALIAS=URL[,ALIAS=URL...], e.g. \"images=oci+docker.io=https://<registry>\"";
+
+/// Parses a `--repo` flag value.
+///
+/// * `NAME=FORMAT+URL`: `pypi=pypi+https://<your index>/simple/`
+/// * `FORMAT+URL`: the name defaults to the format (`npm+https://<your npm registry>/` is repository `npm`)
+/// * oci: `NAME=oci+ALIAS=URL`, several upstreams separated by commas:
+///   `images=oci+docker.io=https://reg.example.com,ghcr=https://mirror.example.com`
+///
+/// TTLs take their defaults. The result passes the same checks as a repository in a config file.
+pub fn parse_repo_flag(s: &str) -> Result<RepoConfig, String> {
+    let text = s.trim();
+    let shown = redact_url_text(text);
+    let fail = |reason: String| format!("--repo {shown:?}: {reason}");
+
+    let Some((head, target)) = text.split_once('+') else {
+        return Err(fail(format!("missing `+URL`; {SYNTAX}")));
+    };
+    let (name, format_text) = head.split_once('=').unwrap_or((head, head));
+    let format = format_text
+        .parse::<Format>()
+        .map_err(|unknown| fail(unknown.to_string()))?;
+    let mut repo = RepoConfig::new(name.trim(), format);
+
+    let url = |text: &str| {
+        net::parse_url(text, UrlRole::Upstream)
+            .map(net::with_trailing_slash)
+            .map_err(|p| fail(format!("{} (hint: {})", p.message, p.hint)))
+    };
+    if format == Format::Oci {
+        for entry in target.split(',') {
+            let Some((alias, target)) = entry.split_once('=') else {
+                return Err(fail(format!(
+                    "oci upstream {:?} has no registry alias (hint: write ALIAS=URL, e.g. \
+                     \"docker.io=https://<registry>\")",
+                    redact_url_text(entry)
+                )));
+            };
+            repo.upstreams.push((alias.trim().to_owned(), url(target)?));
+        }
+    } else {
+        repo.upstream = Some(url(target)?);
+    }
+
+    let problems = check::repo_checks(&repo, Some(format));
+    if problems.is_empty() {
+        Ok(repo)
+    } else {
+        let reasons: Vec<String> = problems
+            .iter()
+            .map(|e| match &e.hint {
+                Some(hint) => format!("{} (hint: {hint})", e.message),
+                None => e.message.clone(),
+            })
+            .collect();
+        Err(fail(reasons.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pypi_flag_gives_a_repository_with_defaults() {
+        let repo = parse_repo_flag("pypi=pypi+https://idx.example.org/simple").unwrap();
+        assert_eq!(repo.name, "pypi");
+        assert_eq!(repo.format, Format::Pypi);
+        assert_eq!(
+            repo.upstream.unwrap().as_str(),
+            "https://idx.example.org/simple/"
+        );
+        assert_eq!(repo.metadata_ttl, crate::DEFAULT_METADATA_TTL);
+        assert_eq!(repo.negative_ttl, crate::DEFAULT_NEGATIVE_TTL);
+        assert!(repo.upstreams.is_empty());
+    }
+
+    #[test]
+    fn name_defaults_to_the_format() {
+        let repo = parse_repo_flag("npm+https://npm.example.org/").unwrap();
+        assert_eq!((repo.name.as_str(), repo.format), ("npm", Format::Npm));
+    }
+
+    #[test]
+    fn oci_flag_takes_aliased_upstreams() {
+        let repo = parse_repo_flag(
+            "images=oci+docker.io=https://reg.example.com,ghcr=http://10.0.0.5:5000",
+        )
+        .unwrap();
+        assert_eq!(repo.format, Format::Oci);
+        assert_eq!(repo.upstream, None);
+        let upstreams: Vec<(&str, &str)> = repo
+            .upstreams
+            .iter()
+            .map(|(alias, url)| (alias.as_str(), url.as_str()))
+            .collect();
+        assert_eq!(
+            upstreams,
+            [
+                ("docker.io", "https://reg.example.com/"),
+                ("ghcr", "http://10.0.0.5:5000/")
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_flags_say_what_is_wrong() {
+        for (flag, reason) in [
+            ("pypi", "missing `+URL`"),
+            ("pypi=pip+https://idx.example.org/", "did you mean `pypi`?"),
+            ("x=docker+https://reg.example.com", "did you mean `oci`?"),
+            (
+                "pypi=pypi+idx.example.org/simple",
+                "must start with http:// or https://",
+            ),
+            (
+                "images=oci+https://reg.example.com",
+                "has no registry alias",
+            ),
+            (
+                "Metrics=pypi+https://idx.example.org/",
+                "invalid repository name",
+            ),
+            ("metrics=pypi+https://idx.example.org/", "reserved"),
+            ("=pypi+https://idx.example.org/", "invalid repository name"),
+            (
+                "p=pypi+https://u:hunter2@idx.example.org/",
+                "credentials_file",
+            ),
+            (
+                "images=oci+Docker.IO=https://reg.example.com",
+                "invalid registry alias",
+            ),
+        ] {
+            let error = parse_repo_flag(flag).unwrap_err();
+            assert!(error.contains(reason), "{flag:?}: {error}");
+            assert!(!error.contains("hunter2"), "{flag:?}: {error}");
+        }
+    }
+}
