@@ -194,6 +194,7 @@ pub(crate) struct Body {
     sleep: Option<Pin<Box<Sleep>>>,
     counter: Option<Arc<AtomicU64>>,
     flushed: bool,
+    flip: Option<usize>,
 }
 
 impl Body {
@@ -211,6 +212,7 @@ impl Body {
             sleep: None,
             counter: None,
             flushed: false,
+            flip: None,
         }
     }
 
@@ -233,6 +235,14 @@ impl Body {
         self.rate = Some(bps);
         // about 20 chunks a second
         self.chunk = ((bps / 20) as usize).clamp(1, 64 * 1024);
+        self
+    }
+
+    /// Sends the byte at `offset` with its lowest bit flipped (copies only the chunk holding it).
+    pub(crate) fn flip_byte(mut self, offset: usize) -> Body {
+        if offset < self.data.len() {
+            self.flip = Some(offset);
+        }
         self
     }
 
@@ -280,7 +290,12 @@ impl http_body::Body for Body {
             };
         }
         let n = this.chunk.min(this.end - this.pos);
-        let frame = this.data.slice(this.pos..this.pos + n);
+        let mut frame = this.data.slice(this.pos..this.pos + n);
+        if let Some(at) = this.flip.filter(|&at| at >= this.pos && at < this.pos + n) {
+            let mut copy = frame.to_vec();
+            copy[at - this.pos] ^= 0x01;
+            frame = Bytes::from(copy);
+        }
         this.pos += n;
         if let Some(c) = &this.counter {
             c.fetch_add(n as u64, Ordering::Relaxed);

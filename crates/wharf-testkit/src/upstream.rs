@@ -562,13 +562,10 @@ fn file_route(
     let mut r = if head {
         Response::new(Body::empty())
     } else if is_dist {
-        let mut data = data;
-        if faults.corrupt_files && !data.is_empty() {
-            let mut v = data.to_vec();
-            v[len / 2] ^= 0x01;
-            data = Bytes::from(v);
-        }
         let mut body = Body::full(data).count_into(state.stats.file_bytes_sent.clone());
+        if faults.corrupt_files && len > 0 {
+            body = body.flip_byte(len / 2);
+        }
         if let Some(rate) = faults.file_rate {
             body = body.rate(rate);
         }
