@@ -455,18 +455,20 @@ mod tests {
 
     #[test]
     fn s3_rules() {
-        let mut storage = StorageConfig::default();
-        storage.s3 = Some(S3Config {
-            bucket: "Bad_Bucket".to_owned(),
-            endpoint: Some(url("http://minio.example.com:9000")),
-            region: None,
-            prefix: "../".to_owned(),
-            path_style: true,
-            allow_http: false,
-        });
-        storage.max_size = Some(0);
+        let config = StorageConfig {
+            max_size: Some(0),
+            s3: Some(S3Config {
+                bucket: "Bad_Bucket".to_owned(),
+                endpoint: Some(url("http://minio.example.com:9000")),
+                region: None,
+                prefix: "../".to_owned(),
+                path_style: true,
+                allow_http: false,
+            }),
+            ..StorageConfig::default()
+        };
         assert_eq!(
-            paths(&storage_errors(&storage)),
+            paths(&storage(&config)),
             [
                 "storage.max_size",
                 "storage.s3.bucket",
@@ -474,10 +476,6 @@ mod tests {
                 "storage.s3.prefix"
             ]
         );
-    }
-
-    fn storage_errors(s: &StorageConfig) -> Vec<ConfigError> {
-        storage(s)
     }
 
     #[test]

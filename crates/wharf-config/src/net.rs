@@ -173,8 +173,10 @@ pub(crate) fn parse_url(text: &str, role: UrlRole) -> Result<Url, Problem> {
 /// fragment, no query string.
 pub(crate) fn check_base_url(url: &Url, role: UrlRole) -> Result<(), Problem> {
     if url.scheme() != "http" && url.scheme() != "https" {
-        let hint = if url.cannot_be_a_base() {
-            // "host:8080/path" parses with the scheme "host".
+        // "host:8080/path" parses with the scheme "host" and a path starting with the port.
+        let looks_like_host_port =
+            url.cannot_be_a_base() && url.path().starts_with(|c: char| c.is_ascii_digit());
+        let hint = if looks_like_host_port {
             format!(
                 "{} must start with http:// or https://, e.g. {:?}",
                 role.what(),
@@ -358,6 +360,10 @@ mod tests {
                 "must start with http:// or https://, e.g. \"https://idx.example.org/simple\"",
             ),
             ("ftp://idx.example.org/", "unsupported URL scheme `ftp`"),
+            (
+                "mailto:x@example.com",
+                "must start with http:// or https://",
+            ),
             (
                 "localhost:3141/simple",
                 "e.g. \"https://localhost:3141/simple\"",

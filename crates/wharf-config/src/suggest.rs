@@ -45,7 +45,7 @@ pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str>
         return None;
     }
     let folded = fold(word);
-    let limit = (folded.chars().count() / 3).max(1).min(3);
+    let limit = (folded.chars().count() / 3).clamp(1, 3);
     candidates
         .iter()
         .map(|candidate| (edit_distance(&folded, candidate), *candidate))

@@ -76,8 +76,14 @@ pub(crate) fn parse(text: &str) -> Result<Config, ConfigErrors> {
 fn yaml_error(error: &serde_yaml_ng::Error, text: &str) -> ConfigError {
     let full = error.to_string();
     let Some(location) = error.location() else {
-        return ConfigError::new("", format!("invalid YAML: {full}"))
-            .with_hint("check the YAML structure (anchors, merge keys `<<:`, documents)");
+        let hint = if full.contains("more than one document") {
+            "put the whole config in one YAML document (remove the `---` separators)"
+        } else if full.contains("merging") {
+            "`<<:` merges a mapping (or a list of mappings), e.g. `<<: *defaults` after `defaults: &defaults {...}`"
+        } else {
+            "check the YAML structure around anchors (`&x`), aliases (`*x`) and merge keys (`<<:`)"
+        };
+        return ConfigError::new("", format!("invalid YAML: {full}")).with_hint(hint);
     };
     let (line, column) = (location.line(), location.column());
     // The library appends " at line L column C" to its message; we put the position first instead.
@@ -86,9 +92,12 @@ fn yaml_error(error: &serde_yaml_ng::Error, text: &str) -> ConfigError {
         .next()
         .filter(|r| !r.is_empty())
         .unwrap_or(&full);
+    if let Some(error) = duplicate_key_error(reason, text, line, column) {
+        return error;
+    }
     let line_text = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
-    let hint = if reason.contains("duplicate entry") {
-        "each key may appear only once in a mapping; merge the two entries"
+    let hint = if reason.contains("recursion limit") {
+        "the file nests too deeply to be a wharf config"
     } else if line_text.contains('\t') || text.lines().take(line).any(|l| l.starts_with('\t')) {
         "YAML indentation uses spaces, not tabs"
     } else if reason.contains("mapping values are not allowed") {
@@ -101,6 +110,52 @@ fn yaml_error(error: &serde_yaml_ng::Error, text: &str) -> ConfigError {
         format!("invalid YAML at line {line}, column {column}: {reason}"),
     )
     .with_hint(hint)
+}
+
+/// Turns the library's "x.y: duplicate entry with key \"z\"" (located at the start of the mapping) into an
+/// error at `x.y.z` naming the lines of both entries when they can be found.
+fn duplicate_key_error(
+    reason: &str,
+    text: &str,
+    line: usize,
+    column: usize,
+) -> Option<ConfigError> {
+    const MARKER: &str = "duplicate entry with key ";
+    let at = reason.find(MARKER)?;
+    let parent = reason[..at].trim_end().trim_end_matches(':');
+    let quoted = &reason[at + MARKER.len()..];
+    let key = quoted
+        .strip_prefix('"')
+        .and_then(|k| k.strip_suffix('"'))
+        .unwrap_or(quoted);
+    // Block mappings: the entries are the lines of the mapping indented exactly like its first key.
+    let indent = column.saturating_sub(1);
+    let entry_lines: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .skip(line.saturating_sub(1))
+        .filter(|(_, l)| {
+            let body = l.get(indent..).unwrap_or("");
+            l.len() - l.trim_start().len() == indent
+                && [
+                    format!("{key}:"),
+                    format!("\"{key}\":"),
+                    format!("'{key}':"),
+                ]
+                .iter()
+                .any(|k| body.starts_with(k.as_str()))
+        })
+        .map(|(i, _)| i + 1)
+        .take(2)
+        .collect();
+    let message = match entry_lines[..] {
+        [first, second] => format!("key `{key}` appears twice (lines {first} and {second})"),
+        _ => format!("key `{key}` appears twice in the mapping at line {line}, column {column}"),
+    };
+    Some(
+        ConfigError::new(join(parent, key), message)
+            .with_hint("each key may appear only once in a mapping; merge the two entries"),
+    )
 }
 
 /// Describes a YAML value for "expected X, found Y" messages.
@@ -309,12 +364,23 @@ impl Walker {
                     None
                 }
             },
-            Value::Number(n) if n.as_u64() == Some(0) => Some(Duration::ZERO),
             Value::Number(n) => {
-                self.report(
-                    ConfigError::new(path, format!("{n} is a number without a unit"))
-                        .with_hint(format!("write \"{n}s\" for seconds; {DURATION_EXPECTED}")),
-                );
+                let (message, hint) = match (n.as_u64(), n.as_i64()) {
+                    (Some(0), _) => return Some(Duration::ZERO),
+                    (Some(_), _) => (
+                        format!("{n} is a number without a unit"),
+                        format!("write \"{n}s\" for seconds; {DURATION_EXPECTED}"),
+                    ),
+                    (None, Some(_)) => (
+                        format!("{n} is negative; durations cannot be negative"),
+                        DURATION_EXPECTED.to_owned(),
+                    ),
+                    (None, None) => (
+                        format!("{n} is not a whole number with a unit"),
+                        DURATION_EXPECTED.to_owned(),
+                    ),
+                };
+                self.report(ConfigError::new(path, message).with_hint(hint));
                 None
             }
             other => {
