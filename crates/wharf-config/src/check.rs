@@ -256,7 +256,7 @@ pub(crate) fn repo_checks(repo: &RepoConfig, format: Option<Format>) -> Vec<Conf
                     ConfigError::new(
                         at("upstream"),
                         format!(
-                            "missing `upstream`: a {format} repository needs the URL it caches"
+                            "missing `upstream`: {format} repositories need the URL they cache"
                         ),
                     )
                     .with_hint(format!("add `upstream: \"{}\"`", example_upstream(format))),
@@ -266,7 +266,7 @@ pub(crate) fn repo_checks(repo: &RepoConfig, format: Option<Format>) -> Vec<Conf
                 errors.push(
                     ConfigError::new(at("upstreams"), "`upstreams` is only for oci repositories")
                         .with_hint(format!(
-                            "a {format} repository has one `upstream: \"{}\"`",
+                            "{format} repositories take one `upstream: \"{}\"`",
                             example_upstream(format)
                         )),
                 );

@@ -470,7 +470,7 @@ fn upstream_settings_match_the_format() {
     );
     assert_eq!(
         error.message,
-        "missing `upstream`: a npm repository needs the URL it caches"
+        "missing `upstream`: npm repositories need the URL they cache"
     );
     assert_eq!(
         hint(&error),
@@ -789,5 +789,13 @@ fn error_display_reads_well() {
         "repositories.pypi.negative_tll: unknown key `negative_tll` (hint: did you mean `negative_ttl`?)\n\
          repositories.pypi.metadata_ttl: unknown unit \"minutes\" in \"5 minutes\" (hint: expected a duration \
          like \"30s\", \"10m\", \"1h\", \"1h30m\" or \"500ms\" (units: ms, s, m, h, d))"
+    );
+}
+
+#[test]
+fn byte_order_mark_is_ignored() {
+    assert_eq!(
+        parse("\u{feff}listen: \":1\"\n").listen.to_string(),
+        "0.0.0.0:1"
     );
 }
