@@ -1,0 +1,561 @@
+//! [`Engine::get`]: answer from the store, or join or start the one upstream fetch for a key.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use tokio::sync::watch::Sender;
+use wharf_store::{now_ms, BlobFile, Entry, Sha256Writer, Store, TempBlob};
+
+use crate::body::{Served, Source};
+use crate::flight::{new_flight, wait_started, FlightGuard, FlightMap, FlightState};
+use crate::upstream::{classify, header_text};
+use crate::verify::Checker;
+use crate::{EngineMetrics, FetchError, FetchRequest, Freshness, Outcome, Upstream};
+
+/// Bytes gathered before one write to the temporary file (and one progress notification to readers).
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// The engine: one per process, shared by every repository.
+pub struct Engine {
+    store: Arc<Store>,
+    upstream: Upstream,
+    flights: FlightMap,
+    metrics: EngineMetrics,
+}
+
+/// What the store holds for a request, judged against the request's freshness rules.
+enum Cached {
+    Fresh(Entry, BlobFile),
+    Negative(Entry),
+    Stale(Entry),
+    Absent,
+}
+
+impl Engine {
+    pub fn new(store: Arc<Store>, upstream: Upstream, metrics: EngineMetrics) -> Arc<Engine> {
+        Arc::new(Engine {
+            store,
+            upstream,
+            flights: FlightMap::default(),
+            metrics,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
+    }
+
+    /// Number of upstream fetches in progress.
+    pub fn inflight(&self) -> usize {
+        self.flights.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The stored answer for `key`, if there is a fresh one (immutable entries are always fresh), without any
+    /// upstream traffic. Formats use it to answer hits before they know the upstream URL.
+    pub fn cached(
+        &self,
+        repo: &str,
+        key: &str,
+        freshness: Freshness,
+    ) -> Result<Option<Served>, FetchError> {
+        let Some(entry) = self.store.lookup(repo, key).map_err(store_err)? else {
+            return Ok(None);
+        };
+        if entry.is_negative() {
+            return Ok(None);
+        }
+        let fresh = match freshness {
+            Freshness::Immutable => true,
+            Freshness::Revalidate(ttl) => entry.age_ms(now_ms()) < ttl.as_millis() as u64,
+        };
+        if !fresh {
+            return Ok(None);
+        }
+        let Some(blob) = self.open_blob(repo, key, &entry)? else {
+            return Ok(None);
+        };
+        self.metrics.outcome(repo, Outcome::Hit);
+        Ok(Some(served_from_blob(Outcome::Hit, entry, blob)))
+    }
+
+    /// Answers `req` from the store or from upstream, as the crate documentation describes.
+    pub async fn get(self: &Arc<Self>, req: FetchRequest) -> Result<Served, FetchError> {
+        let result = self.get_inner(req.clone()).await;
+        match &result {
+            Ok(served) => self.metrics.outcome(&req.repo, served.outcome),
+            Err(FetchError::NotFound {
+                from_negative_cache: true,
+                ..
+            }) => self.metrics.outcome(&req.repo, Outcome::Negative),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn get_inner(self: &Arc<Self>, req: FetchRequest) -> Result<Served, FetchError> {
+        let stale = match self.classify(&req)? {
+            Cached::Fresh(entry, blob) => return Ok(served_from_blob(Outcome::Hit, entry, blob)),
+            Cached::Negative(entry) => return Err(negative(&req, &entry)),
+            Cached::Stale(entry) => Some(entry),
+            Cached::Absent => None,
+        };
+        let key = req.flight_key();
+        let (handle, leader) = {
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(handle) = flights.get(&key) {
+                (handle.clone(), false)
+            } else {
+                // A fetch may have finished between our lookup and taking the lock: it writes its entry before
+                // it leaves the map, so looking again now cannot miss it.
+                let stale = match self.classify(&req)? {
+                    Cached::Fresh(entry, blob) => {
+                        return Ok(served_from_blob(Outcome::Hit, entry, blob))
+                    }
+                    Cached::Negative(entry) => return Err(negative(&req, &entry)),
+                    Cached::Stale(entry) => Some(entry),
+                    Cached::Absent => None,
+                };
+                let (tx, handle) = new_flight();
+                flights.insert(key.clone(), handle.clone());
+                let guard = FlightGuard {
+                    map: self.flights.clone(),
+                    key,
+                };
+                let engine = self.clone();
+                let task_req = req.clone();
+                let bytes = handle.upstream_bytes.clone();
+                tokio::spawn(
+                    async move { engine.run_flight(task_req, stale, tx, bytes, guard).await },
+                );
+                (handle, true)
+            }
+        };
+        let mut rx = handle.rx.clone();
+        let state = wait_started(&mut rx, req.url.as_str()).await;
+        let joined = if leader {
+            Outcome::Miss
+        } else {
+            Outcome::Coalesced
+        };
+        let upstream_bytes = leader.then(|| handle.upstream_bytes.clone());
+        match state {
+            FlightState::Body { head, .. } => {
+                let len = head.header("content-length").map(|_| head.size);
+                Ok(Served {
+                    outcome: joined,
+                    entry: (*head).clone(),
+                    upstream_bytes,
+                    source: Source::Growing { rx, len },
+                })
+            }
+            FlightState::Complete { head, file, size } => Ok(Served {
+                outcome: joined,
+                entry: (*head).clone(),
+                upstream_bytes,
+                source: Source::File { file, len: size },
+            }),
+            FlightState::NotModified(entry) => {
+                let outcome = if leader {
+                    Outcome::Revalidated
+                } else {
+                    Outcome::Coalesced
+                };
+                match self.open_blob(&req.repo, &req.key, &entry)? {
+                    Some(blob) => Ok(Served {
+                        upstream_bytes,
+                        ..served_from_blob(outcome, (*entry).clone(), blob)
+                    }),
+                    None => Err(FetchError::Abandoned {
+                        url: req.url.to_string(),
+                    }),
+                }
+            }
+            FlightState::Failed(error) => {
+                if let (true, Some(entry)) = (error.allows_stale(), stale) {
+                    if let Some(blob) = self.open_blob(&req.repo, &req.key, &entry)? {
+                        tracing::warn!(repo = %req.repo, key = %req.key, %error, "upstream failed; serving stale copy");
+                        return Ok(served_from_blob(Outcome::Stale, entry, blob));
+                    }
+                }
+                Err(error)
+            }
+            FlightState::Pending => Err(FetchError::Abandoned {
+                url: req.url.to_string(),
+            }),
+        }
+    }
+
+    fn classify(&self, req: &FetchRequest) -> Result<Cached, FetchError> {
+        let Some(entry) = self.store.lookup(&req.repo, &req.key).map_err(store_err)? else {
+            return Ok(Cached::Absent);
+        };
+        let age = entry.age_ms(now_ms());
+        if entry.is_negative() {
+            let remembered =
+                !req.negative_ttl.is_zero() && age < req.negative_ttl.as_millis() as u64;
+            return Ok(if remembered {
+                Cached::Negative(entry)
+            } else {
+                Cached::Absent
+            });
+        }
+        let fresh = match req.freshness {
+            Freshness::Immutable => true,
+            Freshness::Revalidate(ttl) => age < ttl.as_millis() as u64,
+        };
+        if !fresh {
+            return Ok(Cached::Stale(entry));
+        }
+        match self.open_blob(&req.repo, &req.key, &entry)? {
+            Some(blob) => Ok(Cached::Fresh(entry, blob)),
+            None => Ok(Cached::Absent),
+        }
+    }
+
+    /// Opens the blob an entry names; an entry whose blob is gone (evicted) is removed and reads as absent.
+    fn open_blob(
+        &self,
+        repo: &str,
+        key: &str,
+        entry: &Entry,
+    ) -> Result<Option<BlobFile>, FetchError> {
+        let Some(digest) = entry.blob_digest() else {
+            return Ok(None);
+        };
+        match self.store.open_blob(&digest).map_err(store_err)? {
+            Some(blob) => Ok(Some(blob)),
+            None => {
+                self.store.remove_entry(repo, key).map_err(store_err)?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn run_flight(
+        self: Arc<Self>,
+        req: FetchRequest,
+        stale: Option<Entry>,
+        tx: Sender<FlightState>,
+        upstream_bytes: Arc<AtomicU64>,
+        _guard: FlightGuard,
+    ) {
+        self.metrics.inflight.inc();
+        if let Err(error) = self
+            .download(&req, stale.as_ref(), &tx, &upstream_bytes)
+            .await
+        {
+            if !matches!(error, FetchError::NotFound { .. }) {
+                tracing::warn!(repo = %req.repo, key = %req.key, %error, "upstream fetch failed");
+                self.metrics.error(&req.repo, error.kind());
+            }
+            tx.send_replace(FlightState::Failed(error));
+        }
+        self.metrics.inflight.dec();
+    }
+
+    async fn download(
+        &self,
+        req: &FetchRequest,
+        stale: Option<&Entry>,
+        tx: &Sender<FlightState>,
+        upstream_bytes: &AtomicU64,
+    ) -> Result<(), FetchError> {
+        let mut headers = req.headers.clone();
+        if let Some(stale) = stale {
+            add_validators(&mut headers, stale);
+        }
+        let resp = match self.upstream.get(&req.url, &headers).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.metrics.upstream_status(&req.repo, "error");
+                return Err(e);
+            }
+        };
+        self.metrics
+            .upstream_latency
+            .get_or_create(&crate::metrics::RepoLabel {
+                repo: req.repo.to_string(),
+            })
+            .observe(resp.latency.as_secs_f64());
+        self.metrics
+            .upstream_status(&req.repo, resp.status.as_str());
+        match resp.status {
+            StatusCode::NOT_MODIFIED if stale.is_some() => {
+                let mut entry = stale.cloned().expect("checked above");
+                entry.fetched_at = now_ms();
+                if let Some(etag) = header_text(&resp.headers, "etag") {
+                    entry.etag = Some(etag);
+                }
+                if let Some(lm) = header_text(&resp.headers, "last-modified") {
+                    entry.last_modified = Some(lm);
+                }
+                self.put_entry(req, entry.clone()).await?;
+                tx.send_replace(FlightState::NotModified(Arc::new(entry)));
+                Ok(())
+            }
+            StatusCode::OK => self.stream_body(req, resp, tx, upstream_bytes).await,
+            StatusCode::NOT_FOUND | StatusCode::GONE => {
+                let status = resp.status.as_u16();
+                if !req.negative_ttl.is_zero() {
+                    let entry = Entry {
+                        digest: None,
+                        size: 0,
+                        status,
+                        content_type: None,
+                        etag: None,
+                        last_modified: None,
+                        fetched_at: now_ms(),
+                        immutable: false,
+                        upstream_url: req.url.to_string(),
+                        headers: Vec::new(),
+                    };
+                    self.put_entry(req, entry).await?;
+                }
+                Err(FetchError::NotFound {
+                    url: req.url.to_string(),
+                    status,
+                    from_negative_cache: false,
+                })
+            }
+            other => Err(FetchError::Status {
+                url: req.url.to_string(),
+                status: other.as_u16(),
+            }),
+        }
+    }
+
+    async fn stream_body(
+        &self,
+        req: &FetchRequest,
+        resp: crate::upstream::Response,
+        tx: &Sender<FlightState>,
+        upstream_bytes: &AtomicU64,
+    ) -> Result<(), FetchError> {
+        let url = req.url.to_string();
+        let announced = resp.inner.content_length();
+        let mut kept: Vec<(String, String)> = req
+            .keep_headers
+            .iter()
+            .filter_map(|name| header_text(&resp.headers, name).map(|v| (name.to_string(), v)))
+            .collect();
+        if let Some(len) = announced {
+            kept.push(("content-length".into(), len.to_string()));
+        }
+        let head = Arc::new(Entry {
+            digest: None,
+            size: announced.unwrap_or(0),
+            status: 200,
+            content_type: header_text(&resp.headers, "content-type"),
+            etag: header_text(&resp.headers, "etag"),
+            last_modified: header_text(&resp.headers, "last-modified"),
+            fetched_at: now_ms(),
+            immutable: req.freshness == Freshness::Immutable,
+            upstream_url: url.clone(),
+            headers: kept,
+        });
+        let mut temp = self.store.temp_blob().map_err(store_err)?;
+        let reader = Arc::new(
+            temp.reader()
+                .map_err(|e| FetchError::Store(e.to_string()))?,
+        );
+        tx.send_replace(FlightState::Body {
+            head: head.clone(),
+            file: reader.clone(),
+            written: 0,
+        });
+
+        let bytes_metric = self
+            .metrics
+            .upstream_bytes
+            .get_or_create(&crate::metrics::RepoLabel {
+                repo: req.repo.to_string(),
+            })
+            .clone();
+        let read_timeout = self.upstream.options().read_timeout;
+        let mut sha = Sha256Writer::default();
+        let mut checker = Checker::for_expected(req.expected.as_ref());
+        let mut pending: Vec<u8> = Vec::with_capacity(WRITE_BATCH * 2);
+        let mut stream = resp.inner.bytes_stream();
+        loop {
+            let next = match tokio::time::timeout(read_timeout, stream.next()).await {
+                Err(_) => {
+                    return Err(FetchError::Timeout {
+                        url,
+                        phase: "reading the body",
+                    })
+                }
+                Ok(next) => next,
+            };
+            match next {
+                None => break,
+                Some(Err(e)) => {
+                    return Err(match announced {
+                        Some(expected) => FetchError::Truncated {
+                            url,
+                            got: sha.len(),
+                            expected,
+                        },
+                        None => classify(&req.url, &e),
+                    })
+                }
+                Some(Ok(chunk)) => {
+                    sha.update(&chunk);
+                    checker.update(&chunk);
+                    upstream_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    bytes_metric.inc_by(chunk.len() as u64);
+                    if announced.is_some_and(|len| sha.len() > len) {
+                        return Err(FetchError::Truncated {
+                            url,
+                            got: sha.len(),
+                            expected: announced.unwrap_or(0),
+                        });
+                    }
+                    pending.extend_from_slice(&chunk);
+                    if pending.len() >= WRITE_BATCH {
+                        temp = write_batch(temp, &mut pending).await?;
+                        let written = sha.len();
+                        tx.send_replace(FlightState::Body {
+                            head: head.clone(),
+                            file: reader.clone(),
+                            written,
+                        });
+                    }
+                }
+            }
+        }
+        if !pending.is_empty() {
+            temp = write_batch(temp, &mut pending).await?;
+        }
+        let size = sha.len();
+        if let Some(expected) = announced.filter(|&len| len != size) {
+            return Err(FetchError::Truncated {
+                url,
+                got: size,
+                expected,
+            });
+        }
+        let digest = sha.finish();
+        if let Err(actual) = checker.verify(req.expected.as_ref(), &digest.to_hex()) {
+            let expected = req
+                .expected
+                .as_ref()
+                .map(|e| e.describe())
+                .unwrap_or_default();
+            return Err(FetchError::DigestMismatch {
+                url,
+                expected,
+                actual,
+            });
+        }
+        let mut entry = (*head).clone();
+        entry.digest = Some(digest.to_hex());
+        entry.size = size;
+        entry.headers.retain(|(name, _)| name != "content-length");
+        // The bytes are verified: clients get them whether or not storing works (a full disk must not break
+        // downloads), but only a committed blob gets an index entry.
+        let store = self.store.clone();
+        let committed = tokio::task::spawn_blocking(move || store.commit_blob(temp, &digest, size))
+            .await
+            .map_err(|e| FetchError::Store(e.to_string()))
+            .and_then(|r| r.map_err(store_err));
+        let result = match committed {
+            Ok(()) => self.put_entry(req, entry.clone()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            tracing::error!(repo = %req.repo, key = %req.key, error = %e, "download verified but not stored");
+            self.metrics.error(&req.repo, "store");
+        }
+        tx.send_replace(FlightState::Complete {
+            head: Arc::new(entry),
+            file: reader,
+            size,
+        });
+        self.evict_in_background();
+        Ok(())
+    }
+
+    async fn put_entry(&self, req: &FetchRequest, entry: Entry) -> Result<(), FetchError> {
+        let store = self.store.clone();
+        let (repo, key) = (req.repo.clone(), req.key.clone());
+        tokio::task::spawn_blocking(move || store.put_entry(&repo, &key, &entry))
+            .await
+            .map_err(|e| FetchError::Store(e.to_string()))?
+            .map_err(store_err)
+    }
+
+    fn evict_in_background(&self) {
+        let usage = self.store.usage();
+        if usage.max_bytes.is_some_and(|max| usage.bytes > max) {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = store.evict_if_needed() {
+                    tracing::error!(error = %e, "eviction failed");
+                }
+            });
+        }
+    }
+}
+
+async fn write_batch(mut temp: TempBlob, pending: &mut Vec<u8>) -> Result<TempBlob, FetchError> {
+    let batch = std::mem::take(pending);
+    let (temp, batch, result) = tokio::task::spawn_blocking(move || {
+        let result = temp.write_all(&batch);
+        (temp, batch, result)
+    })
+    .await
+    .map_err(|e| FetchError::Store(e.to_string()))?;
+    result
+        .map_err(|e| FetchError::Store(format!("cannot write {}: {e}", temp.path().display())))?;
+    *pending = batch;
+    pending.clear();
+    Ok(temp)
+}
+
+fn add_validators(headers: &mut HeaderMap, entry: &Entry) {
+    if let Some(etag) = entry
+        .etag
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(http::header::IF_NONE_MATCH, etag);
+    }
+    if let Some(lm) = entry
+        .last_modified
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(http::header::IF_MODIFIED_SINCE, lm);
+    }
+}
+
+fn served_from_blob(outcome: Outcome, entry: Entry, blob: BlobFile) -> Served {
+    let len = blob.len;
+    Served {
+        outcome,
+        entry,
+        upstream_bytes: None,
+        source: Source::File {
+            file: Arc::new(blob.file),
+            len,
+        },
+    }
+}
+
+fn negative(req: &FetchRequest, entry: &Entry) -> FetchError {
+    FetchError::NotFound {
+        url: req.url.to_string(),
+        status: entry.status,
+        from_negative_cache: true,
+    }
+}
+
+fn store_err(e: wharf_store::StoreError) -> FetchError {
+    FetchError::Store(e.to_string())
+}

@@ -1,0 +1,88 @@
+//! Why a fetch failed, and what a client should be told.
+
+use http::StatusCode;
+
+/// A failed [`crate::Engine::get`]. Every message names the upstream URL or the key it concerns.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// Upstream says the resource does not exist (or the negative cache remembers that it said so).
+    #[error("not found upstream: {url}")]
+    NotFound {
+        url: String,
+        status: u16,
+        from_negative_cache: bool,
+    },
+    /// Upstream answered with an error status (after retries where retrying made sense).
+    #[error("upstream {url} answered {status}")]
+    Status { url: String, status: u16 },
+    /// No usable answer: connection refused or reset, DNS failure, TLS failure.
+    #[error("upstream {url} unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// No response headers, or no body bytes, within the configured time.
+    #[error("upstream {url} timed out {phase}")]
+    Timeout { url: String, phase: &'static str },
+    /// The body ended before its announced length.
+    #[error("upstream {url} sent {got} of {expected} bytes; discarded")]
+    Truncated {
+        url: String,
+        got: u64,
+        expected: u64,
+    },
+    /// The body's digest is not the expected one.
+    #[error("upstream {url} sent bytes with digest {actual}, expected {expected}; discarded")]
+    DigestMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    /// The local store failed (disk full, permissions).
+    #[error("cache store error: {0}")]
+    Store(String),
+    /// The fetch task went away without a result (a bug, or the process is shutting down).
+    #[error("upstream fetch for {url} was abandoned")]
+    Abandoned { url: String },
+}
+
+impl FetchError {
+    /// The status a client of wharf receives for this error.
+    pub fn client_status(&self) -> StatusCode {
+        match self {
+            FetchError::NotFound { status: 410, .. } => StatusCode::GONE,
+            FetchError::NotFound { .. } => StatusCode::NOT_FOUND,
+            FetchError::Status { status, .. } if matches!(*status, 401 | 403) => {
+                StatusCode::BAD_GATEWAY
+            }
+            FetchError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            FetchError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Whether a stored (stale) copy may be served instead: upstream trouble, not upstream's "no".
+    pub fn allows_stale(&self) -> bool {
+        match self {
+            FetchError::Status { status, .. } => *status == 429 || *status >= 500,
+            FetchError::Unreachable { .. }
+            | FetchError::Timeout { .. }
+            | FetchError::Abandoned { .. } => true,
+            FetchError::Truncated { .. } | FetchError::DigestMismatch { .. } => true,
+            FetchError::NotFound { .. } | FetchError::Store(_) => false,
+        }
+    }
+
+    /// A short, bounded label for the metrics' `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::NotFound { .. } => "not_found",
+            FetchError::Status { status: 429, .. } => "status_429",
+            FetchError::Status { status, .. } if *status >= 500 => "status_5xx",
+            FetchError::Status { .. } => "status_4xx",
+            FetchError::Unreachable { .. } => "unreachable",
+            FetchError::Timeout { .. } => "timeout",
+            FetchError::Truncated { .. } => "truncated",
+            FetchError::DigestMismatch { .. } => "digest_mismatch",
+            FetchError::Store(_) => "store",
+            FetchError::Abandoned { .. } => "abandoned",
+        }
+    }
+}

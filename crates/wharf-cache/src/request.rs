@@ -1,0 +1,101 @@
+//! What a format asks of the engine, and how the engine says where an answer came from.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use url::Url;
+
+use crate::Expected;
+
+/// How long a stored answer may be served without asking upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Artifacts addressed by digest or by an immutable file name: stored once, never revalidated.
+    Immutable,
+    /// Index pages, tags, metadata: revalidated (conditionally, when upstream gave validators) after this long.
+    Revalidate(Duration),
+}
+
+/// One cacheable upstream resource, as a format adapter describes it.
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    /// Repository name (a metrics label and the index namespace).
+    pub repo: Arc<str>,
+    /// Cache key within the repository. Requests with the same key share one entry and one fetch.
+    pub key: String,
+    /// The upstream URL. The format is responsible for it naming only configured upstreams.
+    pub url: Url,
+    /// Extra request headers sent upstream (for example `Accept`, `Authorization`).
+    pub headers: HeaderMap,
+    pub freshness: Freshness,
+    /// How long an upstream 404/410 is remembered; zero disables the negative cache for this request.
+    pub negative_ttl: Duration,
+    /// The digest the body must have; checked while streaming, before anything is committed.
+    pub expected: Option<Expected>,
+    /// Upstream response headers to keep in the entry and give back on hits (lower-case names).
+    pub keep_headers: &'static [&'static str],
+}
+
+impl FetchRequest {
+    pub fn new(
+        repo: Arc<str>,
+        key: impl Into<String>,
+        url: Url,
+        freshness: Freshness,
+    ) -> FetchRequest {
+        FetchRequest {
+            repo,
+            key: key.into(),
+            url,
+            headers: HeaderMap::new(),
+            freshness,
+            negative_ttl: Duration::ZERO,
+            expected: None,
+            keep_headers: &[],
+        }
+    }
+
+    pub(crate) fn flight_key(&self) -> String {
+        format!("{}\0{}", self.repo, self.key)
+    }
+}
+
+/// Where an answer came from; reported in the access log and in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Served from the store, fresh.
+    Hit,
+    /// Fetched from upstream for this request.
+    Miss,
+    /// Joined a fetch another request had started.
+    Coalesced,
+    /// Served from the store because upstream failed.
+    Stale,
+    /// Upstream confirmed the stored copy (304).
+    Revalidated,
+    /// Answered 404 from the negative cache.
+    Negative,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Coalesced => "coalesced",
+            Outcome::Stale => "stale",
+            Outcome::Revalidated => "revalidated",
+            Outcome::Negative => "negative",
+        }
+    }
+
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Hit,
+        Outcome::Miss,
+        Outcome::Coalesced,
+        Outcome::Stale,
+        Outcome::Revalidated,
+        Outcome::Negative,
+    ];
+}

@@ -1,0 +1,115 @@
+//! Digests a body must match, checked incrementally while it streams.
+
+use base64::Engine as _;
+use sha2::{Digest as _, Sha512};
+
+/// The digest a format knows in advance (from a page, a lock file, a manifest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// SHA-256 as 64 hex characters (PyPI hashes, OCI digests, cargo cksum).
+    Sha256(String),
+    /// SHA-512 raw bytes (npm `dist.integrity` "sha512-<base64>").
+    Sha512(Vec<u8>),
+}
+
+impl Expected {
+    /// Parses an SRI string such as `sha512-<base64>` or `sha256-<base64>`; other algorithms give `None`.
+    pub fn from_sri(sri: &str) -> Option<Expected> {
+        let (algo, b64) = sri.trim().split_once('-')?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+        match algo {
+            "sha512" if bytes.len() == 64 => Some(Expected::Sha512(bytes)),
+            "sha256" if bytes.len() == 32 => Some(Expected::Sha256(hex::encode(bytes))),
+            _ => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Expected::Sha256(hex) => format!("sha256:{hex}"),
+            Expected::Sha512(bytes) => format!(
+                "sha512-{}",
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            ),
+        }
+    }
+}
+
+/// Extra hashers for expectations that are not the store's own SHA-256.
+pub(crate) enum Checker {
+    None,
+    Sha512(Box<Sha512>),
+}
+
+impl Checker {
+    pub(crate) fn for_expected(expected: Option<&Expected>) -> Checker {
+        match expected {
+            Some(Expected::Sha512(_)) => Checker::Sha512(Box::default()),
+            _ => Checker::None,
+        }
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        if let Checker::Sha512(h) = self {
+            h.update(bytes);
+        }
+    }
+
+    /// Checks the finished body. `sha256_hex` is the store's own digest of the same bytes.
+    pub(crate) fn verify(
+        self,
+        expected: Option<&Expected>,
+        sha256_hex: &str,
+    ) -> Result<(), String> {
+        match (expected, self) {
+            (None, _) => Ok(()),
+            (Some(Expected::Sha256(want)), _) => {
+                if want.eq_ignore_ascii_case(sha256_hex) {
+                    Ok(())
+                } else {
+                    Err(format!("sha256:{sha256_hex}"))
+                }
+            }
+            (Some(Expected::Sha512(want)), Checker::Sha512(h)) => {
+                let got = h.finalize();
+                if got.as_slice() == want.as_slice() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "sha512-{}",
+                        base64::engine::general_purpose::STANDARD.encode(got)
+                    ))
+                }
+            }
+            (Some(Expected::Sha512(_)), Checker::None) => Err("no sha512 computed".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sri_parses_sha512_and_rejects_garbage() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 64]);
+        assert_eq!(
+            Expected::from_sri(&format!("sha512-{b64}")),
+            Some(Expected::Sha512(vec![7u8; 64]))
+        );
+        assert_eq!(Expected::from_sri("sha1-abc"), None);
+        assert_eq!(Expected::from_sri("sha512-!!!"), None);
+    }
+
+    #[test]
+    fn sha512_mismatch_is_reported() {
+        let want = Sha512::digest(b"right").to_vec();
+        let expected = Expected::Sha512(want);
+        let mut ok = Checker::for_expected(Some(&expected));
+        ok.update(b"right");
+        assert!(ok.verify(Some(&expected), "").is_ok());
+        let mut bad = Checker::for_expected(Some(&expected));
+        bad.update(b"wrong");
+        assert!(bad.verify(Some(&expected), "").is_err());
+    }
+}

@@ -1,0 +1,482 @@
+//! The PyPI format: a Simple API repository (PEP 503 HTML, PEP 691 JSON, PEP 658/714 metadata) in front of
+//! one upstream index.
+//!
+//! Routes under `/{repo}/`:
+//! - `simple/` and `simple/{project}/`: index pages, fetched from upstream (JSON preferred), cached with the
+//!   repository's `metadata_ttl`, rendered in the form the client's `Accept` asks for, with every file link
+//!   rewritten to `../../files/{project}/{filename}` (relative, so wharf works behind any host or path prefix);
+//! - `files/{project}/{filename}` and `….metadata`: distribution files, immutable, cached forever, verified
+//!   against the sha256 the index page gave.
+//!
+//! No URL from a client is ever fetched: a file request is answered by looking the file name up on the
+//! project's (cached) upstream page and fetching the URL that page gave, so wharf only talks to the configured
+//! index and the hosts its pages link to (narrowed to `file_hosts` when that is set).
+
+mod accept;
+pub mod client_settings;
+mod html;
+mod json;
+mod model;
+mod name;
+mod render_cache;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use url::Url;
+use wharf_cache::{
+    error_response, fetch_error_response, serve, BoxFuture, CacheInfo, Engine, Expected,
+    FetchError, FetchRequest, Freshness, Outcome, RepoRequest, Repository,
+};
+
+pub use accept::{negotiate, Variant};
+pub use model::{FileLink, ProjectPage, RootPage};
+pub use name::{is_valid_project, normalize};
+
+use render_cache::RenderCache;
+
+/// Largest index page wharf reads into memory (the root index of a large public index is tens of MB).
+const PAGE_LIMIT: u64 = 512 * 1024 * 1024;
+
+pub struct PypiRepo {
+    name: Arc<str>,
+    upstream: Url,
+    metadata_ttl: Duration,
+    negative_ttl: Duration,
+    /// Hosts file links may point to besides the upstream's own; `None` follows whatever the pages link.
+    file_hosts: Option<Vec<String>>,
+    engine: Arc<Engine>,
+    cache: RenderCache,
+}
+
+/// Builds the repository from its configuration (the one line of wiring in the server).
+pub fn build(
+    cfg: &wharf_config::RepoConfig,
+    engine: Arc<Engine>,
+) -> Result<Arc<dyn Repository>, String> {
+    let mut upstream = cfg
+        .upstream
+        .clone()
+        .ok_or_else(|| format!("repositories.{}.upstream: missing", cfg.name))?;
+    if !upstream.path().ends_with('/') {
+        let path = format!("{}/", upstream.path());
+        upstream.set_path(&path);
+    }
+    Ok(Arc::new(PypiRepo {
+        name: Arc::from(cfg.name.as_str()),
+        upstream,
+        metadata_ttl: cfg.metadata_ttl,
+        negative_ttl: cfg.negative_ttl,
+        file_hosts: cfg.file_hosts.clone(),
+        engine,
+        cache: RenderCache::new(64 * 1024 * 1024),
+    }))
+}
+
+/// An index page as fetched and parsed, with where it came from.
+struct Fetched<T> {
+    page: Arc<T>,
+    /// Digest of upstream's bytes (when stored): the identity of what was parsed, for caches and ETags.
+    digest: Option<String>,
+    outcome: Outcome,
+    upstream_bytes: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl Repository for PypiRepo {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn format(&self) -> &'static str {
+        "pypi"
+    }
+
+    fn upstreams(&self) -> Vec<String> {
+        vec![self.upstream.to_string()]
+    }
+
+    fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
+        Box::pin(self.route(req))
+    }
+}
+
+impl PypiRepo {
+    async fn route(&self, req: RepoRequest) -> Response<Body> {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET and HEAD are supported",
+            );
+        }
+        let segments = match wharf_cache::path::segments(&req.path) {
+            Ok(s) => s,
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
+        };
+        let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match parts.as_slice() {
+            ["simple"] => redirect("simple/"),
+            ["simple", ""] => self.root(&req).await,
+            ["simple", project] => redirect(&format!("{project}/")),
+            ["simple", project, ""] => self.project(&req, project).await,
+            ["files", project, filename] => self.file(&req, project, filename).await,
+            _ => error_response(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no such path in PyPI repository `{}`: try /{}/simple/",
+                    self.name, self.name
+                ),
+            ),
+        }
+    }
+
+    fn page_request(&self, key: String, url: Url) -> FetchRequest {
+        let mut req = FetchRequest::new(
+            self.name.clone(),
+            key,
+            url,
+            Freshness::Revalidate(self.metadata_ttl),
+        );
+        req.negative_ttl = self.negative_ttl;
+        req.headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(accept::UPSTREAM_ACCEPT),
+        );
+        req
+    }
+
+    async fn fetch_project(&self, project: &str) -> Result<Fetched<ProjectPage>, FetchError> {
+        let url =
+            self.upstream
+                .join(&format!("{project}/"))
+                .map_err(|e| FetchError::Unreachable {
+                    url: self.upstream.to_string(),
+                    reason: format!("cannot form the project URL: {e}"),
+                })?;
+        let served = self
+            .engine
+            .get(self.page_request(format!("simple/{project}/"), url.clone()))
+            .await?;
+        let digest = served.entry.digest.clone();
+        let (outcome, upstream_bytes) = (served.outcome, served.upstream_bytes.clone());
+        if let Some(page) = digest.as_deref().and_then(|d| self.cache.parsed(d)) {
+            return Ok(Fetched {
+                page,
+                digest,
+                outcome,
+                upstream_bytes,
+            });
+        }
+        let is_json = served
+            .entry
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.contains("json"));
+        let raw = served
+            .into_bytes(PAGE_LIMIT)
+            .await
+            .map_err(|e| FetchError::Unreachable {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        let mut page = if is_json {
+            json::parse_project(&raw, project, &url).map_err(|e| FetchError::Unreachable {
+                url: url.to_string(),
+                reason: format!("unreadable page: {e}"),
+            })?
+        } else {
+            html::parse_project(&String::from_utf8_lossy(&raw), project, &url)
+        };
+        self.drop_foreign_links(&mut page);
+        let page = Arc::new(page);
+        if let Some(d) = digest.as_deref() {
+            self.cache.put_parsed(d, page.clone(), raw.len());
+        }
+        Ok(Fetched {
+            page,
+            digest,
+            outcome,
+            upstream_bytes,
+        })
+    }
+
+    /// With `file_hosts` set, links to other hosts are removed, so a page never advertises a file that wharf
+    /// would refuse to fetch.
+    fn drop_foreign_links(&self, page: &mut ProjectPage) {
+        let before = page.files.len();
+        page.files.retain(|f| self.host_allowed(&f.url));
+        if page.files.len() < before {
+            tracing::warn!(
+                repo = %self.name,
+                project = %page.name,
+                dropped = before - page.files.len(),
+                "index page links files on hosts outside file_hosts; those links are not served"
+            );
+        }
+    }
+
+    fn host_allowed(&self, url: &Url) -> bool {
+        if !matches!(url.scheme(), "http" | "https") {
+            return false;
+        }
+        let Some(allowed) = &self.file_hosts else {
+            return true;
+        };
+        let (Some(host), port) = (url.host_str(), url.port_or_known_default()) else {
+            return false;
+        };
+        let same_as_upstream =
+            self.upstream.host_str() == Some(host) && self.upstream.port_or_known_default() == port;
+        let with_port = port.map(|p| format!("{host}:{p}"));
+        same_as_upstream
+            || allowed
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(host) || Some(a.to_ascii_lowercase()) == with_port)
+    }
+
+    async fn project(&self, req: &RepoRequest, project: &str) -> Response<Body> {
+        if !name::is_valid_project(project) {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                format!("`{project}` is not a valid project name"),
+            );
+        }
+        let Some(variant) = negotiate(
+            req.headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        ) else {
+            return not_acceptable();
+        };
+        let norm = normalize(project);
+        let fetched = match self.fetch_project(&norm).await {
+            Ok(f) => f,
+            Err(e) => return fetch_error_response(&e),
+        };
+        let files_prefix = format!("../../files/{}/", norm);
+        let render = || -> Bytes {
+            let link = |f: &FileLink| format!("{files_prefix}{}", encode_segment(&f.filename));
+            match variant {
+                Variant::Json => json::render_project(&fetched.page, link).into(),
+                Variant::Html | Variant::TextHtml => {
+                    html::render_project(&fetched.page, link).into()
+                }
+            }
+        };
+        let body = self
+            .cache
+            .rendered(fetched.digest.as_deref(), variant, render);
+        page_response(req, variant, body, &fetched)
+    }
+
+    async fn root(&self, req: &RepoRequest) -> Response<Body> {
+        let Some(variant) = negotiate(
+            req.headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        ) else {
+            return not_acceptable();
+        };
+        let served = match self
+            .engine
+            .get(self.page_request("simple/".into(), self.upstream.clone()))
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return fetch_error_response(&e),
+        };
+        let digest = served.entry.digest.clone();
+        let (outcome, upstream_bytes) = (served.outcome, served.upstream_bytes.clone());
+        let is_json = served
+            .entry
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.contains("json"));
+        let cached = digest
+            .as_deref()
+            .and_then(|d| self.cache.cached_render(d, variant));
+        let body = match cached {
+            Some(body) => body,
+            None => {
+                let raw = match served.into_bytes(PAGE_LIMIT).await {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        return error_response(
+                            StatusCode::BAD_GATEWAY,
+                            format!("upstream root index: {e}"),
+                        )
+                    }
+                };
+                let root = if is_json {
+                    match json::parse_root(&raw) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            return error_response(
+                                StatusCode::BAD_GATEWAY,
+                                format!("unreadable upstream root index: {e}"),
+                            )
+                        }
+                    }
+                } else {
+                    html::parse_root(&String::from_utf8_lossy(&raw))
+                };
+                self.cache
+                    .rendered(digest.as_deref(), variant, || match variant {
+                        Variant::Json => json::render_root(&root).into(),
+                        _ => html::render_root(&root, |p| format!("{}/", normalize(p))).into(),
+                    })
+            }
+        };
+        let fetched = Fetched {
+            page: Arc::new(()),
+            digest,
+            outcome,
+            upstream_bytes,
+        };
+        page_response(req, variant, body, &fetched)
+    }
+
+    async fn file(&self, req: &RepoRequest, project: &str, filename: &str) -> Response<Body> {
+        if !name::is_valid_project(project) || !name::is_valid_filename(filename) {
+            return error_response(StatusCode::NOT_FOUND, "not a valid project or file name");
+        }
+        let norm = normalize(project);
+        let key = format!("files/{norm}/{filename}");
+        match self.engine.cached(&self.name, &key, Freshness::Immutable) {
+            Ok(Some(served)) => return serve(served, &req.method, &req.headers, None),
+            Ok(None) => {}
+            Err(e) => return fetch_error_response(&e),
+        }
+        let (dist_name, metadata) = match filename.strip_suffix(".metadata") {
+            Some(dist) => (dist, true),
+            None => (filename, false),
+        };
+        let fetched = match self.fetch_project(&norm).await {
+            Ok(f) => f,
+            Err(FetchError::NotFound { .. }) => {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    format!("project `{norm}` is not on the upstream index"),
+                )
+            }
+            Err(e) => return fetch_error_response(&e),
+        };
+        let Some(link) = fetched.page.files.iter().find(|f| f.filename == dist_name) else {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                format!("`{dist_name}` is not listed on the index page of `{norm}`"),
+            );
+        };
+        let (url, expected) = if metadata {
+            let Some(hashes) = &link.core_metadata else {
+                return error_response(
+                    StatusCode::NOT_FOUND,
+                    format!("upstream offers no metadata file for `{dist_name}`"),
+                );
+            };
+            let mut url = link.url.clone();
+            url.set_path(&format!("{}.metadata", url.path()));
+            (url, hashes.get("sha256").cloned())
+        } else {
+            (link.url.clone(), link.sha256().map(str::to_string))
+        };
+        if !self.host_allowed(&url) {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "that file is hosted outside the repository's file_hosts",
+            );
+        }
+        let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
+        fetch.expected = expected.map(Expected::Sha256);
+        match self.engine.get(fetch).await {
+            Ok(served) => {
+                let mut resp = serve(served, &req.method, &req.headers, None);
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=31536000, immutable"),
+                );
+                resp
+            }
+            Err(e) => fetch_error_response(&e),
+        }
+    }
+}
+
+fn page_response<T>(
+    req: &RepoRequest,
+    variant: Variant,
+    body: Bytes,
+    fetched: &Fetched<T>,
+) -> Response<Body> {
+    let etag = fetched.digest.as_deref().map(|d| {
+        let tag = match variant {
+            Variant::Json => "j",
+            Variant::Html => "h",
+            Variant::TextHtml => "t",
+        };
+        format!("\"{}-{tag}\"", &d[..d.len().min(32)])
+    });
+    let info = CacheInfo {
+        outcome: Some(fetched.outcome),
+        upstream_bytes: fetched.upstream_bytes.clone(),
+    };
+    let not_modified = etag.as_deref().is_some_and(|etag| {
+        req.headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == etag)
+            })
+    });
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, variant.content_type())
+        .header(header::VARY, "Accept")
+        .header(header::CACHE_CONTROL, "max-age=0, must-revalidate");
+    if let Some(etag) = &etag {
+        builder = builder.header(header::ETAG, etag.as_str());
+    }
+    let resp = if not_modified {
+        builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
+    } else if req.method == Method::HEAD {
+        builder
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(Body::empty())
+    } else {
+        builder.body(Body::from(body))
+    };
+    let mut resp =
+        resp.unwrap_or_else(|e| error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+    resp.extensions_mut().insert(info);
+    resp
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn not_acceptable() -> Response<Body> {
+    error_response(
+        StatusCode::NOT_ACCEPTABLE,
+        "this index serves application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html and text/html",
+    )
+}
+
+/// Percent-encodes a file name for use as one URL path segment.
+fn encode_segment(name: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'+')
+        .remove(b'!');
+    percent_encoding::utf8_percent_encode(name, SEGMENT).to_string()
+}

@@ -1,0 +1,196 @@
+//! The access log: one JSON line per request on stdout, written when the response body has been sent (or the
+//! client went away), so `bytes_sent` and `duration_ms` are the real ones. The same moment updates the HTTP
+//! metrics and the per-repository stats.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use serde::Serialize;
+use wharf_cache::CacheInfo;
+
+use crate::state::AppState;
+use crate::timefmt::rfc3339_ms;
+
+/// Set by the repository dispatcher so the log knows which repository answered.
+#[derive(Clone, Debug)]
+pub struct RepoName(pub Arc<str>);
+
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    client: String,
+    repo: Option<&'a str>,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    bytes_sent: u64,
+    cache: Option<&'static str>,
+    upstream_bytes: u64,
+    duration_ms: f64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    incomplete: bool,
+}
+
+struct Pending {
+    state: Arc<AppState>,
+    started: Instant,
+    time_ms: u64,
+    client: String,
+    method: String,
+    path: String,
+    status: u16,
+    repo: Option<Arc<str>>,
+    info: CacheInfo,
+}
+
+pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let time_ms = wharf_store::now_ms();
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let method = req.method().to_string();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let resp = next.run(req).await;
+    let (parts, body) = resp.into_parts();
+    let pending = Pending {
+        state,
+        started,
+        time_ms,
+        client,
+        method,
+        path,
+        status: parts.status.as_u16(),
+        repo: parts.extensions.get::<RepoName>().map(|r| r.0.clone()),
+        info: parts
+            .extensions
+            .get::<CacheInfo>()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let expected = http_body::Body::size_hint(&body).exact();
+    Response::from_parts(
+        parts,
+        Body::new(LoggedBody {
+            inner: body,
+            sent: 0,
+            expected,
+            pending: Some(pending),
+        }),
+    )
+}
+
+struct LoggedBody {
+    inner: Body,
+    sent: u64,
+    expected: Option<u64>,
+    pending: Option<Pending>,
+}
+
+impl LoggedBody {
+    fn finish(&mut self, incomplete: bool) {
+        let Some(p) = self.pending.take() else { return };
+        let upstream_bytes = p
+            .info
+            .upstream_bytes
+            .as_ref()
+            .map_or(0, |b| b.load(Ordering::Relaxed));
+        let duration = p.started.elapsed();
+        let repo = p.repo.as_deref();
+        p.state.record_request(
+            repo,
+            &p.method,
+            p.status,
+            p.info.outcome,
+            self.sent,
+            upstream_bytes,
+            duration,
+        );
+        if !p.state.access_log {
+            return;
+        }
+        let line = Line {
+            time: rfc3339_ms(p.time_ms),
+            client: p.client,
+            repo,
+            method: &p.method,
+            path: &p.path,
+            status: p.status,
+            bytes_sent: self.sent,
+            cache: p.info.outcome.map(|o| o.as_str()),
+            upstream_bytes,
+            duration_ms: (duration.as_secs_f64() * 1e6).round() / 1e3,
+            incomplete,
+        };
+        if let Ok(mut text) = serde_json::to_vec(&line) {
+            text.push(b'\n');
+            let _ = std::io::stdout().lock().write_all(&text);
+        }
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(true);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                let short = this.expected.is_some_and(|n| this.sent < n);
+                this.finish(short);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        let short = self
+            .expected
+            .map_or(!http_body::Body::is_end_stream(&self.inner), |n| {
+                self.sent < n
+            });
+        self.finish(short);
+    }
+}

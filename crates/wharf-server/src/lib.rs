@@ -1,0 +1,228 @@
+//! wharf's HTTP server: builds the store, engine and repositories from a [`Config`], routes requests, and
+//! serves health, readiness, metrics, status, the admin API and the web UI.
+//!
+//! Adding a format = one crate with a `build(&RepoConfig, Arc<Engine>)` function, plus one line in
+//! [`builder_for`].
+
+mod access_log;
+mod admin;
+mod metrics;
+mod routes;
+mod state;
+mod stats;
+mod timefmt;
+mod ui;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::routing::{get, post};
+use axum::Router;
+use prometheus_client::registry::Registry;
+use wharf_cache::{Engine, EngineMetrics, Repository, Upstream, UpstreamOptions};
+use wharf_config::{Config, Format, RepoConfig};
+use wharf_store::{Store, StoreOptions};
+
+pub use state::AppState;
+pub use timefmt::rfc3339_ms;
+
+type Builder = fn(&RepoConfig, Arc<Engine>) -> Result<Arc<dyn Repository>, String>;
+
+/// The one place that knows which crate serves which format.
+fn builder_for(format: Format) -> Option<Builder> {
+    match format {
+        Format::Pypi => Some(wharf_pypi::build),
+        _ => None,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Store(#[from] wharf_store::StoreError),
+    #[error("repositories.{repo}: {message}")]
+    Repository { repo: String, message: String },
+    #[error("admin.token_file {path}: {message}")]
+    AdminToken { path: String, message: String },
+    #[error("cannot listen on {addr}: {source} (is another process using that port?)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Builds everything a server needs from the configuration: store, engine, repositories, metrics.
+pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
+    let store = Store::open(StoreOptions {
+        root: config.storage.path.clone(),
+        max_size: config.storage.max_size,
+    })?;
+    let mut options = UpstreamOptions {
+        connect_timeout: config.http.connect_timeout,
+        timeout: config.http.timeout,
+        read_timeout: config.http.read_timeout,
+        retries: config.http.retries,
+        ..UpstreamOptions::default()
+    };
+    if let Some(ua) = &config.http.user_agent {
+        options.user_agent = ua.clone();
+    }
+    let upstream = Upstream::new(options).map_err(ServerError::Other)?;
+    let mut registry = Registry::default();
+    let engine_metrics = EngineMetrics::default();
+    engine_metrics.register(&mut registry);
+    let http = metrics::HttpMetrics::new(&mut registry);
+    let engine = Engine::new(store, upstream, engine_metrics);
+
+    let mut repos: HashMap<String, Arc<dyn Repository>> = HashMap::new();
+    let mut repo_order = Vec::new();
+    for cfg in &config.repositories {
+        let build = builder_for(cfg.format).ok_or_else(|| ServerError::Repository {
+            repo: cfg.name.clone(),
+            message: format!(
+                "format `{}` is not supported by this build of wharf yet",
+                cfg.format.as_str()
+            ),
+        })?;
+        let repo = build(cfg, engine.clone()).map_err(|message| ServerError::Repository {
+            repo: cfg.name.clone(),
+            message,
+        })?;
+        repos.insert(cfg.name.clone(), repo);
+        repo_order.push(cfg.name.clone());
+    }
+    let admin_token = match &config.admin.token_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ServerError::AdminToken {
+                path: path.display().to_string(),
+                message: format!("cannot read: {e}"),
+            })?;
+            let token = text.trim().to_string();
+            if token.len() < 16 {
+                return Err(ServerError::AdminToken {
+                    path: path.display().to_string(),
+                    message: "the token must be at least 16 characters".into(),
+                });
+            }
+            Some(token)
+        }
+    };
+    let stats = stats::AllStats {
+        repos: repo_order
+            .iter()
+            .map(|n| (n.clone(), Default::default()))
+            .collect(),
+    };
+    Ok(Arc::new(AppState {
+        repos,
+        repo_order,
+        engine,
+        registry: Mutex::new(registry),
+        http,
+        stats,
+        started: Instant::now(),
+        admin_token,
+        access_log: config.log.access_log,
+        config: Arc::new(config),
+        evictions_seen: AtomicU64::new(0),
+        evicted_bytes_seen: AtomicU64::new(0),
+    }))
+}
+
+/// The router over a built state.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(ui::index))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .route("/status", get(routes::status))
+        .route("/admin/purge", post(admin::purge))
+        .route("/admin/evict", post(admin::evict))
+        .fallback(routes::dispatch)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access_log::layer,
+        ))
+        .with_state(state)
+}
+
+/// Binds, serves until `shutdown` resolves, then lets in-flight responses finish.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let addr = config.listen;
+    let state = build_state(config)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    for name in &state.repo_order {
+        if let Some(repo) = state.repos.get(name) {
+            tracing::info!(repo = %name, format = repo.format(), upstream = %repo.upstreams().join(", "), "repository ready");
+        }
+    }
+    tracing::info!(address = %local, "wharf is listening");
+    let maintenance = tokio::spawn(maintain(state.clone()));
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    maintenance.abort();
+    if let Err(e) = state.engine.store().flush_access_times() {
+        tracing::warn!(error = %e, "cannot save access times at shutdown");
+    }
+    tracing::info!("wharf stopped");
+    served.map_err(|e| ServerError::Other(format!("server error: {e}")))
+}
+
+/// Periodic work: persist access times (so eviction order survives restarts) and evict when over the limit.
+async fn maintain(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let store = state.engine.store().clone();
+        let result = tokio::task::spawn_blocking(move || {
+            store.flush_access_times()?;
+            store.evict_if_needed()
+        })
+        .await;
+        match result {
+            Ok(Err(e)) => tracing::warn!(error = %e, "store maintenance failed"),
+            Err(e) => tracing::warn!(error = %e, "store maintenance task failed"),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight responses");
+}

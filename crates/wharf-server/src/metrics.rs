@@ -1,0 +1,95 @@
+//! HTTP-side Prometheus metrics and the `/metrics` endpoint, which also reads the store's gauges at scrape
+//! time.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub repo: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RepoLabel {
+    pub repo: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
+}
+
+#[derive(Clone)]
+pub struct HttpMetrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub bytes_served: Family<RepoLabel, Counter>,
+    pub duration: Family<RepoLabel, Histogram, fn() -> Histogram>,
+    pub store_bytes: Gauge,
+    pub store_max_bytes: Gauge,
+    pub store_blobs: Gauge,
+    pub evictions: Counter,
+    pub evicted_bytes: Counter,
+}
+
+impl HttpMetrics {
+    pub fn new(registry: &mut Registry) -> HttpMetrics {
+        let m = HttpMetrics {
+            requests: Family::default(),
+            bytes_served: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram),
+            store_bytes: Gauge::default(),
+            store_max_bytes: Gauge::default(),
+            store_blobs: Gauge::default(),
+            evictions: Counter::default(),
+            evicted_bytes: Counter::default(),
+        };
+        registry.register(
+            "wharf_http_requests",
+            "HTTP requests answered, by repository, method and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "wharf_http_response_bytes",
+            "Response body bytes sent to clients",
+            m.bytes_served.clone(),
+        );
+        registry.register(
+            "wharf_http_request_duration_seconds",
+            "Time from request to the last byte of the response",
+            m.duration.clone(),
+        );
+        registry.register(
+            "wharf_store_bytes",
+            "Bytes of blobs in the store",
+            m.store_bytes.clone(),
+        );
+        registry.register(
+            "wharf_store_max_bytes",
+            "Configured store size limit (0: unbounded)",
+            m.store_max_bytes.clone(),
+        );
+        registry.register(
+            "wharf_store_blobs",
+            "Blobs in the store",
+            m.store_blobs.clone(),
+        );
+        registry.register(
+            "wharf_store_evictions",
+            "Blobs evicted to stay under the size limit",
+            m.evictions.clone(),
+        );
+        registry.register(
+            "wharf_store_evicted_bytes",
+            "Bytes evicted to stay under the size limit",
+            m.evicted_bytes.clone(),
+        );
+        m
+    }
+}

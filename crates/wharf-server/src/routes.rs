@@ -1,0 +1,126 @@
+//! Health, readiness, metrics, status and the dispatcher that hands `/{repo}/...` to its repository.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{header, StatusCode};
+use serde_json::json;
+use wharf_cache::{error_response, RepoRequest};
+
+use crate::access_log::RepoName;
+use crate::state::AppState;
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let store = state.engine.store().clone();
+    let check = tokio::task::spawn_blocking(move || store.check_writable()).await;
+    match check {
+        Ok(Ok(())) => "ready\n".into_response(),
+        Ok(Err(e)) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: store not writable: {e}"),
+        ),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+    }
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.refresh_store_metrics();
+    let mut text = String::new();
+    let encoded = {
+        let registry = state.registry.lock().unwrap_or_else(|p| p.into_inner());
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+    };
+    match encoded {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}"),
+        ),
+    }
+}
+
+pub fn status_json(state: &AppState) -> serde_json::Value {
+    let usage = state.refresh_store_metrics();
+    let repos: Vec<serde_json::Value> = state
+        .repo_order
+        .iter()
+        .filter_map(|name| {
+            let repo = state.repos.get(name)?;
+            let stats = state
+                .repo_stats(name)
+                .map(|s| s.snapshot())
+                .unwrap_or_default();
+            Some(json!({
+                "name": name,
+                "format": repo.format(),
+                "upstreams": repo.upstreams(),
+                "stats": stats,
+            }))
+        })
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "repositories": repos,
+        "store": {
+            "path": state.engine.store().root(),
+            "bytes": usage.bytes,
+            "blobs": usage.blobs,
+            "max_bytes": usage.max_bytes,
+            "evictions": usage.evictions,
+            "evicted_bytes": usage.evicted_bytes,
+        },
+        "upstream_fetches_in_flight": state.engine.inflight(),
+    })
+}
+
+pub async fn status(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(status_json(&state)).into_response()
+}
+
+/// Everything not matched by a fixed route: `/{repo}/{rest}` goes to the repository named `repo`.
+pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let raw = req.uri().path().trim_start_matches('/');
+    let (name, rest) = raw.split_once('/').unwrap_or((raw, ""));
+    let Some(repo) = state.repos.get(name).cloned() else {
+        let known = state.repo_order.join(", ");
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no repository named `{name}` (configured: {})",
+                if known.is_empty() { "none" } else { &known }
+            ),
+        );
+    };
+    if rest.is_empty() && !raw.ends_with('/') {
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+        if let Ok(v) = http::HeaderValue::from_str(&format!("/{name}/")) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        return resp;
+    }
+    let repo_req = RepoRequest {
+        method: req.method().clone(),
+        path: rest.to_string(),
+        query: req.uri().query().map(str::to_string),
+        headers: req.headers().clone(),
+    };
+    let mut resp = repo.handle(repo_req).await;
+    resp.extensions_mut()
+        .insert(RepoName(Arc::from(repo.name())));
+    resp
+}

@@ -1,0 +1,90 @@
+//! Everything a request handler can reach: repositories, engine, metrics, stats, admin token.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::registry::Registry;
+use wharf_cache::{Engine, Outcome, Repository};
+
+use crate::metrics::{HttpMetrics, RepoLabel, RequestLabels};
+use crate::stats::{AllStats, RepoStats};
+
+pub struct AppState {
+    pub repos: HashMap<String, Arc<dyn Repository>>,
+    /// Repository names in configuration order, for listings.
+    pub repo_order: Vec<String>,
+    pub engine: Arc<Engine>,
+    pub registry: Mutex<Registry>,
+    pub http: HttpMetrics,
+    pub stats: AllStats,
+    pub started: Instant,
+    pub admin_token: Option<String>,
+    pub access_log: bool,
+    pub config: Arc<wharf_config::Config>,
+    pub(crate) evictions_seen: AtomicU64,
+    pub(crate) evicted_bytes_seen: AtomicU64,
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_request(
+        &self,
+        repo: Option<&str>,
+        method: &str,
+        status: u16,
+        outcome: Option<Outcome>,
+        bytes_sent: u64,
+        upstream_bytes: u64,
+        duration: Duration,
+    ) {
+        let label = repo.unwrap_or("none").to_string();
+        self.http
+            .requests
+            .get_or_create(&RequestLabels {
+                repo: label.clone(),
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.http
+            .bytes_served
+            .get_or_create(&RepoLabel {
+                repo: label.clone(),
+            })
+            .inc_by(bytes_sent);
+        self.http
+            .duration
+            .get_or_create(&RepoLabel { repo: label })
+            .observe(duration.as_secs_f64());
+        if let Some(stats) = repo.and_then(|r| self.stats.repos.get(r)) {
+            stats.record(outcome, status, bytes_sent, upstream_bytes);
+        }
+    }
+
+    pub fn repo_stats(&self, name: &str) -> Option<&RepoStats> {
+        self.stats.repos.get(name)
+    }
+
+    /// Refreshes store gauges and eviction counters from the store, before a scrape or a status read.
+    pub(crate) fn refresh_store_metrics(&self) -> wharf_store::Usage {
+        let usage = self.engine.store().usage();
+        self.http.store_bytes.set(usage.bytes as i64);
+        self.http.store_blobs.set(usage.blobs as i64);
+        self.http
+            .store_max_bytes
+            .set(usage.max_bytes.unwrap_or(0) as i64);
+        let prev = self.evictions_seen.swap(usage.evictions, Ordering::Relaxed);
+        self.http
+            .evictions
+            .inc_by(usage.evictions.saturating_sub(prev));
+        let prev = self
+            .evicted_bytes_seen
+            .swap(usage.evicted_bytes, Ordering::Relaxed);
+        self.http
+            .evicted_bytes
+            .inc_by(usage.evicted_bytes.saturating_sub(prev));
+        usage
+    }
+}

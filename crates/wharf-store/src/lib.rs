@@ -1,0 +1,217 @@
+//! The store: content-addressed blobs plus a metadata index that maps a repository's request keys to blobs.
+//!
+//! Invariants that hold everywhere:
+//! - a blob is visible under its digest only after its bytes were written to a temporary file, hashed, synced
+//!   and renamed into place: a reader never sees half a blob;
+//! - an index entry is written only after the blob it names is in place;
+//! - a blob may disappear (eviction, manual deletion) while entries still name it: readers treat that entry as
+//!   absent, so a dangling entry costs one refetch and is never served.
+//!
+//! The store knows nothing about HTTP, formats or upstreams: it stores bytes and small records.
+
+mod blobs;
+mod digest;
+mod entry;
+mod error;
+mod index;
+mod lru;
+
+pub use blobs::{BlobFile, TempBlob};
+pub use digest::{Digest, Sha256Writer};
+pub use entry::{now_ms, Entry};
+pub use error::StoreError;
+pub use lru::EvictionReport;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Settings the store needs; built from the `storage` section of the config.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub root: PathBuf,
+    /// Least-recently-used blobs are evicted once the total exceeds this many bytes.
+    pub max_size: Option<u64>,
+}
+
+/// Blobs on disk, entries in the index, and the in-memory usage accounting that eviction works from.
+pub struct Store {
+    blobs: blobs::FsBlobs,
+    index: index::Index,
+    lru: lru::Lru,
+    max_size: Option<u64>,
+    root: PathBuf,
+}
+
+/// Usage figures for metrics and `/status`.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Usage {
+    pub bytes: u64,
+    pub blobs: u64,
+    pub max_bytes: Option<u64>,
+    pub evictions: u64,
+    pub evicted_bytes: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `options.root`. Leftover temporary files from a crash are removed;
+    /// blob sizes and access times are loaded into memory for eviction.
+    pub fn open(options: StoreOptions) -> Result<Arc<Store>, StoreError> {
+        let root = options.root;
+        std::fs::create_dir_all(&root)
+            .map_err(|e| StoreError::io(&root, "create the data directory", e))?;
+        let blobs = blobs::FsBlobs::new(&root)?;
+        let index = index::Index::open(&root.join("index.redb"))?;
+        let lru = lru::Lru::default();
+        for (digest, size, last_access) in index.all_blobs()? {
+            if blobs.exists(&digest) {
+                lru.insert(digest, size, last_access);
+            } else {
+                index.forget_blob(&digest)?;
+            }
+        }
+        let store = Store {
+            blobs,
+            index,
+            lru,
+            max_size: options.max_size,
+            root,
+        };
+        Ok(Arc::new(store))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The entry for `key` in `repo`, if one is recorded. The blob it names may have been evicted: check with
+    /// [`Store::open_blob`].
+    pub fn lookup(&self, repo: &str, key: &str) -> Result<Option<Entry>, StoreError> {
+        self.index.get(repo, key)
+    }
+
+    /// Records `entry` for `key` in `repo` (replacing any previous one). Its blob must already be committed.
+    pub fn put_entry(&self, repo: &str, key: &str, entry: &Entry) -> Result<(), StoreError> {
+        self.index.put(repo, key, entry)
+    }
+
+    pub fn remove_entry(&self, repo: &str, key: &str) -> Result<bool, StoreError> {
+        self.index.remove(repo, key)
+    }
+
+    /// Removes every entry of `repo` whose key starts with `prefix`; returns how many were removed.
+    /// Blobs stay until eviction, since other entries (other repositories) may share them.
+    pub fn remove_prefix(&self, repo: &str, prefix: &str) -> Result<u64, StoreError> {
+        self.index.remove_prefix(repo, prefix)
+    }
+
+    /// Up to `limit` entries of `repo` whose key starts with `prefix`, in key order.
+    pub fn list_entries(
+        &self,
+        repo: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Entry)>, StoreError> {
+        self.index.list(repo, prefix, limit)
+    }
+
+    /// A new temporary file inside the store, to be filled and then [`Store::commit_blob`]ed or dropped.
+    pub fn temp_blob(&self) -> Result<TempBlob, StoreError> {
+        self.blobs.temp()
+    }
+
+    /// Makes the temporary file visible as the blob `digest` (sync, rename, sync directory). The caller has
+    /// verified that the bytes hash to `digest`. A blob that already exists is kept and the temporary dropped.
+    pub fn commit_blob(
+        &self,
+        temp: TempBlob,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        self.blobs.commit(temp, digest)?;
+        let now = now_ms();
+        self.index.put_blob(digest, size, now)?;
+        self.lru.insert(*digest, size, now);
+        Ok(())
+    }
+
+    /// Opens a committed blob for reading, or `None` when it is not (or no longer) stored.
+    pub fn open_blob(&self, digest: &Digest) -> Result<Option<BlobFile>, StoreError> {
+        let Some(file) = self.blobs.open(digest)? else {
+            if self.lru.remove(digest).is_some() {
+                self.index.forget_blob(digest)?;
+            }
+            return Ok(None);
+        };
+        self.lru.touch(digest, now_ms());
+        Ok(Some(file))
+    }
+
+    /// Whether `digest` is stored (without opening it or counting an access).
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.lru.contains(digest)
+    }
+
+    pub fn usage(&self) -> Usage {
+        let (bytes, blobs, evictions, evicted_bytes) = self.lru.totals();
+        Usage {
+            bytes,
+            blobs,
+            max_bytes: self.max_size,
+            evictions,
+            evicted_bytes,
+        }
+    }
+
+    /// Evicts least-recently-used blobs until the total is at or below 90% of `max_size`, if it is above
+    /// `max_size`. Entries naming evicted blobs stay and are treated as absent when read.
+    pub fn evict_if_needed(&self) -> Result<EvictionReport, StoreError> {
+        let Some(max) = self.max_size else {
+            return Ok(EvictionReport::default());
+        };
+        self.evict_to(max, max - max / 10)
+    }
+
+    /// Evicts least-recently-used blobs while the total is above `target` (used by the admin API with 0).
+    pub fn evict_down_to(&self, target: u64) -> Result<EvictionReport, StoreError> {
+        self.evict_to(target, target)
+    }
+
+    fn evict_to(&self, trigger: u64, target: u64) -> Result<EvictionReport, StoreError> {
+        let victims = self.lru.pick_victims(trigger, target);
+        let mut report = EvictionReport::default();
+        for (digest, size) in victims {
+            self.blobs.delete(&digest)?;
+            self.index.forget_blob(&digest)?;
+            if self.lru.remove(&digest).is_some() {
+                report.blobs += 1;
+                report.bytes += size;
+            }
+        }
+        self.lru.count_evictions(&report);
+        if report.blobs > 0 {
+            tracing::info!(
+                blobs = report.blobs,
+                bytes = report.bytes,
+                "evicted least-recently-used blobs"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Writes the in-memory access times to the index so that eviction order survives a restart.
+    pub fn flush_access_times(&self) -> Result<(), StoreError> {
+        let dirty = self.lru.take_dirty();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        self.index.put_access_times(&dirty)
+    }
+
+    /// Whether a file can be created, written and removed in the store right now (for `/readyz`).
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        self.blobs.probe()
+    }
+}
+
+#[cfg(test)]
+mod tests;

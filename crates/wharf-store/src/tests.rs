@@ -1,0 +1,173 @@
+use super::*;
+use std::io::Read;
+
+fn entry_for(digest: &Digest, size: u64) -> Entry {
+    Entry {
+        digest: Some(digest.to_hex()),
+        size,
+        status: 200,
+        content_type: Some("application/octet-stream".into()),
+        etag: None,
+        last_modified: None,
+        fetched_at: now_ms(),
+        immutable: true,
+        upstream_url: "http://127.0.0.1:1/f".into(),
+        headers: vec![],
+    }
+}
+
+fn put_blob(store: &Store, bytes: &[u8]) -> Digest {
+    let mut temp = store.temp_blob().expect("temp");
+    temp.write_all(bytes).expect("write");
+    let digest = Digest::of(bytes);
+    store
+        .commit_blob(temp, &digest, bytes.len() as u64)
+        .expect("commit");
+    digest
+}
+
+#[test]
+fn committed_blob_is_readable_and_entry_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = StoreOptions {
+        root: dir.path().to_path_buf(),
+        max_size: None,
+    };
+    let digest = {
+        let store = Store::open(opts.clone()).expect("open");
+        let digest = put_blob(&store, b"hello wheel");
+        store
+            .put_entry("pypi", "files/x/x-1.whl", &entry_for(&digest, 11))
+            .expect("put");
+        digest
+    };
+    let store = Store::open(opts).expect("reopen");
+    let entry = store
+        .lookup("pypi", "files/x/x-1.whl")
+        .expect("lookup")
+        .expect("entry kept");
+    assert_eq!(entry.blob_digest(), Some(digest));
+    let mut blob = store.open_blob(&digest).expect("open").expect("blob kept");
+    let mut body = String::new();
+    blob.file.read_to_string(&mut body).expect("read");
+    assert_eq!(body, "hello wheel");
+    assert_eq!(store.usage().bytes, 11);
+}
+
+#[test]
+fn dropped_temp_blob_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreOptions {
+        root: dir.path().to_path_buf(),
+        max_size: None,
+    })
+    .expect("open");
+    let path = {
+        let mut temp = store.temp_blob().expect("temp");
+        temp.write_all(b"half a download").expect("write");
+        temp.path().to_path_buf()
+    };
+    assert!(
+        !path.exists(),
+        "an uncommitted temporary file must be removed when dropped"
+    );
+    assert_eq!(store.usage().blobs, 0);
+}
+
+#[test]
+fn leftover_temp_files_are_cleaned_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("tmp")).expect("mkdir");
+    std::fs::write(dir.path().join("tmp/crashed.part"), b"partial").expect("write");
+    let _store = Store::open(StoreOptions {
+        root: dir.path().to_path_buf(),
+        max_size: None,
+    })
+    .expect("open");
+    assert!(!dir.path().join("tmp/crashed.part").exists());
+}
+
+#[test]
+fn eviction_removes_least_recently_used_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreOptions {
+        root: dir.path().to_path_buf(),
+        max_size: Some(2500),
+    })
+    .expect("open");
+    let a = put_blob(&store, &[1u8; 1000]);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let b = put_blob(&store, &[2u8; 1000]);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    // Reading `a` makes `b` the least recently used.
+    assert!(store.open_blob(&a).expect("open").is_some());
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let c = put_blob(&store, &[3u8; 1000]);
+    let report = store.evict_if_needed().expect("evict");
+    assert_eq!(
+        report,
+        EvictionReport {
+            blobs: 1,
+            bytes: 1000
+        }
+    );
+    assert!(store.has_blob(&a));
+    assert!(!store.has_blob(&b));
+    assert!(store.has_blob(&c));
+    assert!(store.open_blob(&b).expect("open").is_none());
+    assert!(store.usage().bytes <= 2500);
+}
+
+#[test]
+fn missing_blob_file_is_forgotten() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreOptions {
+        root: dir.path().to_path_buf(),
+        max_size: None,
+    })
+    .expect("open");
+    let digest = put_blob(&store, b"soon gone");
+    let hex = digest.to_hex();
+    std::fs::remove_file(dir.path().join("blobs/sha256").join(&hex[..2]).join(&hex)).expect("rm");
+    assert!(store.open_blob(&digest).expect("open").is_none());
+    assert_eq!(store.usage().blobs, 0);
+}
+
+#[test]
+fn prefix_removal_and_listing_stay_within_the_repository() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(StoreOptions {
+        root: dir.path().to_path_buf(),
+        max_size: None,
+    })
+    .expect("open");
+    let d = put_blob(&store, b"x");
+    for key in ["simple/a/", "simple/ab/", "files/a/a.whl"] {
+        store
+            .put_entry("pypi", key, &entry_for(&d, 1))
+            .expect("put");
+        store
+            .put_entry("pypi2", key, &entry_for(&d, 1))
+            .expect("put");
+    }
+    let listed: Vec<String> = store
+        .list_entries("pypi", "simple/", 10)
+        .expect("list")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        listed,
+        vec!["simple/a/".to_string(), "simple/ab/".to_string()]
+    );
+    assert_eq!(store.remove_prefix("pypi", "simple/").expect("rm"), 2);
+    assert!(store.lookup("pypi", "simple/a/").expect("lookup").is_none());
+    assert!(store
+        .lookup("pypi", "files/a/a.whl")
+        .expect("lookup")
+        .is_some());
+    assert!(store
+        .lookup("pypi2", "simple/a/")
+        .expect("lookup")
+        .is_some());
+}
