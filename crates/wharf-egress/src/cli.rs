@@ -114,7 +114,7 @@ pub enum RangesCommand {
 /// Runs one `wharf egress` command.
 pub fn run(cmd: EgressCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        EgressCommand::Report(args) => run_report(args),
+        EgressCommand::Report(args) => run_report(&args),
         EgressCommand::Ranges(RangesCommand::Lookup { sources, json, ips }) => {
             run_lookup(&sources, json, &ips)
         }
@@ -157,7 +157,7 @@ fn infer_format(explicit: Option<ReportFormat>, output: Option<&Path>) -> Report
         .unwrap_or(ReportFormat::Table)
 }
 
-fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+fn run_report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if !(args.price_per_gb.is_finite() && args.price_per_gb >= 0.0) {
         return Err(EgressError::BadArgument {
             what: "--price-per-gb".into(),

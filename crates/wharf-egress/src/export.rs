@@ -280,7 +280,7 @@ fn write_parquet(table: &OwnerTable, path: &Path) -> Result<()> {
     };
     write_table(
         path,
-        vec![
+        &[
             ("network", text(&|p| p.net.to_string())),
             (
                 "family",

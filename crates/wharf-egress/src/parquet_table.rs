@@ -23,7 +23,7 @@ pub enum Column {
 }
 
 /// Writes `columns` (name, values) to `path`; all columns must have the same length.
-pub fn write_table(path: &Path, columns: Vec<(&str, Column)>) -> Result<()> {
+pub fn write_table(path: &Path, columns: &[(&str, Column)]) -> Result<()> {
     let fail = |detail: String| EgressError::write(path, std::io::Error::other(detail));
     let fields: Vec<String> = columns
         .iter()
@@ -44,7 +44,7 @@ pub fn write_table(path: &Path, columns: Vec<(&str, Column)>) -> Result<()> {
     let mut writer = SerializedFileWriter::new(file, Arc::new(schema), Arc::new(properties))
         .map_err(|e| fail(e.to_string()))?;
     let mut group = writer.next_row_group().map_err(|e| fail(e.to_string()))?;
-    for (_, column) in &columns {
+    for (_, column) in columns {
         let mut out = group
             .next_column()
             .map_err(|e| fail(e.to_string()))?

@@ -106,8 +106,8 @@ impl CloudFormat {
             CloudFormat::GoogleCloud | CloudFormat::Google => parse_google(doc, source),
             CloudFormat::Azure => parse_azure(doc, source),
             CloudFormat::GitHub => parse_github(&doc, source),
-            CloudFormat::CloudflareApi => parse_cloudflare_api(doc, source),
-            CloudFormat::Fastly => parse_fastly(doc, source),
+            CloudFormat::CloudflareApi => parse_cloudflare_api(&doc, source),
+            CloudFormat::Fastly => parse_fastly(&doc, source),
             CloudFormat::Oracle => parse_oracle(doc, source),
             CloudFormat::CloudflareText => unreachable_text(),
         }
@@ -344,14 +344,14 @@ fn string_list(value: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn parse_cloudflare_api(doc: Value, source: &str) -> Result<Vec<RangeRecord>, String> {
+fn parse_cloudflare_api(doc: &Value, source: &str) -> Result<Vec<RangeRecord>, String> {
     let result = doc.get("result").ok_or("missing `result`")?;
     let mut lines = string_list(result.get("ipv4_cidrs"));
     lines.extend(string_list(result.get("ipv6_cidrs")));
     parse_cidr_lines(&lines.join("\n"), source)
 }
 
-fn parse_fastly(doc: Value, source: &str) -> Result<Vec<RangeRecord>, String> {
+fn parse_fastly(doc: &Value, source: &str) -> Result<Vec<RangeRecord>, String> {
     let mut prefixes = string_list(doc.get("addresses"));
     prefixes.extend(string_list(doc.get("ipv6_addresses")));
     prefixes

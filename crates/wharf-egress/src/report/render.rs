@@ -221,7 +221,7 @@ pub fn write_parquet(report: &Report, path: &Path) -> Result<()> {
     let int = |f: &dyn Fn(&Row) -> u64| Column::Int(rows.iter().map(|r| f(r) as i64).collect());
     write_table(
         path,
-        vec![
+        &[
             ("group", text(&|r| r.group.clone())),
             (
                 "kind",
