@@ -419,7 +419,9 @@ impl Engine {
                     pending.extend_from_slice(&chunk);
                     if pending.len() >= WRITE_BATCH {
                         temp = write_batch(temp, &mut pending).await?;
-                        let written = sha.len();
+                        // The last byte is held back until the body is verified: a client that knows the
+                        // length can never receive a complete, unverified body.
+                        let written = sha.len() - 1;
                         tx.send_replace(FlightState::Body {
                             head: head.clone(),
                             file: reader.clone(),

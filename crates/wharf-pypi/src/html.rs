@@ -11,10 +11,13 @@ use url::Url;
 
 use crate::model::{parse_hash_spec, FileLink, ProjectPage, RootPage};
 
+/// Attribute name (lower case) and decoded value (`None` for a bare attribute such as `data-yanked`).
+type Attrs = Vec<(String, Option<String>)>;
+
 /// An `<a>` element: its attributes (lower-case names, decoded values) and decoded text.
 #[derive(Debug, Default)]
 struct Anchor {
-    attrs: Vec<(String, Option<String>)>,
+    attrs: Attrs,
     text: String,
 }
 
@@ -56,7 +59,7 @@ fn anchors(html: &str) -> Vec<Anchor> {
 }
 
 /// Parses attributes from `pos` up to the closing `>`; returns them and the index after `>`.
-fn parse_attrs(html: &str, mut pos: usize) -> Option<(Vec<(String, Option<String>)>, usize)> {
+fn parse_attrs(html: &str, mut pos: usize) -> Option<(Attrs, usize)> {
     let bytes = html.as_bytes();
     let mut attrs = Vec::new();
     loop {

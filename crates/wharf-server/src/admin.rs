@@ -26,12 +26,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(token) = &state.admin_token else {
-        return Err(error_response(
+        return Err(Box::new(error_response(
             StatusCode::FORBIDDEN,
             "the admin API is disabled: set admin.token_file in the configuration",
-        ));
+        )));
     };
     let given = headers
         .get(http::header::AUTHORIZATION)
@@ -49,7 +49,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
                 http::header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer"),
             );
-            Err(resp)
+            Err(Box::new(resp))
         }
     }
 }
@@ -89,7 +89,7 @@ pub async fn purge(
     Query(params): Query<PurgeParams>,
 ) -> Response {
     if let Err(resp) = authorize(&state, &headers) {
-        return resp;
+        return *resp;
     }
     if !state.repos.contains_key(&params.repo) {
         return error_response(
@@ -123,7 +123,7 @@ pub async fn evict(
     Query(params): Query<EvictParams>,
 ) -> Response {
     if let Err(resp) = authorize(&state, &headers) {
-        return resp;
+        return *resp;
     }
     let store = state.engine.store().clone();
     let to = params.to;

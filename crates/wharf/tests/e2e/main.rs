@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `wharf` binary, real pip and uv, local upstreams with fault knobs.
+
+mod support;
+
+mod cache;
+mod clients;
+mod config_cli;
+mod faults;
+mod persistence;
+mod security;
