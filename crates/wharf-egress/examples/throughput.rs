@@ -53,21 +53,40 @@ fn main() -> anyhow::Result<()> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
 
     let remotes: Vec<Ipv4Addr> = (0..20_000).map(|_| public_v4(&mut rng)).collect();
-    let locals: Vec<Ipv4Addr> = (0..300).map(|i| Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1)).collect();
+    let locals: Vec<Ipv4Addr> = (0..300)
+        .map(|i| Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1))
+        .collect();
 
     let mut builder = OwnerTableBuilder::new();
     let asn_records: Vec<AsnRecord> = (0..400_000)
         .map(|i| {
             let len = 16 + (rng.next() % 9) as u8;
-            let net = ipnet::Ipv4Net::new(public_v4(&mut rng), len).map(|n| n.trunc()).map(ipnet::IpNet::V4);
-            AsnRecord { net: net.unwrap_or_default(), asn: 64_512 + (i % 5_000), org: None, source: "bench".into() }
+            let net = ipnet::Ipv4Net::new(public_v4(&mut rng), len)
+                .map(|n| n.trunc())
+                .map(ipnet::IpNet::V4);
+            AsnRecord {
+                net: net.unwrap_or_default(),
+                asn: 64_512 + (i % 5_000),
+                org: None,
+                source: "bench".into(),
+            }
         })
         .collect();
     builder.add_asn_ranges(asn_records);
     let cloud: Vec<RangeRecord> = (0..20_000)
         .map(|i| RangeRecord {
-            net: ipnet::IpNet::V4(ipnet::Ipv4Net::new(remotes[i % remotes.len()], 20 + (i % 8) as u8).unwrap_or_default().trunc()),
-            owner: Owner { name: format!("cloud-{}", i % 40), service: None, region: None, asn: None, source: "bench".into() },
+            net: ipnet::IpNet::V4(
+                ipnet::Ipv4Net::new(remotes[i % remotes.len()], 20 + (i % 8) as u8)
+                    .unwrap_or_default()
+                    .trunc(),
+            ),
+            owner: Owner {
+                name: format!("cloud-{}", i % 40),
+                service: None,
+                region: None,
+                asn: None,
+                source: "bench".into(),
+            },
             rank: 30,
         })
         .collect();
@@ -85,12 +104,13 @@ fn main() -> anyhow::Result<()> {
     let mut records = 0u64;
     while written < target {
         let remote = remotes[(rng.next() % remotes.len() as u64) as usize];
-        let local = locals[((u32::from(remote) as u64 + rng.next() % 4) % locals.len() as u64) as usize];
+        let local =
+            locals[((u32::from(remote) as u64 + rng.next() % 4) % locals.len() as u64) as usize];
         let bytes = rng.next() % 2_000_000;
         let start = 1_714_003_200 + (records / 4_000) as i64;
         line.clear();
         use std::fmt::Write as _;
-        let _ = if records % 2 == 0 {
+        let _ = if records.is_multiple_of(2) {
             writeln!(line, "2 123456789012 eni-0abc {local} {remote} 44321 443 6 {} {bytes} {start} {} ACCEPT OK", bytes / 1400 + 1, start + 60)
         } else {
             writeln!(line, "2 123456789012 eni-0abc {remote} {local} 443 44321 6 {} {bytes} {start} {} ACCEPT OK", bytes / 1400 + 1, start + 60)
@@ -101,23 +121,43 @@ fn main() -> anyhow::Result<()> {
     }
     out.flush()?;
     drop(out);
-    eprintln!("generated {records} records ({:.0} MB) in {:.1} s", written as f64 / 1e6, generate_started.elapsed().as_secs_f64());
+    eprintln!(
+        "generated {records} records ({:.0} MB) in {:.1} s",
+        written as f64 / 1e6,
+        generate_started.elapsed().as_secs_f64()
+    );
 
     let rss_before = peak_rss_mib();
     let started = Instant::now();
-    let collected = collect(&[log.clone()], None, &table, false)?;
+    let collected = collect(std::slice::from_ref(&log), None, &table, false)?;
     let seconds = started.elapsed().as_secs_f64();
     let attributed: u64 = collected.flows.pairs.iter().map(|p| p.traffic.bytes).sum();
     let peak_after_report = peak_rss_mib();
 
-    let probes: Vec<IpAddr> = (0..5_000_000).map(|_| IpAddr::V4(Ipv4Addr::from(rng.next() as u32))).collect();
+    let probes: Vec<IpAddr> = (0..5_000_000)
+        .map(|_| IpAddr::V4(Ipv4Addr::from(rng.next() as u32)))
+        .collect();
     let lookup_started = Instant::now();
-    let found = probes.iter().filter(|ip| table.lookup(**ip).is_some()).count();
+    let found = probes
+        .iter()
+        .filter(|ip| table.lookup(**ip).is_some())
+        .count();
     let lookup_seconds = lookup_started.elapsed().as_secs_f64();
 
-    println!("flow log: {:.0} MB, {records} records", written as f64 / 1e6);
-    println!("report:   {seconds:.2} s, {:.0} MB/s, {:.2} M records/s", written as f64 / 1e6 / seconds, records as f64 / 1e6 / seconds);
-    println!("          {} pairs, {} distinct remotes looked up, {attributed} bytes attributed", collected.flows.pairs.len(), collected.lookups);
+    println!(
+        "flow log: {:.0} MB, {records} records",
+        written as f64 / 1e6
+    );
+    println!(
+        "report:   {seconds:.2} s, {:.0} MB/s, {:.2} M records/s",
+        written as f64 / 1e6 / seconds,
+        records as f64 / 1e6 / seconds
+    );
+    println!(
+        "          {} pairs, {} distinct remotes looked up, {attributed} bytes attributed",
+        collected.flows.pairs.len(),
+        collected.lookups
+    );
     println!("memory:   peak RSS {peak_after_report:.0} MiB during the report (before it: {rss_before:.0} MiB, the table)");
     println!(
         "table:    {} prefixes built in {build_seconds:.2} s; {:.1} M lookups/s uncached ({found} of {} random IPv4 found)",
