@@ -109,7 +109,6 @@ pub fn normalise_field_name(raw: &str) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     columns: Vec<Option<Field>>,
-    names: Vec<String>,
 }
 
 impl Layout {
@@ -131,7 +130,7 @@ impl Layout {
                 });
             }
         }
-        Ok(Layout { columns, names })
+        Ok(Layout { columns })
     }
 
     /// Parses a space-separated field list such as `--fields` or a header line.
@@ -147,7 +146,6 @@ impl Layout {
     pub fn default_v2() -> Self {
         Self::parse(DEFAULT_V2_FIELDS, "default format").unwrap_or_else(|_| Layout {
             columns: Vec::new(),
-            names: Vec::new(),
         })
     }
 
@@ -171,17 +169,6 @@ impl Layout {
     /// The field at each column, `None` for columns wharf does not read.
     pub fn columns(&self) -> &[Option<Field>] {
         &self.columns
-    }
-
-    /// Whether the layout carries packet-level addresses (version 3 and later).
-    pub fn has_packet_addresses(&self) -> bool {
-        self.columns.contains(&Some(Field::PktSrcAddr))
-            || self.columns.contains(&Some(Field::PktDstAddr))
-    }
-
-    /// The normalised field names, in column order.
-    pub fn names(&self) -> &[String] {
-        &self.names
     }
 }
 
@@ -223,8 +210,6 @@ mod tests {
         .unwrap();
         assert_eq!(layout.width(), 5);
         assert_eq!(layout.columns()[3], Some(Field::PktSrcAddr));
-        assert!(layout.has_packet_addresses());
-        assert!(!Layout::default_v2().has_packet_addresses());
     }
 
     #[test]

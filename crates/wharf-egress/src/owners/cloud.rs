@@ -102,6 +102,7 @@ impl CloudFormat {
         }
         let doc: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         match self {
+            CloudFormat::CloudflareText => parse_cidr_lines(text, source),
             CloudFormat::Aws => parse_aws(doc, source),
             CloudFormat::GoogleCloud | CloudFormat::Google => parse_google(doc, source),
             CloudFormat::Azure => parse_azure(doc, source),
@@ -109,13 +110,8 @@ impl CloudFormat {
             CloudFormat::CloudflareApi => parse_cloudflare_api(&doc, source),
             CloudFormat::Fastly => parse_fastly(&doc, source),
             CloudFormat::Oracle => parse_oracle(doc, source),
-            CloudFormat::CloudflareText => unreachable_text(),
         }
     }
-}
-
-fn unreachable_text() -> Result<Vec<RangeRecord>, String> {
-    Err("text lists are parsed line by line".into())
 }
 
 fn owner(name: &str, service: Option<&str>, region: Option<&str>, source: &str) -> Owner {

@@ -21,8 +21,8 @@ struct OwnerEntry {
     #[serde(default)]
     asns: Vec<u32>,
     /// Kubernetes vendor files say where the vendor's mirror is; wharf only needs the name and ASNs.
-    #[serde(default)]
-    redirects_to: Option<Value>,
+    #[serde(default, rename = "redirectsTo")]
+    _redirects_to: Option<serde::de::IgnoredAny>,
 }
 
 /// What a user file contributes: CIDRs (tier 1) and ASNs named after a vendor (tier 2).
@@ -65,7 +65,6 @@ pub fn parse_owners_yaml(text: &str, source: &str) -> Result<UserOwners, String>
     for (path, value) in entries {
         let entry: OwnerEntry =
             serde_yaml_ng::from_value(value).map_err(|e| format!("{path}: {e}"))?;
-        let _ = entry.redirects_to;
         let owner = Owner {
             name: entry.name.clone(),
             service: entry.service.clone(),
