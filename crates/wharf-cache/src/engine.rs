@@ -20,9 +20,9 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// The engine: one per process, shared by every repository.
 pub struct Engine {
     store: Arc<Store>,
-    upstream: Upstream,
+    pub(crate) upstream: Upstream,
     flights: FlightMap,
-    metrics: EngineMetrics,
+    pub(crate) metrics: EngineMetrics,
 }
 
 /// What the store holds for a request, judged against the request's freshness rules.

@@ -24,6 +24,7 @@ mod engine;
 mod error;
 mod flight;
 mod metrics;
+mod pass_through;
 pub mod path;
 mod request;
 mod respond;
@@ -34,9 +35,11 @@ pub use body::{BodyStream, Served};
 pub use engine::Engine;
 pub use error::FetchError;
 pub use metrics::EngineMetrics;
+pub use pass_through::PassThrough;
 pub use request::{FetchRequest, Freshness, Outcome};
 pub use respond::{
     error_response, fetch_error_response, serve, BoxFuture, CacheInfo, RepoRequest, Repository,
+    REQUEST_BODY_LIMIT,
 };
 pub use upstream::{Upstream, UpstreamOptions};
 pub use verify::Expected;

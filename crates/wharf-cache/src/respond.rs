@@ -20,7 +20,12 @@ pub struct RepoRequest {
     pub path: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
+    /// The request body (empty for `GET`/`HEAD`), read whole up to [`REQUEST_BODY_LIMIT`] by the server.
+    pub body: bytes::Bytes,
 }
+
+/// Largest request body the server reads for a repository (POSTs such as npm's audit reports).
+pub const REQUEST_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// One configured repository of some format. The server routes `/{name}/...` to [`Repository::handle`].
 pub trait Repository: Send + Sync + 'static {

@@ -125,6 +125,37 @@ impl Upstream {
         }
     }
 
+    /// Sends one request as is (any method, with a body), without retries: for requests that are passed
+    /// through uncached and may not be idempotent.
+    pub(crate) async fn send_once(
+        &self,
+        method: http::Method,
+        url: &Url,
+        headers: &HeaderMap,
+        body: bytes::Bytes,
+    ) -> Result<Response, FetchError> {
+        let started = Instant::now();
+        let sent = self
+            .client
+            .request(method, url.clone())
+            .headers(headers.clone())
+            .body(body)
+            .send();
+        match tokio::time::timeout(self.options.timeout, sent).await {
+            Err(_) => Err(FetchError::Timeout {
+                url: url.to_string(),
+                phase: "waiting for response headers",
+            }),
+            Ok(Err(e)) => Err(classify(url, &e)),
+            Ok(Ok(resp)) => Ok(Response {
+                status: resp.status(),
+                headers: resp.headers().clone(),
+                inner: resp,
+                latency: started.elapsed(),
+            }),
+        }
+    }
+
     async fn backoff(&self, attempt: u32, at_least: Duration) {
         let base = self.options.backoff.saturating_mul(1 << attempt.min(6));
         let jitter =

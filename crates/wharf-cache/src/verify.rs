@@ -1,6 +1,7 @@
 //! Digests a body must match, checked incrementally while it streams.
 
 use base64::Engine as _;
+use sha1::Sha1;
 use sha2::{Digest as _, Sha512};
 
 /// The digest a format knows in advance (from a page, a lock file, a manifest).
@@ -10,6 +11,8 @@ pub enum Expected {
     Sha256(String),
     /// SHA-512 raw bytes (npm `dist.integrity` "sha512-<base64>").
     Sha512(Vec<u8>),
+    /// SHA-1 raw bytes (npm `dist.shasum` of packages published before `integrity` existed).
+    Sha1(Vec<u8>),
 }
 
 impl Expected {
@@ -20,8 +23,15 @@ impl Expected {
         match algo {
             "sha512" if bytes.len() == 64 => Some(Expected::Sha512(bytes)),
             "sha256" if bytes.len() == 32 => Some(Expected::Sha256(hex::encode(bytes))),
+            "sha1" if bytes.len() == 20 => Some(Expected::Sha1(bytes)),
             _ => None,
         }
+    }
+
+    /// Parses a SHA-1 given as 40 hex characters (npm `dist.shasum`).
+    pub fn sha1_hex(text: &str) -> Option<Expected> {
+        let bytes = hex::decode(text.trim()).ok()?;
+        (bytes.len() == 20).then_some(Expected::Sha1(bytes))
     }
 
     pub fn describe(&self) -> String {
@@ -31,6 +41,7 @@ impl Expected {
                 "sha512-{}",
                 base64::engine::general_purpose::STANDARD.encode(bytes)
             ),
+            Expected::Sha1(bytes) => format!("sha1:{}", hex::encode(bytes)),
         }
     }
 }
@@ -39,19 +50,23 @@ impl Expected {
 pub(crate) enum Checker {
     None,
     Sha512(Box<Sha512>),
+    Sha1(Box<Sha1>),
 }
 
 impl Checker {
     pub(crate) fn for_expected(expected: Option<&Expected>) -> Checker {
         match expected {
             Some(Expected::Sha512(_)) => Checker::Sha512(Box::default()),
+            Some(Expected::Sha1(_)) => Checker::Sha1(Box::default()),
             _ => Checker::None,
         }
     }
 
     pub(crate) fn update(&mut self, bytes: &[u8]) {
-        if let Checker::Sha512(h) = self {
-            h.update(bytes);
+        match self {
+            Checker::Sha512(h) => h.update(bytes),
+            Checker::Sha1(h) => h.update(bytes),
+            Checker::None => {}
         }
     }
 
@@ -81,7 +96,17 @@ impl Checker {
                     ))
                 }
             }
-            (Some(Expected::Sha512(_)), Checker::None) => Err("no sha512 computed".into()),
+            (Some(Expected::Sha1(want)), Checker::Sha1(h)) => {
+                let got = h.finalize();
+                if got.as_slice() == want.as_slice() {
+                    Ok(())
+                } else {
+                    Err(format!("sha1:{}", hex::encode(got)))
+                }
+            }
+            (Some(Expected::Sha512(_) | Expected::Sha1(_)), _) => {
+                Err("the expected digest was not computed".into())
+            }
         }
     }
 }
@@ -111,5 +136,17 @@ mod tests {
         let mut bad = Checker::for_expected(Some(&expected));
         bad.update(b"wrong");
         assert!(bad.verify(Some(&expected), "").is_err());
+    }
+
+    #[test]
+    fn sha1_from_hex_is_checked() {
+        let expected = Expected::sha1_hex(&hex::encode(Sha1::digest(b"right"))).unwrap();
+        let mut ok = Checker::for_expected(Some(&expected));
+        ok.update(b"right");
+        assert!(ok.verify(Some(&expected), "").is_ok());
+        let mut bad = Checker::for_expected(Some(&expected));
+        bad.update(b"wrong");
+        assert!(bad.verify(Some(&expected), "").is_err());
+        assert_eq!(Expected::sha1_hex("abc"), None);
     }
 }

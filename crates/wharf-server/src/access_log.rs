@@ -22,15 +22,19 @@ use wharf_cache::CacheInfo;
 use crate::state::AppState;
 use crate::timefmt::rfc3339_ms;
 
-/// Set by the repository dispatcher so the log knows which repository answered.
+/// Set by the repository dispatcher so the log knows which repository (of which format) answered.
 #[derive(Clone, Debug)]
-pub struct RepoName(pub Arc<str>);
+pub struct RepoName {
+    pub name: Arc<str>,
+    pub format: &'static str,
+}
 
 #[derive(Serialize)]
 struct Line<'a> {
     time: String,
     client: String,
     repo: Option<&'a str>,
+    format: Option<&'static str>,
     method: &'a str,
     path: &'a str,
     status: u16,
@@ -50,7 +54,7 @@ struct Pending {
     method: String,
     path: String,
     status: u16,
-    repo: Option<Arc<str>>,
+    repo: Option<RepoName>,
     info: CacheInfo,
 }
 
@@ -78,7 +82,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         method,
         path,
         status: parts.status.as_u16(),
-        repo: parts.extensions.get::<RepoName>().map(|r| r.0.clone()),
+        repo: parts.extensions.get::<RepoName>().cloned(),
         info: parts
             .extensions
             .get::<CacheInfo>()
@@ -113,9 +117,11 @@ impl LoggedBody {
             .as_ref()
             .map_or(0, |b| b.load(Ordering::Relaxed));
         let duration = p.started.elapsed();
-        let repo = p.repo.as_deref();
+        let repo = p.repo.as_ref().map(|r| &*r.name);
+        let format = p.repo.as_ref().map(|r| r.format);
         p.state.record_request(
             repo,
+            format,
             &p.method,
             p.status,
             p.info.outcome,
@@ -130,6 +136,7 @@ impl LoggedBody {
             time: rfc3339_ms(p.time_ms),
             client: p.client,
             repo,
+            format,
             method: &p.method,
             path: &p.path,
             status: p.status,

@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub repo: String,
+    pub format: &'static str,
     pub method: String,
     pub status: u16,
 }
@@ -52,7 +53,7 @@ impl HttpMetrics {
         };
         registry.register(
             "wharf_http_requests",
-            "HTTP requests answered, by repository, method and status",
+            "HTTP requests answered, by repository, format, method and status",
             m.requests.clone(),
         );
         registry.register(

@@ -7,7 +7,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
 use serde_json::json;
-use wharf_cache::{error_response, RepoRequest};
+use wharf_cache::{error_response, RepoRequest, REQUEST_BODY_LIMIT};
 
 use crate::access_log::RepoName;
 use crate::state::AppState;
@@ -93,8 +93,8 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
 
 /// Everything not matched by a fixed route: `/{repo}/{rest}` goes to the repository named `repo`.
 pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let raw = req.uri().path().trim_start_matches('/');
-    let (name, rest) = raw.split_once('/').unwrap_or((raw, ""));
+    let raw = req.uri().path().trim_start_matches('/').to_string();
+    let (name, rest) = raw.split_once('/').unwrap_or((&raw, ""));
     let Some(repo) = state.repos.get(name).cloned() else {
         let known = state.repo_order.join(", ");
         return error_response(
@@ -113,14 +113,27 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
         }
         return resp;
     }
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, REQUEST_BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(e) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body unreadable or over {REQUEST_BODY_LIMIT} bytes: {e}"),
+            )
+        }
+    };
     let repo_req = RepoRequest {
-        method: req.method().clone(),
+        method: parts.method,
         path: rest.to_string(),
-        query: req.uri().query().map(str::to_string),
-        headers: req.headers().clone(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers,
+        body,
     };
     let mut resp = repo.handle(repo_req).await;
-    resp.extensions_mut()
-        .insert(RepoName(Arc::from(repo.name())));
+    resp.extensions_mut().insert(RepoName {
+        name: Arc::from(repo.name()),
+        format: repo.format(),
+    });
     resp
 }

@@ -32,6 +32,7 @@ impl AppState {
     pub(crate) fn record_request(
         &self,
         repo: Option<&str>,
+        format: Option<&'static str>,
         method: &str,
         status: u16,
         outcome: Option<Outcome>,
@@ -44,6 +45,7 @@ impl AppState {
             .requests
             .get_or_create(&RequestLabels {
                 repo: label.clone(),
+                format: format.unwrap_or("none"),
                 method: method.to_string(),
                 status,
             })

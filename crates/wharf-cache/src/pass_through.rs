@@ -1,0 +1,80 @@
+//! [`Engine::pass_through`]: requests a format forwards to its upstream without caching (search, audit,
+//! signing keys, checksum-database lookups), answered with upstream's status and body as they come.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http::{header, HeaderMap, Method, Response};
+use url::Url;
+
+use crate::{Engine, FetchError};
+
+/// Request headers a pass-through forwards upstream; everything else (cookies, `Host`, hop-by-hop headers,
+/// the client's own authorization for wharf) stays behind.
+const FORWARDED_REQUEST_HEADERS: [header::HeaderName; 4] = [
+    header::ACCEPT,
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::ACCEPT_ENCODING,
+];
+
+/// Response headers a pass-through gives back to the client.
+const FORWARDED_RESPONSE_HEADERS: [header::HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LENGTH,
+    header::ETAG,
+    header::CACHE_CONTROL,
+];
+
+/// One uncached upstream request. The format is responsible for `url` naming only its configured upstream.
+#[derive(Debug, Clone)]
+pub struct PassThrough {
+    pub repo: Arc<str>,
+    pub method: Method,
+    pub url: Url,
+    /// The client's request headers; only content negotiation and body headers are forwarded.
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Engine {
+    /// Sends `req` upstream once (no retries: the method may not be idempotent) and streams the answer back
+    /// with upstream's status, whatever it is. Nothing is stored. Fails only when no response arrives.
+    pub async fn pass_through(&self, req: PassThrough) -> Result<Response<Body>, FetchError> {
+        let mut headers = HeaderMap::new();
+        for name in FORWARDED_REQUEST_HEADERS {
+            if let Some(value) = req.headers.get(&name) {
+                headers.insert(name, value.clone());
+            }
+        }
+        let resp = match self
+            .upstream
+            .send_once(req.method, &req.url, &headers, req.body)
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.metrics.upstream_status(&req.repo, "error");
+                return Err(e);
+            }
+        };
+        self.metrics
+            .upstream_status(&req.repo, resp.status.as_str());
+        let mut builder = Response::builder().status(resp.status);
+        for name in FORWARDED_RESPONSE_HEADERS {
+            if let Some(value) = resp.headers.get(&name) {
+                builder = builder.header(name, value.clone());
+            }
+        }
+        let body = resp.inner.bytes_stream().map_err(std::io::Error::other);
+        builder
+            .body(Body::from_stream(body))
+            .map_err(|e| FetchError::Unreachable {
+                url: req.url.to_string(),
+                reason: e.to_string(),
+            })
+    }
+}
