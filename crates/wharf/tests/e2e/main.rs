@@ -7,4 +7,5 @@ mod clients;
 mod config_cli;
 mod faults;
 mod persistence;
+mod quickstart;
 mod security;
