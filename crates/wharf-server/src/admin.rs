@@ -1,22 +1,38 @@
-//! The admin API: token-protected operations, each written to the audit log (stdout, and
-//! `audit.log` in the data directory).
+//! The admin API: token-protected operations, each written to the audit log (a JSON line on stdout, and
+//! appended to `audit.log` in the data directory). Refused calls (no or wrong token) are logged on stdout
+//! only, so that anyone who can reach the port cannot fill the store's disk.
 //!
-//! - `POST /admin/purge?repo=NAME[&prefix=KEY-PREFIX]`: forget a repository's entries (all, or those whose
-//!   cache key starts with the prefix, e.g. `simple/numpy/` or `files/numpy/`);
+//! - `POST /admin/purge?repo=NAME&SELECTOR`: forget cached entries of one repository; the next request for
+//!   them fetches from upstream again. Exactly one selector:
+//!   - `path=P`: the one entry at `P`, the path after `/{repo}/` (`files/demo/demo-1.0-py3-none-any.whl`),
+//!     or the full URL path (`/pypi/files/demo/...`);
+//!   - `project=NAME` (pypi): the project's index page (`simple/{name}/`) and every file under
+//!     `files/{name}/`, with the name normalised as pip does;
+//!   - `prefix=P` (non-empty): every entry whose path starts with `P`;
+//!   - `all=true`: every entry of the repository.
+//!
+//!   Unknown parameters are refused, so a misspelt selector never widens a purge. Stored bytes are
+//!   reclaimed by eviction, since other entries may share a blob.
 //! - `POST /admin/evict[?to=BYTES]`: run eviction now (to the configured limit, or down to `to` bytes).
 
 use std::io::Write;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, StatusCode, Uri};
 use serde::Deserialize;
 use serde_json::json;
 use wharf_cache::error_response;
+use wharf_store::{Store, StoreError};
 
 use crate::state::AppState;
 use crate::timefmt::rfc3339_ms;
+
+/// How many removed keys a purge answer lists (the count is always exact).
+const LISTED_KEYS: usize = 100;
+/// Entries removed per index read while purging a prefix.
+const PURGE_BATCH: usize = 1000;
 
 /// Compares in time independent of where the first difference is.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -26,7 +42,33 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+/// Who made a call, for the audit log.
+struct Caller {
+    client: String,
+    user_agent: String,
+}
+
+impl Caller {
+    fn new(peer: std::net::SocketAddr, headers: &HeaderMap) -> Caller {
+        Caller {
+            client: peer.ip().to_string(),
+            user_agent: headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect(),
+        }
+    }
+}
+
+fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    action: &str,
+) -> Result<(), Box<Response>> {
     let Some(token) = &state.admin_token else {
         return Err(Box::new(error_response(
             StatusCode::FORBIDDEN,
@@ -41,6 +83,17 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>>
     match given {
         Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
         _ => {
+            let reason = if given.is_some() {
+                "wrong token"
+            } else {
+                "no token"
+            };
+            write_audit(
+                None,
+                caller,
+                "denied",
+                json!({ "action": action, "reason": reason }),
+            );
             let mut resp = error_response(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong admin token (Authorization: Bearer <token>)",
@@ -54,17 +107,25 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>>
     }
 }
 
-fn audit(state: &AppState, client: &str, action: &str, detail: serde_json::Value) {
+/// One audit line on stdout and, when `store_dir` is given, appended to `<store_dir>/audit.log`.
+fn write_audit(
+    store_dir: Option<&std::path::Path>,
+    caller: &Caller,
+    action: &str,
+    detail: serde_json::Value,
+) {
     let line = json!({
         "time": rfc3339_ms(wharf_store::now_ms()),
         "audit": action,
-        "client": client,
+        "client": caller.client,
+        "user_agent": caller.user_agent,
         "detail": detail,
     });
     let mut text = line.to_string();
     text.push('\n');
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    let path = state.engine.store().root().join("audit.log");
+    let Some(dir) = store_dir else { return };
+    let path = dir.join("audit.log");
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -75,44 +136,208 @@ fn audit(state: &AppState, client: &str, action: &str, detail: serde_json::Value
     }
 }
 
-#[derive(Deserialize)]
-pub struct PurgeParams {
+fn audit(state: &AppState, caller: &Caller, action: &str, detail: serde_json::Value) {
+    write_audit(Some(state.engine.store().root()), caller, action, detail);
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct PurgeParams {
     repo: String,
-    #[serde(default)]
-    prefix: String,
+    path: Option<String>,
+    project: Option<String>,
+    prefix: Option<String>,
+    all: Option<bool>,
+}
+
+/// What a purge removes: `exact` keys, and every key under each of `prefixes` (`""` is the whole repository).
+#[derive(Debug, PartialEq, Eq)]
+struct Selection {
+    selector: &'static str,
+    value: String,
+    exact: Vec<String>,
+    prefixes: Vec<String>,
+}
+
+/// Turns the query into a selection, or says what is wrong with it.
+fn select(params: &PurgeParams, format: &str) -> Result<Selection, String> {
+    let given = [
+        params.path.is_some(),
+        params.project.is_some(),
+        params.prefix.is_some(),
+        params.all.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(
+            "give exactly one of path=, project=, prefix= or all=true (with repo=)".to_string(),
+        );
+    }
+    if let Some(path) = &params.path {
+        let key = match path.strip_prefix('/') {
+            None => path.as_str(),
+            Some(rest) => rest
+                .strip_prefix(params.repo.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+                .ok_or_else(|| {
+                    format!(
+                        "path `{path}` is not under /{}/: give the path after /{}/ or the full URL path",
+                        params.repo, params.repo
+                    )
+                })?,
+        };
+        if key.is_empty() {
+            return Err("path= is empty: name one cached path".to_string());
+        }
+        return Ok(Selection {
+            selector: "path",
+            value: path.clone(),
+            exact: vec![key.to_string()],
+            prefixes: Vec::new(),
+        });
+    }
+    if let Some(project) = &params.project {
+        if format != "pypi" {
+            return Err(format!(
+                "project= is defined for pypi repositories; `{}` is a {format} repository: use prefix=",
+                params.repo
+            ));
+        }
+        if !wharf_pypi::is_valid_project(project) {
+            return Err(format!("`{project}` is not a valid project name"));
+        }
+        let name = wharf_pypi::normalize(project);
+        return Ok(Selection {
+            selector: "project",
+            value: project.clone(),
+            exact: vec![format!("simple/{name}/")],
+            prefixes: vec![format!("files/{name}/")],
+        });
+    }
+    if let Some(prefix) = &params.prefix {
+        if prefix.is_empty() {
+            return Err("prefix= is empty: to purge the whole repository say all=true".to_string());
+        }
+        return Ok(Selection {
+            selector: "prefix",
+            value: prefix.clone(),
+            exact: Vec::new(),
+            prefixes: vec![prefix.clone()],
+        });
+    }
+    if params.all != Some(true) {
+        return Err("all= must be true to purge the whole repository".to_string());
+    }
+    Ok(Selection {
+        selector: "all",
+        value: String::new(),
+        exact: Vec::new(),
+        prefixes: vec![String::new()],
+    })
+}
+
+#[derive(Default, Debug)]
+struct Removed {
+    count: u64,
+    keys: Vec<String>,
+}
+
+impl Removed {
+    fn note(&mut self, key: String) {
+        self.count += 1;
+        if self.keys.len() < LISTED_KEYS {
+            self.keys.push(key);
+        }
+    }
+}
+
+fn remove_selection(store: &Store, repo: &str, sel: &Selection) -> Result<Removed, StoreError> {
+    let mut removed = Removed::default();
+    for key in &sel.exact {
+        if store.remove_entry(repo, key)? {
+            removed.note(key.clone());
+        }
+    }
+    for prefix in &sel.prefixes {
+        loop {
+            let batch = store.list_entries(repo, prefix, PURGE_BATCH)?;
+            if batch.is_empty() {
+                break;
+            }
+            for (key, _) in batch {
+                if store.remove_entry(repo, &key)? {
+                    removed.note(key);
+                }
+            }
+        }
+        // Entries the listing could not read (an older record layout) go too.
+        removed.count += store.remove_prefix(repo, prefix)?;
+    }
+    Ok(removed)
 }
 
 pub async fn purge(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
-    Query(params): Query<PurgeParams>,
+    uri: Uri,
 ) -> Response {
-    if let Err(resp) = authorize(&state, &headers) {
+    let caller = Caller::new(peer, &headers);
+    if let Err(resp) = authorize(&state, &headers, &caller, "purge") {
         return *resp;
     }
-    if !state.repos.contains_key(&params.repo) {
+    let params = match axum::extract::Query::<PurgeParams>::try_from_uri(&uri) {
+        Ok(q) => q.0,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{}; expected repo= and one of path=, project=, prefix=, all=true",
+                    e.body_text()
+                ),
+            )
+        }
+    };
+    let Some(repo) = state.repos.get(&params.repo) else {
         return error_response(
             StatusCode::NOT_FOUND,
-            format!("no repository named `{}`", params.repo),
+            format!(
+                "no repository named `{}` (configured: {})",
+                params.repo,
+                state.repo_order.join(", ")
+            ),
         );
-    }
+    };
+    let selection = match select(&params, repo.format()) {
+        Ok(s) => s,
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
+    };
     let store = state.engine.store().clone();
-    let (repo, prefix) = (params.repo.clone(), params.prefix.clone());
-    let removed =
-        match tokio::task::spawn_blocking(move || store.remove_prefix(&repo, &prefix)).await {
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        };
-    let client = peer.ip().to_string();
-    let detail = json!({ "repo": params.repo, "prefix": params.prefix, "removed": removed });
-    audit(&state, &client, "purge", detail.clone());
+    let name = params.repo.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let removed = remove_selection(&store, &name, &selection);
+        (selection, removed)
+    })
+    .await;
+    let (selection, removed) = match result {
+        Ok((selection, Ok(removed))) => (selection, removed),
+        Ok((_, Err(e))) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let detail = json!({
+        "repo": params.repo,
+        "selector": selection.selector,
+        "value": selection.value,
+        "removed": removed.count,
+        "keys": removed.keys,
+        "keys_truncated": removed.count > removed.keys.len() as u64,
+    });
+    audit(&state, &caller, "purge", detail.clone());
     (StatusCode::OK, axum::Json(detail)).into_response()
 }
 
 #[derive(Deserialize)]
-pub struct EvictParams {
+#[serde(deny_unknown_fields)]
+struct EvictParams {
     to: Option<u64>,
 }
 
@@ -120,11 +345,21 @@ pub async fn evict(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
-    Query(params): Query<EvictParams>,
+    uri: Uri,
 ) -> Response {
-    if let Err(resp) = authorize(&state, &headers) {
+    let caller = Caller::new(peer, &headers);
+    if let Err(resp) = authorize(&state, &headers, &caller, "evict") {
         return *resp;
     }
+    let params = match axum::extract::Query::<EvictParams>::try_from_uri(&uri) {
+        Ok(q) => q.0,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                format!("{}; expected nothing or to=BYTES", e.body_text()),
+            )
+        }
+    };
     let store = state.engine.store().clone();
     let to = params.to;
     let result = tokio::task::spawn_blocking(move || match to {
@@ -137,21 +372,71 @@ pub async fn evict(
         Ok(Err(e)) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let client = peer.ip().to_string();
     let detail =
         json!({ "to": params.to, "evicted_blobs": report.blobs, "evicted_bytes": report.bytes });
-    audit(&state, &client, "evict", detail.clone());
+    audit(&state, &caller, "evict", detail.clone());
     (StatusCode::OK, axum::Json(detail)).into_response()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::*;
+
+    fn params(query: &str) -> Result<PurgeParams, String> {
+        let uri: Uri = format!("/admin/purge?{query}").parse().unwrap();
+        axum::extract::Query::<PurgeParams>::try_from_uri(&uri)
+            .map(|q| q.0)
+            .map_err(|e| e.body_text())
+    }
+
+    fn selection(query: &str, format: &str) -> Result<Selection, String> {
+        select(&params(query)?, format)
+    }
 
     #[test]
     fn token_comparison() {
         assert!(constant_time_eq(b"secret", b"secret"));
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+
+    #[test]
+    fn a_path_selects_exactly_one_key() {
+        for query in [
+            "repo=pypi&path=files/demo/demo-1.0.whl",
+            "repo=pypi&path=/pypi/files/demo/demo-1.0.whl",
+        ] {
+            let sel = selection(query, "pypi").unwrap();
+            assert_eq!(sel.exact, vec!["files/demo/demo-1.0.whl"]);
+            assert!(sel.prefixes.is_empty());
+        }
+        let err = selection("repo=pypi&path=/other/files/x.whl", "pypi").unwrap_err();
+        assert!(err.contains("not under /pypi/"), "{err}");
+    }
+
+    #[test]
+    fn a_project_selects_its_page_and_files_by_normalised_name() {
+        let sel = selection("repo=pypi&project=Foo_Bar.baz", "pypi").unwrap();
+        assert_eq!(sel.exact, vec!["simple/foo-bar-baz/"]);
+        assert_eq!(sel.prefixes, vec!["files/foo-bar-baz/"]);
+        let err = selection("repo=npm&project=left-pad", "npm").unwrap_err();
+        assert!(err.contains("use prefix="), "{err}");
+        assert!(selection("repo=pypi&project=../x", "pypi").is_err());
+    }
+
+    #[test]
+    fn whole_repository_needs_all_true() {
+        let sel = selection("repo=pypi&all=true", "pypi").unwrap();
+        assert_eq!(sel.prefixes, vec![""]);
+        assert!(selection("repo=pypi&all=false", "pypi").is_err());
+        assert!(selection("repo=pypi&prefix=", "pypi").is_err());
+        assert!(selection("repo=pypi", "pypi").is_err());
+    }
+
+    #[test]
+    fn selectors_are_exclusive_and_misspellings_refused() {
+        assert!(selection("repo=pypi&path=a&prefix=b", "pypi").is_err());
+        let err = params("repo=pypi&prefx=files/").unwrap_err();
+        assert!(err.contains("prefx"), "{err}");
     }
 }

@@ -146,7 +146,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/status", get(routes::status))
         .route("/admin/purge", post(admin::purge))
         .route("/admin/evict", post(admin::evict))
+        .route("/ui/browse/{repo}", get(ui::browse))
         .fallback(routes::dispatch)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ui::count_downloads,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access_log::layer,
