@@ -5,6 +5,7 @@ mod support;
 mod cache;
 mod clients;
 mod config_cli;
+mod fault_suite;
 mod faults;
 mod persistence;
 mod quickstart;

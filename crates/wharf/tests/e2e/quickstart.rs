@@ -10,7 +10,7 @@ async fn zero_config_serve_uses_the_users_pip_index() {
     let up = PypiUpstream::start(vec![Project::new("demo", vec![wheel("demo", "1.0")])]).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let addr = free_port();
-    let mut child = Command::new(WHARF)
+    let child = Command::new(WHARF)
         .args(["serve", "--listen", &addr.to_string()])
         .current_dir(tmp.path())
         .env_remove("WHARF_CONFIG")
