@@ -7,6 +7,7 @@ mod clients;
 mod config_cli;
 mod fault_suite;
 mod faults;
+mod load;
 mod persistence;
 mod quickstart;
 mod security;
