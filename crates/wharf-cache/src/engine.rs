@@ -266,6 +266,11 @@ impl Engine {
         tx: &Sender<FlightState>,
         upstream_bytes: &AtomicU64,
     ) -> Result<(), FetchError> {
+        if let (Some(stale), Some(validator)) = (stale, req.head_validator) {
+            if self.head_confirms(req, stale, validator, tx).await? {
+                return Ok(());
+            }
+        }
         let mut headers = req.headers.clone();
         if let Some(stale) = stale {
             add_validators(&mut headers, stale);
@@ -287,17 +292,8 @@ impl Engine {
             .upstream_status(&req.repo, resp.status.as_str());
         match resp.status {
             StatusCode::NOT_MODIFIED if stale.is_some() => {
-                let mut entry = stale.cloned().expect("checked above");
-                entry.fetched_at = now_ms();
-                if let Some(etag) = header_text(&resp.headers, "etag") {
-                    entry.etag = Some(etag);
-                }
-                if let Some(lm) = header_text(&resp.headers, "last-modified") {
-                    entry.last_modified = Some(lm);
-                }
-                self.put_entry(req, entry.clone()).await?;
-                tx.send_replace(FlightState::NotModified(Arc::new(entry)));
-                Ok(())
+                let stale = stale.expect("checked above");
+                self.confirm(req, stale, &resp.headers, tx).await
             }
             StatusCode::OK => self.stream_body(req, resp, tx, upstream_bytes).await,
             StatusCode::NOT_FOUND | StatusCode::GONE => {
@@ -328,6 +324,68 @@ impl Engine {
                 status: other.as_u16(),
             }),
         }
+    }
+
+    /// Revalidates `stale` with a `HEAD`, comparing upstream's `validator` header with the one kept in the
+    /// entry. `Ok(true)`: confirmed and published; `Ok(false)`: changed, gone or unknown, so a `GET` must
+    /// follow; an error (429, 5xx, unreachable) ends the flight like a failed `GET` would (stale-if-error).
+    async fn head_confirms(
+        &self,
+        req: &FetchRequest,
+        stale: &Entry,
+        validator: &str,
+        tx: &Sender<FlightState>,
+    ) -> Result<bool, FetchError> {
+        let resp = match self
+            .upstream
+            .request(http::Method::HEAD, &req.url, &req.headers)
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.metrics.upstream_status(&req.repo, "error");
+                return Err(e);
+            }
+        };
+        self.metrics
+            .upstream_status(&req.repo, resp.status.as_str());
+        match resp.status {
+            StatusCode::OK => {
+                let current = header_text(&resp.headers, validator);
+                if current.is_some() && current.as_deref() == stale.header(validator) {
+                    self.confirm(req, stale, &resp.headers, tx).await?;
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            }
+            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(false),
+            other => Err(FetchError::Status {
+                url: req.url.to_string(),
+                status: other.as_u16(),
+            }),
+        }
+    }
+
+    /// Upstream confirmed `stale` (a 304, or a `HEAD` whose validator matched): refresh and publish it.
+    async fn confirm(
+        &self,
+        req: &FetchRequest,
+        stale: &Entry,
+        headers: &HeaderMap,
+        tx: &Sender<FlightState>,
+    ) -> Result<(), FetchError> {
+        let mut entry = stale.clone();
+        entry.fetched_at = now_ms();
+        if let Some(etag) = header_text(headers, "etag") {
+            entry.etag = Some(etag);
+        }
+        if let Some(lm) = header_text(headers, "last-modified") {
+            entry.last_modified = Some(lm);
+        }
+        self.put_entry(req, entry.clone()).await?;
+        tx.send_replace(FlightState::NotModified(Arc::new(entry)));
+        Ok(())
     }
 
     async fn stream_body(
@@ -467,7 +525,7 @@ impl Engine {
             .map_err(|e| FetchError::Store(e.to_string()))
             .and_then(|r| r.map_err(store_err));
         let result = match committed {
-            Ok(()) => self.put_entry(req, entry.clone()).await,
+            Ok(()) => self.put_entries(req, &entry).await,
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
@@ -483,9 +541,32 @@ impl Engine {
         Ok(())
     }
 
+    /// Records a committed download under its key, and under its digest key when the request asks for one.
+    async fn put_entries(&self, req: &FetchRequest, entry: &Entry) -> Result<(), FetchError> {
+        self.put_entry(req, entry.clone()).await?;
+        let (Some(prefix), Some(digest)) = (&req.digest_key_prefix, &entry.digest) else {
+            return Ok(());
+        };
+        let by_digest = Entry {
+            immutable: true,
+            ..entry.clone()
+        };
+        self.put_entry_at(req, format!("{prefix}{digest}"), by_digest)
+            .await
+    }
+
     async fn put_entry(&self, req: &FetchRequest, entry: Entry) -> Result<(), FetchError> {
+        self.put_entry_at(req, req.key.clone(), entry).await
+    }
+
+    async fn put_entry_at(
+        &self,
+        req: &FetchRequest,
+        key: String,
+        entry: Entry,
+    ) -> Result<(), FetchError> {
         let store = self.store.clone();
-        let (repo, key) = (req.repo.clone(), req.key.clone());
+        let repo = req.repo.clone();
         tokio::task::spawn_blocking(move || store.put_entry(&repo, &key, &entry))
             .await
             .map_err(|e| FetchError::Store(e.to_string()))?

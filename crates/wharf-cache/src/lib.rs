@@ -39,7 +39,7 @@ pub use pass_through::PassThrough;
 pub use request::{FetchRequest, Freshness, Outcome};
 pub use respond::{
     error_response, fetch_error_response, serve, BoxFuture, CacheInfo, RepoRequest, Repository,
-    REQUEST_BODY_LIMIT,
+    UpstreamLabel, REQUEST_BODY_LIMIT,
 };
 pub use upstream::{Upstream, UpstreamOptions};
 pub use verify::Expected;

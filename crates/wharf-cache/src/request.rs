@@ -35,6 +35,14 @@ pub struct FetchRequest {
     pub expected: Option<Expected>,
     /// Upstream response headers to keep in the entry and give back on hits (lower-case names).
     pub keep_headers: &'static [&'static str],
+    /// Revalidate a stale entry with a `HEAD` first: when upstream's value of this header (lower-case name,
+    /// also listed in `keep_headers`) equals the one kept in the entry, the entry is confirmed like a 304 and
+    /// no body is transferred; otherwise a conditional `GET` follows. For upstreams whose `GET`s are metered
+    /// (an image registry counts manifest `GET`s as pulls) and which name content by a header.
+    pub head_validator: Option<&'static str>,
+    /// Also record a verified body under `{prefix}{sha256 hex}` as an immutable entry, so content fetched by
+    /// a mutable name (a tag) is found again by its digest without another upstream request.
+    pub digest_key_prefix: Option<String>,
 }
 
 impl FetchRequest {
@@ -53,6 +61,8 @@ impl FetchRequest {
             negative_ttl: Duration::ZERO,
             expected: None,
             keep_headers: &[],
+            head_validator: None,
+            digest_key_prefix: None,
         }
     }
 

@@ -34,7 +34,18 @@ pub trait Repository: Send + Sync + 'static {
     /// The upstream URL(s), for `/status` and `wharf env`.
     fn upstreams(&self) -> Vec<String>;
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>>;
+    /// A top-level path segment this repository also answers, besides its name (the OCI distribution API's
+    /// `v2`, which clients always put at the root). The server routes `/{prefix}/...` here with `path` being
+    /// the whole path, prefix included; at most one repository may claim a prefix.
+    fn route_prefix(&self) -> Option<&'static str> {
+        None
+    }
 }
+
+/// Attached to responses by formats with several upstreams, so the access log and metrics can name the one
+/// that answered. Always a configured alias, so a bounded label.
+#[derive(Clone, Debug)]
+pub struct UpstreamLabel(pub Arc<str>);
 
 /// Attached to responses as an extension so the access log and metrics know where the answer came from.
 #[derive(Clone, Debug, Default)]

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use url::Url;
 
 use crate::FetchError;
@@ -80,10 +80,24 @@ impl Upstream {
     /// GET `url` with `headers`, retrying connection failures, timeouts, 5xx and 429 with exponential backoff
     /// (and `Retry-After`, when short). Returns the first response that is not retried, whatever its status.
     pub(crate) async fn get(&self, url: &Url, headers: &HeaderMap) -> Result<Response, FetchError> {
+        self.request(Method::GET, url, headers).await
+    }
+
+    /// [`Upstream::get`] with another safe method (`HEAD` for revalidation), retried the same way.
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &HeaderMap,
+    ) -> Result<Response, FetchError> {
         let mut attempt = 0u32;
         loop {
             let started = Instant::now();
-            let sent = self.client.get(url.clone()).headers(headers.clone()).send();
+            let sent = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone())
+                .send();
             let outcome = match tokio::time::timeout(self.options.timeout, sent).await {
                 Err(_) => Err(FetchError::Timeout {
                     url: url.to_string(),
