@@ -318,7 +318,7 @@ pub async fn browse(
          <p class=\"muted\" id=\"shown\">{shown}</p>\
          <div class=\"wrap\"><table id=\"entries\"><tr><th>path</th><th>kind</th><th class=\"n\">size</th>\
          <th class=\"n\">fetched</th></tr>{rows}</table></div>\
-         <p class=\"muted\">Purge these (admin token needed):<br><code>curl -X POST -H 'Authorization: Bearer $TOKEN' \
+         <p class=\"muted\">Purge these (admin token needed):<br><code>curl -X POST -H \"Authorization: Bearer $TOKEN\" \
          '&lt;wharf&gt;/admin/purge?{hint}'</code></p>",
         n = esc(&name),
         p = esc(&params.prefix),

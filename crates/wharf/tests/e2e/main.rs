@@ -2,9 +2,11 @@
 
 mod support;
 
+mod admin_ui;
 mod cache;
 mod clients;
 mod config_cli;
+mod deploy;
 mod fault_suite;
 mod faults;
 mod load;

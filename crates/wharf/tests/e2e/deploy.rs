@@ -1,0 +1,740 @@
+//! The deployment files: the Helm chart rendered by a real `helm`, its manifests validated against the
+//! Kubernetes API schemas (`kubernetes-validate`, offline), bad values refused with the field path, the
+//! rendered wharf config accepted by `wharf config check`, alert rules checked by `promtool`, every metric the
+//! rules and the dashboard name exported by a running wharf, the runner examples and the Dockerfile.
+//!
+//! `scripts/test` installs the tools into `~/.cache/wharf/test-tools` (see `tool_dir`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::support::*;
+use serde_yaml_ng::Value;
+use wharf_testkit::{wheel, Project, PypiUpstream};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn chart_dir() -> PathBuf {
+    repo_root().join("deploy/helm/wharf")
+}
+
+fn examples_dir() -> PathBuf {
+    repo_root().join("deploy/examples")
+}
+
+/// Where `scripts/test` puts the tools: `$WHARF_TOOLS_DIR`, else `~/.cache/wharf/test-tools`.
+fn tool_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WHARF_TOOLS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".cache/wharf/test-tools")
+}
+
+fn required() -> bool {
+    std::env::var("WHARF_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
+fn missing(what: &str) -> Option<Command> {
+    assert!(
+        !required(),
+        "{what} is required (WHARF_REQUIRE_TOOLS=1) but not available; run scripts/test to install it"
+    );
+    eprintln!("SKIP: {what} is not available (scripts/test installs it)");
+    None
+}
+
+/// A command for `name` from the tool directory or `PATH`, or `None` (test skips; fails under CI).
+fn tool(name: &str, probe: &[&str]) -> Option<Command> {
+    let local = tool_dir().join("bin").join(name);
+    let program = if local.is_file() {
+        local.into_os_string()
+    } else {
+        name.into()
+    };
+    let works = Command::new(&program)
+        .args(probe)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        Some(Command::new(program))
+    } else {
+        missing(&format!("`{name}`"))
+    }
+}
+
+/// `python3 -m kubernetes_validate` with the package from the tool directory.
+fn kubernetes_validate() -> Option<Command> {
+    let py = tool_dir().join("py");
+    let mut cmd = Command::new("python3");
+    cmd.env("PYTHONPATH", &py)
+        .args(["-m", "kubernetes_validate"]);
+    let works = Command::new("python3")
+        .env("PYTHONPATH", &py)
+        .args(["-m", "kubernetes_validate", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        Some(cmd)
+    } else {
+        missing("the `kubernetes-validate` Python package")
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `helm template wharf <chart> -n wharf <args>`.
+fn helm_template(helm: &mut Command, args: &[&str]) -> Output {
+    helm.args(["template", "wharf"])
+        .arg(chart_dir())
+        .args(["--namespace", "wharf"])
+        .args(args)
+        .output()
+        .expect("run helm")
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    yaml.split("\n---")
+        .filter_map(|doc| serde_yaml_ng::from_str::<Value>(doc).ok())
+        .filter(|v| v.is_mapping())
+        .collect()
+}
+
+fn kind_of(doc: &Value) -> &str {
+    doc["kind"].as_str().unwrap_or("")
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {
+    docs.iter().find(|d| kind_of(d) == kind)
+}
+
+/// The value sets every rendering test covers: defaults, each chart example, everything optional on.
+fn value_sets() -> Vec<(&'static str, Vec<String>)> {
+    let example = |name: &str| {
+        vec![
+            "-f".to_string(),
+            examples_dir().join(name).display().to_string(),
+        ]
+    };
+    vec![
+        ("defaults", Vec::new()),
+        ("values-minimal.yaml", example("values-minimal.yaml")),
+        ("values-ci.yaml", example("values-ci.yaml")),
+        (
+            "all optional parts",
+            [
+                "--set",
+                "ingress.enabled=true",
+                "--set",
+                "ingress.hosts[0].host=wharf.example.com",
+                "--set",
+                "serviceMonitor.enabled=true",
+                "--set",
+                "prometheusRule.enabled=true",
+                "--set",
+                "grafanaDashboard.enabled=true",
+                "--set",
+                "persistence.enabled=false",
+                "--set",
+                "repositories.pypi.format=pypi",
+                "--set",
+                "repositories.pypi.upstream=https://pypi.example.com/simple/",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+    ]
+}
+
+/// Validates `yaml` with kubernetes-validate in strict mode (unknown fields are errors); returns the
+/// resources it checked against a schema. Custom resources (no schema there) are reported as skipped.
+fn validate_manifests(validator: &mut Command, yaml: &str, what: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("manifests.yaml");
+    std::fs::write(&file, yaml).expect("write manifests");
+    let out = validator
+        .arg("--strict")
+        .arg(&file)
+        .output()
+        .expect("run kubernetes-validate");
+    let log = text(&out);
+    assert!(
+        out.status.success() && !log.contains("ERROR"),
+        "{what}: manifests do not validate:\n{log}"
+    );
+    log.lines()
+        .filter(|l| l.contains(" passed for resource "))
+        .filter_map(|l| l.split(" passed for resource ").nth(1))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn chart_renders_valid_manifests_for_defaults_and_examples() {
+    let (Some(_), Some(_)) = (tool("helm", &["version"]), kubernetes_validate()) else {
+        return;
+    };
+    let mut validated_kinds = BTreeSet::new();
+    for (name, args) in value_sets() {
+        let mut helm = tool("helm", &["version"]).expect("helm");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = helm_template(&mut helm, &args);
+        assert!(
+            out.status.success(),
+            "{name}: helm template failed:\n{}",
+            text(&out)
+        );
+        let yaml = String::from_utf8_lossy(&out.stdout).to_string();
+        let docs = documents(&yaml);
+
+        let sts = find(&docs, "StatefulSet").unwrap_or_else(|| panic!("{name}: no StatefulSet"));
+        let pod = &sts["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        assert_eq!(
+            pod["securityContext"]["runAsNonRoot"],
+            Value::Bool(true),
+            "{name}"
+        );
+        assert_eq!(
+            container["securityContext"]["readOnlyRootFilesystem"],
+            Value::Bool(true),
+            "{name}"
+        );
+        assert_eq!(
+            container["livenessProbe"]["httpGet"]["path"].as_str(),
+            Some("/healthz")
+        );
+        assert_eq!(
+            container["readinessProbe"]["httpGet"]["path"].as_str(),
+            Some("/readyz")
+        );
+        assert_eq!(
+            container["resources"]["requests"], container["resources"]["limits"],
+            "{name}: requests equal limits (Guaranteed QoS)"
+        );
+        let mounts: Vec<&str> = container["volumeMounts"]
+            .as_sequence()
+            .expect("mounts")
+            .iter()
+            .filter_map(|m| m["mountPath"].as_str())
+            .collect();
+        assert!(mounts.contains(&"/var/lib/wharf"), "{name}: {mounts:?}");
+        assert!(
+            mounts.contains(&"/etc/wharf/admin"),
+            "{name}: admin token mounted"
+        );
+        let config = find(&docs, "ConfigMap").expect("config map")["data"]["wharf.yaml"]
+            .as_str()
+            .expect("wharf.yaml")
+            .to_string();
+        assert!(
+            config.contains("token_file: /etc/wharf/admin/token"),
+            "{name}:\n{config}"
+        );
+        assert!(find(&docs, "Service").is_some() && find(&docs, "PodDisruptionBudget").is_some());
+        match name {
+            "values-ci.yaml" => {
+                assert!(
+                    find(&docs, "Secret").is_none(),
+                    "existing Secret used, none generated"
+                );
+                assert!(
+                    find(&docs, "Ingress").is_some() && find(&docs, "PrometheusRule").is_some()
+                );
+                assert!(
+                    sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "gp3"
+                );
+            }
+            "defaults" => {
+                let secret = find(&docs, "Secret").expect("a generated admin Secret");
+                assert!(secret["data"]["token"]
+                    .as_str()
+                    .is_some_and(|t| t.len() >= 40));
+                assert!(
+                    sts["spec"]["volumeClaimTemplates"].is_sequence(),
+                    "PVC by default"
+                );
+            }
+            _ => {}
+        }
+        if name == "all optional parts" {
+            let monitor = find(&docs, "ServiceMonitor").expect("ServiceMonitor");
+            assert_eq!(
+                monitor["spec"]["endpoints"][0]["path"].as_str(),
+                Some("/metrics")
+            );
+            assert_eq!(
+                monitor["spec"]["endpoints"][0]["port"].as_str(),
+                Some("http")
+            );
+            let dashboard = docs
+                .iter()
+                .find(|d| d["metadata"]["name"].as_str() == Some("wharf-dashboard"))
+                .expect("dashboard ConfigMap");
+            let json: serde_json::Value =
+                serde_json::from_str(dashboard["data"]["wharf.json"].as_str().expect("json"))
+                    .expect("dashboard JSON parses");
+            assert!(json["panels"].as_array().is_some_and(|p| p.len() >= 10));
+        }
+
+        let mut validator = kubernetes_validate().expect("validator");
+        let passed = validate_manifests(&mut validator, &yaml, name);
+        for doc in &docs {
+            let kind = kind_of(doc);
+            if doc["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("monitoring.coreos.com/"))
+            {
+                continue; // custom resources: checked below with promtool and by hand
+            }
+            let expected = format!(
+                "{}/{}",
+                kind.to_lowercase(),
+                doc["metadata"]["name"].as_str().unwrap_or("")
+            );
+            assert!(
+                passed.contains(&expected),
+                "{name}: {expected} was not validated: {passed:?}"
+            );
+            validated_kinds.insert(kind.to_string());
+        }
+    }
+    eprintln!("validated against the Kubernetes API schemas: {validated_kinds:?}");
+
+    // The validator does catch mistakes (so a pass above means something).
+    let mut validator = kubernetes_validate().expect("validator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports: [{port: \"eighty\"}]\n  selectr: {}\n",
+    )
+    .expect("write");
+    let out = validator.arg("--strict").arg(&bad).output().expect("run");
+    assert!(
+        !out.status.success(),
+        "a broken Service must fail validation:\n{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn bad_values_are_refused_with_the_field_path() {
+    let Some(_) = tool("helm", &["version"]) else {
+        return;
+    };
+    let cases: [(&[&str], &[&str]); 6] = [
+        (
+            &[
+                "--set",
+                "repositories.pypi.format=pipy",
+                "--set",
+                "repositories.pypi.upstream=https://pypi.example.com/simple/",
+            ],
+            &[
+                "/repositories/pypi/format",
+                "must be one of 'pypi', 'oci', 'npm', 'cargo', 'go', 'generic'",
+            ],
+        ),
+        (
+            &["--set", "repositories.pypi.format=pypi"],
+            &["/repositories/pypi", "missing property 'upstream'"],
+        ),
+        (
+            &["--set", "repositories.images.format=oci"],
+            &["/repositories/images", "missing property 'upstreams'"],
+        ),
+        (&["--set", "replicas=two"], &["/replicas", "want integer"]),
+        (
+            &[
+                "--set",
+                "repositories.pypi.format=pypi",
+                "--set",
+                "repositories.pypi.upstream=https://pypi.example.com/",
+                "--set",
+                "repositories.pypi.metadata_tll=10m",
+            ],
+            &["/repositories/pypi", "metadata_tll"],
+        ),
+        (
+            &[
+                "--set",
+                "repositories.pypi.format=pypi",
+                "--set",
+                "repositories.pypi.upstream=ftp://pypi.example.com/",
+            ],
+            &["/repositories/pypi/upstream", "does not match pattern"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut helm = tool("helm", &["version"]).expect("helm");
+        let out = helm_template(&mut helm, args);
+        let log = text(&out);
+        assert!(!out.status.success(), "{args:?} was accepted:\n{log}");
+        for needle in expected {
+            assert!(
+                log.contains(needle),
+                "{args:?}: `{needle}` missing from:\n{log}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rendered_config_passes_wharf_config_check() {
+    let Some(_) = tool("helm", &["version"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (i, (name, args)) in value_sets().into_iter().enumerate() {
+        let mut helm = tool("helm", &["version"]).expect("helm");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = helm_template(&mut helm, &args);
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        let docs = documents(&String::from_utf8_lossy(&out.stdout));
+        let config = docs
+            .iter()
+            .find(|d| kind_of(d) == "ConfigMap" && d["data"]["wharf.yaml"].is_string())
+            .expect("config map")["data"]["wharf.yaml"]
+            .as_str()
+            .expect("wharf.yaml")
+            .to_string();
+        let file = dir.path().join(format!("wharf-{i}.yaml"));
+        std::fs::write(&file, &config).expect("write");
+        let out = Command::new(WHARF)
+            .args(["config", "check"])
+            .arg(&file)
+            .output()
+            .expect("run wharf");
+        assert!(
+            out.status.success(),
+            "{name}: wharf config check refused the rendered config:\n{config}\n{}",
+            text(&out)
+        );
+    }
+}
+
+/// Metric names a running wharf exports after a hit, a miss and a failing upstream, from the `# TYPE` lines,
+/// with the suffixes Prometheus queries use.
+async fn exported_metric_names() -> BTreeSet<String> {
+    let up = PypiUpstream::start(vec![
+        Project::new("demo", vec![wheel("demo", "1.0")]),
+        Project::new("broken", vec![wheel("broken", "1.0")]),
+    ])
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &pypi_repo("pypi", &up.index_url(), ""),
+        "http:\n  retries: 0",
+    );
+    let client = http();
+    for _ in 0..2 {
+        let page = client
+            .get(wharf.url("/pypi/simple/demo/"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(page.status(), 200);
+    }
+    up.faults().fail_next(503, 5);
+    let page = client
+        .get(wharf.url("/pypi/simple/broken/"))
+        .send()
+        .await
+        .expect("get");
+    assert!(page.status().is_server_error(), "{}", page.status());
+    let scrape = client
+        .get(wharf.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    let mut names = BTreeSet::new();
+    for line in scrape.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut parts = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        for s in suffixes {
+            names.insert(format!("{name}{s}"));
+        }
+    }
+    names
+}
+
+fn referenced_metrics(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find("wharf_") {
+        let before = rest[..pos].chars().last();
+        let tail = &rest[pos..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            found.insert(tail[..end].to_string());
+        }
+        rest = &tail[end..];
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_rules_parse_with_promtool_and_name_real_metrics() {
+    let Some(_) = tool("helm", &["version"]) else {
+        return;
+    };
+    let mut helm = tool("helm", &["version"]).expect("helm");
+    let out = helm_template(&mut helm, &["--set", "prometheusRule.enabled=true"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let docs = documents(&String::from_utf8_lossy(&out.stdout));
+    let rule = find(&docs, "PrometheusRule").expect("PrometheusRule");
+    let groups = &rule["spec"]["groups"];
+    let alerts: BTreeSet<&str> = groups[0]["rules"]
+        .as_sequence()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    for alert in [
+        "WharfUpstreamErrors",
+        "WharfHitRatioCollapsed",
+        "WharfStoreVolumeNearlyFull",
+        "WharfEvictionsChurning",
+        "WharfPodRestarting",
+    ] {
+        assert!(alerts.contains(alert), "{alert} missing: {alerts:?}");
+    }
+    let rules_yaml = serde_yaml_ng::to_string(&rule["spec"]).expect("yaml");
+
+    if let Some(mut promtool) = tool("promtool", &["--version"]) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("rules.yaml");
+        std::fs::write(&file, &rules_yaml).expect("write");
+        let out = promtool
+            .args(["check", "rules"])
+            .arg(&file)
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool check rules:\n{}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains(&format!("{} rules found", alerts.len())),
+            "{}",
+            text(&out)
+        );
+    }
+
+    let exported = exported_metric_names().await;
+    let dashboard =
+        std::fs::read_to_string(chart_dir().join("dashboards/wharf.json")).expect("dashboard");
+    let json: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
+    let titles: Vec<&str> = json["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for wanted in [
+        "Hit ratio",
+        "Bytes saved",
+        "Fetched upstream",
+        "Request latency",
+        "Store size",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.starts_with(wanted)),
+            "{wanted}: {titles:?}"
+        );
+    }
+    for (what, text) in [
+        ("alert rules", rules_yaml.as_str()),
+        ("dashboard", dashboard.as_str()),
+    ] {
+        let used = referenced_metrics(text);
+        assert!(used.len() >= 5, "{what}: {used:?}");
+        let unknown: Vec<&String> = used.iter().filter(|m| !exported.contains(*m)).collect();
+        assert!(
+            unknown.is_empty(),
+            "{what} use metrics wharf does not export: {unknown:?}\nexported: {exported:?}"
+        );
+    }
+}
+
+fn load_yaml_docs(path: &Path) -> Vec<Value> {
+    documents(&std::fs::read_to_string(path).expect("read example"))
+}
+
+#[test]
+fn runner_examples_point_clients_at_the_chart_service() {
+    let ci = &load_yaml_docs(&examples_dir().join("values-ci.yaml"))[0];
+    let base = "http://wharf.wharf.svc:8080/";
+    let repos = ci["repositories"].as_mapping().expect("repositories");
+    for repo in ["pypi", "npm", "cargo", "images"] {
+        assert!(repos.contains_key(repo), "values-ci.yaml has no `{repo}`");
+    }
+    let arc = load_yaml_docs(&examples_dir().join("arc-runner-scale-set.yaml"));
+    let env: Vec<(String, String)> = arc[0]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or("").to_string(),
+                e["value"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("PIP_INDEX_URL", format!("{base}pypi/simple/")),
+        ("UV_DEFAULT_INDEX", format!("{base}pypi/simple/")),
+        ("npm_config_registry", format!("{base}npm/")),
+    ];
+    for (name, value) in &expect {
+        assert!(
+            env.iter().any(|(n, v)| n == name && v == value),
+            "ARC example: {name}={value} missing from {env:?}"
+        );
+    }
+    let cargo = format!("sparse+{base}cargo/");
+    let arc_cargo = arc[1]["data"]["config.toml"]
+        .as_str()
+        .expect("cargo config");
+    assert!(arc_cargo.contains(&cargo) && arc_cargo.contains("replace-with = \"wharf\""));
+
+    let gitlab = load_yaml_docs(&examples_dir().join("gitlab-runner.yaml"));
+    let toml = gitlab[0]["runners"]["config"]
+        .as_str()
+        .expect("runners.config");
+    for (name, value) in &expect {
+        assert!(
+            toml.contains(&format!("\"{name}={value}\"")),
+            "GitLab example: {name}"
+        );
+    }
+    assert!(toml.contains(&format!("CARGO_REGISTRIES_WHARF_INDEX={cargo}")));
+
+    let hosts = load_yaml_docs(&examples_dir().join("containerd-hosts-daemonset.yaml"));
+    let node_port = ci["service"]["nodePort"].as_u64().expect("nodePort");
+    let hosts_toml = hosts[0]["data"]["docker.io.toml"]
+        .as_str()
+        .expect("hosts.toml");
+    assert!(hosts_toml.contains(&format!("[host.\"http://127.0.0.1:{node_port}\"]")));
+    assert!(hosts_toml.contains("capabilities = [\"pull\", \"resolve\"]"));
+    assert!(ci["repositories"]["images"]["upstreams"]["docker.io"].is_string());
+
+    // The Kubernetes objects in the examples are valid: the DaemonSet and ConfigMaps as they are, and the
+    // ARC pod template as a PodTemplate.
+    let Some(mut validator) = kubernetes_validate() else {
+        return;
+    };
+    let pod_template = serde_yaml_ng::to_string(&serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
+        "metadata": {"name": "arc-runner"},
+        "template": serde_json::to_value(&arc[0]["template"]).expect("json"),
+    }))
+    .expect("yaml");
+    let mut all = vec![pod_template];
+    for doc in arc
+        .iter()
+        .skip(1)
+        .chain(gitlab.iter().skip(1))
+        .chain(hosts.iter())
+    {
+        all.push(serde_yaml_ng::to_string(doc).expect("yaml"));
+    }
+    let passed = validate_manifests(&mut validator, &all.join("---\n"), "runner examples");
+    for name in [
+        "podtemplate/arc-runner",
+        "daemonset/wharf-containerd-hosts",
+        "configmap/wharf-cargo-config",
+    ] {
+        assert!(passed.iter().any(|p| p == name), "{name}: {passed:?}");
+    }
+}
+
+#[test]
+fn dockerfile_builds_a_static_unprivileged_image_matching_the_chart() {
+    let text = std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let froms: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FROM ")).collect();
+    assert!(froms.len() >= 2, "multi-stage: {froms:?}");
+    let last_from = froms.last().expect("final stage");
+    assert!(
+        last_from.contains("distroless/static") || last_from.contains("scratch"),
+        "final stage is static/distroless: {last_from}"
+    );
+    let final_stage: Vec<&&str> = lines
+        .iter()
+        .skip_while(|l| !std::ptr::eq(**l, **last_from))
+        .collect();
+    let directive = |name: &str| -> Vec<String> {
+        final_stage
+            .iter()
+            .filter_map(|l| l.strip_prefix(&format!("{name} ")))
+            .map(str::to_string)
+            .collect()
+    };
+    let user = directive("USER");
+    assert_eq!(user.len(), 1, "one USER in the final stage");
+    let uid: u32 = user[0]
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .parse()
+        .expect("numeric uid");
+    assert_ne!(uid, 0, "runs as non-root");
+    assert_eq!(directive("EXPOSE"), vec!["8080"]);
+    assert!(directive("VOLUME")
+        .iter()
+        .any(|v| v.contains("/var/lib/wharf")));
+    assert!(
+        directive("HEALTHCHECK").is_empty(),
+        "Kubernetes probes, not a HEALTHCHECK"
+    );
+    assert!(directive("ENTRYPOINT").iter().any(|e| e.contains("wharf")));
+    assert!(text.contains("--locked") && text.contains("x86_64-unknown-linux-musl"));
+
+    let values: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values"),
+    )
+    .expect("values parse");
+    assert_eq!(
+        values["podSecurityContext"]["runAsUser"].as_u64(),
+        Some(u64::from(uid)),
+        "the chart runs the image's user"
+    );
+    assert_eq!(
+        values["securityContext"]["readOnlyRootFilesystem"],
+        Value::Bool(true)
+    );
+}
