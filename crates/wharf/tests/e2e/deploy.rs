@@ -1,7 +1,8 @@
 //! The deployment files: the Helm chart rendered by a real `helm`, its manifests validated against the
 //! Kubernetes API schemas (`kubernetes-validate`, offline), bad values refused with the field path, the
-//! rendered wharf config accepted by `wharf config check`, alert rules checked by `promtool`, every metric the
-//! rules and the dashboard name exported by a running wharf, the runner examples and the Dockerfile.
+//! rendered wharf config accepted by `wharf config check`, alert rules checked and unit-tested by `promtool`
+//! (`deploy/tests/alerts.test.yaml`), every metric the rules and the dashboard name exported by a running
+//! wharf, the runner examples and the Dockerfile.
 //!
 //! `scripts/test` installs the tools into `~/.cache/wharf/test-tools` (see `tool_dir`).
 
@@ -311,6 +312,16 @@ fn chart_renders_valid_manifests_for_defaults_and_examples() {
     }
     eprintln!("validated against the Kubernetes API schemas: {validated_kinds:?}");
 
+    let out = tool("helm", &["version"])
+        .expect("helm")
+        .args(["lint", "--strict"])
+        .arg(chart_dir())
+        .arg("-f")
+        .arg(examples_dir().join("values-ci.yaml"))
+        .output()
+        .expect("helm lint");
+    assert!(out.status.success(), "helm lint --strict:\n{}", text(&out));
+
     // The validator does catch mistakes (so a pass above means something).
     let mut validator = kubernetes_validate().expect("validator");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -547,6 +558,19 @@ async fn alert_rules_parse_with_promtool_and_name_real_metrics() {
             "{}",
             text(&out)
         );
+        // Each alert fires on the series it is meant for, with its labels and text, and not on others.
+        std::fs::copy(
+            repo_root().join("deploy/tests/alerts.test.yaml"),
+            dir.path().join("alerts.test.yaml"),
+        )
+        .expect("copy alert tests");
+        let out = tool("promtool", &["--version"])
+            .expect("promtool")
+            .current_dir(dir.path())
+            .args(["test", "rules", "alerts.test.yaml"])
+            .output()
+            .expect("promtool");
+        assert!(out.status.success(), "promtool test rules:\n{}", text(&out));
     }
 
     let exported = exported_metric_names().await;
