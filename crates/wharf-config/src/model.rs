@@ -194,6 +194,11 @@ pub struct RepoConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub credentials_file: Option<PathBuf>,
+    /// The URL clients reach this repository at (`{public_url}{name}/`), for formats that must write absolute
+    /// URLs into what they serve. Not read from the file: the server derives it from the top-level
+    /// `public_url`, or from `listen` when that is a concrete address; `None` when neither gives one.
+    #[serde(skip_serializing)]
+    pub public_url: Option<Url>,
 }
 
 impl RepoConfig {
@@ -208,6 +213,7 @@ impl RepoConfig {
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             file_hosts: None,
             credentials_file: None,
+            public_url: None,
         }
     }
 }

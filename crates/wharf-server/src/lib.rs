@@ -36,6 +36,7 @@ type Builder = fn(&RepoConfig, Arc<Engine>) -> Result<Arc<dyn Repository>, Strin
 fn builder_for(format: Format) -> Option<Builder> {
     match format {
         Format::Pypi => Some(wharf_pypi::build),
+        Format::Npm => Some(wharf_npm::build),
         _ => None,
     }
 }
@@ -90,9 +91,11 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
                 cfg.format.as_str()
             ),
         })?;
-        let repo = build(cfg, engine.clone()).map_err(|message| ServerError::Repository {
-            repo: cfg.name.clone(),
-            message,
+        let repo = build(&with_public_url(cfg, &config), engine.clone()).map_err(|message| {
+            ServerError::Repository {
+                repo: cfg.name.clone(),
+                message,
+            }
         })?;
         repos.insert(cfg.name.clone(), repo);
         repo_order.push(cfg.name.clone());
@@ -134,6 +137,22 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         evictions_seen: AtomicU64::new(0),
         evicted_bytes_seen: AtomicU64::new(0),
     }))
+}
+
+/// `cfg` with [`RepoConfig::public_url`] filled in: `{public_url}{name}/`, or `http://{listen}/{name}/` when
+/// `public_url` is unset and `listen` is a concrete address (not `0.0.0.0` or `::`, which no client can use).
+fn with_public_url(cfg: &RepoConfig, config: &Config) -> RepoConfig {
+    let base = match &config.public_url {
+        Some(url) => Some(url.clone()),
+        None if !config.listen.ip().is_unspecified() => {
+            url::Url::parse(&format!("http://{}/", config.listen)).ok()
+        }
+        None => None,
+    };
+    RepoConfig {
+        public_url: base.and_then(|b| b.join(&format!("{}/", cfg.name)).ok()),
+        ..cfg.clone()
+    }
 }
 
 /// The router over a built state.

@@ -285,7 +285,7 @@ pub fn crc32(data: &[u8]) -> u32 {
 }
 
 /// A zip archive of stored (uncompressed) entries, fixed timestamps (1980-01-01 00:00).
-fn zip_stored(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn zip_stored(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     const DOS_TIME: u16 = 0;
     const DOS_DATE: u16 = (1 << 5) | 1; // 1980-01-01
     let total: usize = files.iter().map(|(n, d)| d.len() + 2 * n.len() + 100).sum();
@@ -352,7 +352,7 @@ fn put_octal(field: &mut [u8], value: u64) {
 }
 
 /// A ustar archive of regular files (mode 0644, mtime 0, owner root).
-fn tar_archive(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn tar_archive(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (path, data) in files {
         let mut h = [0u8; 512];
@@ -391,7 +391,7 @@ fn tar_archive(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// A gzip member whose deflate stream uses only stored blocks (valid, uncompressed).
-fn gzip_stored(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip_stored(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 65535 * 5 + 32);
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
     let mut chunks = data.chunks(65535).peekable();

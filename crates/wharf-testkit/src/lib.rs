@@ -4,6 +4,8 @@
 //! - [`dist`] builds real, installable Python wheels and sdists in memory (deterministic).
 //! - [`upstream`] serves them as a PyPI Simple index ([`PypiUpstream`]) with fault knobs
 //!   ([`Faults`]) and counters ([`Stats`]); [`CountingServer`] stands for a foreign host.
+//! - [`fixture`] serves whatever bytes a test puts at a path ([`FixtureUpstream`]), with counters and
+//!   knobs; [`packages`] builds npm tarballs, cargo `.crate` files and Go module zips for it.
 //! - [`client`] is a tiny raw HTTP/1.1 client for tests that want to see exactly what came over
 //!   the wire (short bodies, resets).
 //!
@@ -19,8 +21,12 @@
 
 pub mod client;
 pub mod dist;
+pub mod fixture;
+pub mod packages;
 mod server;
 pub mod upstream;
 
 pub use dist::{normalize_name, sdist, wheel, wheel_with_payload, Dist};
+pub use fixture::FixtureUpstream;
+pub use packages::{cargo_index_path, go_escape, npm_document, CrateFile, GoModule, NpmPackage};
 pub use upstream::{CountingServer, FaultConfig, Faults, Project, PypiUpstream, Stats};

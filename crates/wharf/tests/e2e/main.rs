@@ -10,6 +10,7 @@ mod deploy;
 mod fault_suite;
 mod faults;
 mod load;
+mod npm;
 mod persistence;
 mod quickstart;
 mod security;

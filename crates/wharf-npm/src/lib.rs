@@ -1,0 +1,429 @@
+//! The npm format: a registry in front of one upstream npm registry.
+//!
+//! Routes under `/{repo}/` (matched on the raw path, so `@scope%2fname`, `@scope%2Fname` and `@scope/name`
+//! are the same package):
+//! - `{name}`: the package document, in two variants chosen by `Accept`: abbreviated
+//!   (`application/vnd.npm.install-v1+json`, what installers ask for) and full (anything else). Each variant
+//!   is its own cache entry, revalidated upstream with its ETag after `metadata_ttl`, and served with
+//!   `Vary: Accept` and an ETag of its own. Every `dist.tarball` is rewritten to wharf's URL of the tarball,
+//!   built from the repository's public URL (configured, never taken from the request's `Host`).
+//! - `{name}/-/{file}.tgz`: tarballs, immutable, verified while streaming against the document's
+//!   `dist.integrity` (sha512) or `dist.shasum` (sha1). The upstream URL and digest come from the (cached)
+//!   package document, never from the client.
+//! - `-/ping`, `-/npm/v1/keys` and the audit endpoints: forwarded upstream as they are, uncached.
+//!
+//! Upstream 404s of documents and tarballs are remembered for `negative_ttl`.
+
+pub mod client_settings;
+mod document;
+mod route;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use sha2::Digest as _;
+use url::Url;
+use wharf_cache::{
+    error_response, fetch_error_response, serve, BoxFuture, CacheInfo, Engine, FetchError,
+    FetchRequest, Freshness, PassThrough, RepoRequest, Repository,
+};
+
+pub use client_settings::client_settings;
+
+use document::Rewritten;
+use route::{PackageName, Route};
+
+/// Largest package document wharf reads into memory (full documents of old, busy packages reach tens of MB).
+const DOCUMENT_LIMIT: u64 = 256 * 1024 * 1024;
+/// Bytes of rewritten documents kept in memory.
+const REWRITE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Media type of the abbreviated ("corgi") package document.
+const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
+
+/// Which package document a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Abbreviated,
+    Full,
+}
+
+impl Variant {
+    fn from_accept(accept: Option<&str>) -> Variant {
+        let wants_abbreviated = accept.is_some_and(|accept| {
+            accept.split(',').any(|range| {
+                let mut parts = range.split(';').map(str::trim);
+                let media = parts.next().unwrap_or_default();
+                let refused = parts.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                        .is_some_and(|q| q == 0.0)
+                });
+                media.eq_ignore_ascii_case(ABBREVIATED) && !refused
+            })
+        });
+        if wants_abbreviated {
+            Variant::Abbreviated
+        } else {
+            Variant::Full
+        }
+    }
+
+    fn key_suffix(self) -> &'static str {
+        match self {
+            Variant::Abbreviated => "abbreviated",
+            Variant::Full => "full",
+        }
+    }
+
+    fn upstream_accept(self) -> &'static str {
+        match self {
+            Variant::Abbreviated => {
+                "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8"
+            }
+            Variant::Full => "application/json",
+        }
+    }
+
+    fn default_content_type(self) -> &'static str {
+        match self {
+            Variant::Abbreviated => ABBREVIATED,
+            Variant::Full => "application/json",
+        }
+    }
+}
+
+pub struct NpmRepo {
+    name: Arc<str>,
+    upstream: Url,
+    /// wharf's URL of this repository, ending in `/`; tarball links are built on it.
+    public_base: Url,
+    metadata_ttl: Duration,
+    negative_ttl: Duration,
+    engine: Arc<Engine>,
+    rewrites: RewriteCache,
+}
+
+/// Builds the repository from its configuration (the one line of wiring in the server).
+pub fn build(
+    cfg: &wharf_config::RepoConfig,
+    engine: Arc<Engine>,
+) -> Result<Arc<dyn Repository>, String> {
+    let upstream = cfg.upstream.clone().ok_or("upstream: missing")?;
+    let public_base = cfg.public_url.clone().ok_or(
+        "npm package documents carry absolute tarball URLs, so wharf needs its own address: set the \
+         top-level `public_url` (e.g. `public_url: \"http://wharf.ci:8080/\"`); wharf listens on a wildcard \
+         address, which clients cannot use",
+    )?;
+    Ok(Arc::new(NpmRepo {
+        name: Arc::from(cfg.name.as_str()),
+        upstream,
+        public_base,
+        metadata_ttl: cfg.metadata_ttl,
+        negative_ttl: cfg.negative_ttl,
+        engine,
+        rewrites: RewriteCache::default(),
+    }))
+}
+
+impl Repository for NpmRepo {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn format(&self) -> &'static str {
+        "npm"
+    }
+
+    fn upstreams(&self) -> Vec<String> {
+        vec![self.upstream.to_string()]
+    }
+
+    fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
+        Box::pin(self.route(req))
+    }
+}
+
+/// A rewritten document and where its answer came from.
+struct Document {
+    rewritten: Arc<Rewritten>,
+    /// Identity of upstream's bytes, the base of the ETag wharf gives.
+    digest: String,
+    content_type: String,
+    info: CacheInfo,
+}
+
+impl NpmRepo {
+    async fn route(&self, req: RepoRequest) -> Response<Body> {
+        let route = match route::parse(&req.path) {
+            Ok(route) => route,
+            Err(e) => return error_response(StatusCode::NOT_FOUND, e),
+        };
+        let read_only = req.method == Method::GET || req.method == Method::HEAD;
+        match route {
+            Route::PassThrough(path) => self.pass_through(req, path).await,
+            _ if !read_only => error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this registry is a read-only cache: only GET and HEAD are supported",
+            ),
+            Route::Document(name) => self.document(&req, &name).await,
+            Route::Tarball(name, file) => self.tarball(&req, &name, &file).await,
+        }
+    }
+
+    async fn pass_through(&self, req: RepoRequest, path: &str) -> Response<Body> {
+        let mut url = match self.upstream.join(path) {
+            Ok(url) => url,
+            Err(e) => return error_response(StatusCode::BAD_GATEWAY, e.to_string()),
+        };
+        url.set_query(req.query.as_deref());
+        let forwarded = PassThrough {
+            repo: self.name.clone(),
+            method: req.method,
+            url,
+            headers: req.headers,
+            body: req.body,
+        };
+        match self.engine.pass_through(forwarded).await {
+            Ok(resp) => resp,
+            Err(e) => fetch_error_response(&e),
+        }
+    }
+
+    fn package_base(&self, name: &PackageName) -> String {
+        format!("{}{}/", self.public_base, name.as_str())
+    }
+
+    /// The package document in `variant`, from the store or upstream, rewritten.
+    async fn fetch_document(
+        &self,
+        name: &PackageName,
+        variant: Variant,
+    ) -> Result<Document, FetchError> {
+        let url = self
+            .upstream
+            .join(&name.url_form())
+            .map_err(|e| FetchError::Unreachable {
+                url: self.upstream.to_string(),
+                reason: format!("cannot form the document URL: {e}"),
+            })?;
+        let mut fetch = FetchRequest::new(
+            self.name.clone(),
+            format!("packages/{}/{}", name.as_str(), variant.key_suffix()),
+            url.clone(),
+            Freshness::Revalidate(self.metadata_ttl),
+        );
+        fetch.negative_ttl = self.negative_ttl;
+        fetch.headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(variant.upstream_accept()),
+        );
+        let served = self.engine.get(fetch).await?;
+        let info = CacheInfo {
+            outcome: Some(served.outcome),
+            upstream_bytes: served.upstream_bytes.clone(),
+        };
+        let content_type = served
+            .entry
+            .content_type
+            .clone()
+            .filter(|t| t.contains("json"))
+            .unwrap_or_else(|| variant.default_content_type().to_string());
+        let stored_digest = served.entry.digest.clone();
+        if let Some(rewritten) = stored_digest.as_deref().and_then(|d| self.rewrites.get(d)) {
+            return Ok(Document {
+                rewritten,
+                digest: stored_digest.unwrap_or_default(),
+                content_type,
+                info,
+            });
+        }
+        let unreadable = |reason: String| FetchError::Unreachable {
+            url: url.to_string(),
+            reason,
+        };
+        let raw = served
+            .into_bytes(DOCUMENT_LIMIT)
+            .await
+            .map_err(|e| unreadable(e.to_string()))?;
+        let digest = stored_digest.unwrap_or_else(|| hex::encode(sha2::Sha256::digest(&raw)));
+        let rewritten =
+            Arc::new(document::rewrite(&raw, &url, &self.package_base(name)).map_err(unreadable)?);
+        self.rewrites.put(&digest, rewritten.clone());
+        Ok(Document {
+            rewritten,
+            digest,
+            content_type,
+            info,
+        })
+    }
+
+    async fn document(&self, req: &RepoRequest, name: &PackageName) -> Response<Body> {
+        let accept = req
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let variant = Variant::from_accept(accept);
+        let doc = match self.fetch_document(name, variant).await {
+            Ok(doc) => doc,
+            Err(e) => return fetch_error_response(&e),
+        };
+        let etag = format!(
+            "\"{}-{}\"",
+            &doc.digest[..doc.digest.len().min(32)],
+            &variant.key_suffix()[..1]
+        );
+        let not_modified = req
+            .headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == etag)
+            });
+        let builder = Response::builder()
+            .header(header::CONTENT_TYPE, doc.content_type.as_str())
+            .header(header::VARY, "Accept")
+            .header(header::CACHE_CONTROL, "max-age=0, must-revalidate")
+            .header(header::ETAG, etag.as_str());
+        let body = &doc.rewritten.body;
+        let resp = if not_modified {
+            builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
+        } else if req.method == Method::HEAD {
+            builder
+                .header(header::CONTENT_LENGTH, body.len())
+                .body(Body::empty())
+        } else {
+            builder.body(Body::from(body.clone()))
+        };
+        let mut resp = resp
+            .unwrap_or_else(|e| error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+        resp.extensions_mut().insert(doc.info);
+        resp
+    }
+
+    async fn tarball(&self, req: &RepoRequest, name: &PackageName, file: &str) -> Response<Body> {
+        let key = format!("tarballs/{}/{file}", name.as_str());
+        let served = match self.engine.cached(&self.name, &key, Freshness::Immutable) {
+            Ok(Some(served)) => Ok(served),
+            Ok(None) => self.fetch_tarball(name, file, key).await,
+            Err(e) => Err(e),
+        };
+        match served {
+            Ok(served) => {
+                let mut resp = serve(
+                    served,
+                    &req.method,
+                    &req.headers,
+                    Some("application/octet-stream"),
+                );
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=31536000, immutable"),
+                );
+                resp
+            }
+            Err(FetchError::NotFound { url, .. }) if url.is_empty() => error_response(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "`{file}` is not a tarball of any version of `{}`",
+                    name.as_str()
+                ),
+            ),
+            Err(e) => fetch_error_response(&e),
+        }
+    }
+
+    async fn fetch_tarball(
+        &self,
+        name: &PackageName,
+        file: &str,
+        key: String,
+    ) -> Result<wharf_cache::Served, FetchError> {
+        let doc = self.fetch_document(name, Variant::Abbreviated).await?;
+        let Some(source) = doc.rewritten.tarballs.get(file) else {
+            return Err(FetchError::NotFound {
+                url: String::new(),
+                status: 404,
+                from_negative_cache: false,
+            });
+        };
+        let mut fetch = FetchRequest::new(
+            self.name.clone(),
+            key,
+            source.url.clone(),
+            Freshness::Immutable,
+        );
+        fetch.expected = source.expected.clone();
+        fetch.negative_ttl = self.negative_ttl;
+        self.engine.get(fetch).await
+    }
+}
+
+/// Rewritten documents by the digest of upstream's bytes, so a cached document is parsed and rewritten once
+/// however often it is asked for. Bounded by bytes; oldest out first.
+#[derive(Default)]
+struct RewriteCache {
+    inner: Mutex<RewriteCacheInner>,
+}
+
+#[derive(Default)]
+struct RewriteCacheInner {
+    by_digest: HashMap<String, Arc<Rewritten>>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl RewriteCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RewriteCacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, digest: &str) -> Option<Arc<Rewritten>> {
+        self.lock().by_digest.get(digest).cloned()
+    }
+
+    fn put(&self, digest: &str, doc: Arc<Rewritten>) {
+        let mut inner = self.lock();
+        let size = doc.body.len();
+        if inner.by_digest.insert(digest.to_string(), doc).is_none() {
+            inner.order.push_back(digest.to_string());
+            inner.bytes += size;
+        }
+        while inner.bytes > REWRITE_CACHE_BYTES {
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = inner.by_digest.remove(&oldest) {
+                inner.bytes -= old.body.len();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_picks_the_variant() {
+        assert_eq!(
+            Variant::from_accept(Some(
+                "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"
+            )),
+            Variant::Abbreviated
+        );
+        assert_eq!(
+            Variant::from_accept(Some("application/json")),
+            Variant::Full
+        );
+        assert_eq!(Variant::from_accept(None), Variant::Full);
+        assert_eq!(
+            Variant::from_accept(Some("application/vnd.npm.install-v1+json;q=0, */*")),
+            Variant::Full
+        );
+    }
+}
