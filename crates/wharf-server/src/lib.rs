@@ -37,6 +37,7 @@ fn builder_for(format: Format) -> Option<Builder> {
     match format {
         Format::Pypi => Some(wharf_pypi::build),
         Format::Npm => Some(wharf_npm::build),
+        Format::Cargo => Some(wharf_cargo::build),
         _ => None,
     }
 }

@@ -216,6 +216,7 @@ fn env(args: EnvArgs) -> anyhow::Result<ExitCode> {
                 wharf_pypi::client_settings::client_settings(&repo.name, &repo_base)
             ),
             Format::Npm => println!("{}", wharf_npm::client_settings(&repo.name, &repo_base)),
+            Format::Cargo => println!("{}", wharf_cargo::client_settings(&repo.name, &repo_base)),
             other => println!(
                 "# {} ({}): client settings for this format are not available yet\n",
                 repo.name,

@@ -4,6 +4,7 @@ mod support;
 
 mod admin_ui;
 mod cache;
+mod cargo;
 mod clients;
 mod config_cli;
 mod deploy;

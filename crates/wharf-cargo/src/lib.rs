@@ -1,0 +1,351 @@
+//! The cargo format: a sparse registry (RFC 2789) in front of one upstream sparse index.
+//!
+//! Routes under `/{repo}/`:
+//! - `config.json`: upstream's, with `dl` pointing at wharf (`{public_url}{repo}/api/v1/crates`),
+//!   `auth-required` kept and `api` dropped (wharf is read-only);
+//! - index files (`1/{n}`, `2/{n}`, `3/{c}/{n}`, `{ab}/{cd}/{name}`): cached, revalidated upstream with
+//!   `If-None-Match`/`If-Modified-Since` after `metadata_ttl`, served with upstream's `ETag` and
+//!   `Last-Modified` so cargo's own conditional requests get 304s;
+//! - `api/v1/crates/{name}/{version}/download`: `.crate` files, immutable, verified while streaming against
+//!   the `cksum` of that version's line in the (cached) index file, fetched from the URL upstream's `dl`
+//!   template gives. No client-supplied URL is ever fetched.
+//!
+//! Upstream 404, 410 and 451 all mean "no such crate" to cargo and are answered 404.
+
+pub mod client_settings;
+mod index;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use sha2::Digest as _;
+use url::Url;
+use wharf_cache::{
+    error_response, fetch_error_response, serve, BoxFuture, CacheInfo, Engine, Expected,
+    FetchError, FetchRequest, Freshness, RepoRequest, Repository, Served,
+};
+
+pub use client_settings::client_settings;
+
+/// Largest index file or `config.json` read into memory (index files of the busiest crates are < 1 MiB).
+const INDEX_FILE_LIMIT: u64 = 64 * 1024 * 1024;
+
+pub struct CargoRepo {
+    name: Arc<str>,
+    upstream: Url,
+    /// wharf's download base for this repository, written into `config.json` as `dl`.
+    dl: String,
+    metadata_ttl: Duration,
+    negative_ttl: Duration,
+    engine: Arc<Engine>,
+}
+
+/// Builds the repository from its configuration (the one line of wiring in the server).
+pub fn build(
+    cfg: &wharf_config::RepoConfig,
+    engine: Arc<Engine>,
+) -> Result<Arc<dyn Repository>, String> {
+    let upstream = cfg.upstream.clone().ok_or("upstream: missing")?;
+    let public_base = cfg.public_url.clone().ok_or(
+        "cargo's config.json carries an absolute download URL, so wharf needs its own address: set the \
+         top-level `public_url` (e.g. `public_url: \"http://wharf.ci:8080/\"`); wharf listens on a wildcard \
+         address, which clients cannot use",
+    )?;
+    Ok(Arc::new(CargoRepo {
+        name: Arc::from(cfg.name.as_str()),
+        upstream,
+        dl: format!("{public_base}api/v1/crates"),
+        metadata_ttl: cfg.metadata_ttl,
+        negative_ttl: cfg.negative_ttl,
+        engine,
+    }))
+}
+
+impl Repository for CargoRepo {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn format(&self) -> &'static str {
+        "cargo"
+    }
+
+    fn upstreams(&self) -> Vec<String> {
+        vec![self.upstream.to_string()]
+    }
+
+    fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
+        Box::pin(self.route(req))
+    }
+}
+
+impl CargoRepo {
+    async fn route(&self, req: RepoRequest) -> Response<Body> {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this registry is a read-only cache: only GET and HEAD are supported",
+            );
+        }
+        let segments = match wharf_cache::path::segments(&req.path) {
+            Ok(s) => s,
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
+        };
+        let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match parts.as_slice() {
+            ["config.json"] => self.config(&req).await,
+            ["api", "v1", "crates", name, version, "download"] => {
+                self.download(&req, name, version).await
+            }
+            _ => match index::index_file_crate(&parts) {
+                Some(name) => self.index_file(&req, name).await,
+                None => error_response(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no such path in cargo registry `{}`: use `sparse+<wharf>/{}/` as the registry",
+                        self.name, self.name
+                    ),
+                ),
+            },
+        }
+    }
+
+    fn metadata_request(&self, key: String, path: &str) -> Result<FetchRequest, FetchError> {
+        let url = self
+            .upstream
+            .join(path)
+            .map_err(|e| FetchError::Unreachable {
+                url: self.upstream.to_string(),
+                reason: format!("cannot form the URL of `{path}`: {e}"),
+            })?;
+        let mut fetch = FetchRequest::new(
+            self.name.clone(),
+            key,
+            url,
+            Freshness::Revalidate(self.metadata_ttl),
+        );
+        fetch.negative_ttl = self.negative_ttl;
+        Ok(fetch)
+    }
+
+    async fn fetch_index_file(&self, name: &str) -> Result<Served, FetchError> {
+        let path = index::index_path(&name.to_ascii_lowercase());
+        let fetch = self.metadata_request(format!("index/{path}"), &path)?;
+        self.engine.get(fetch).await
+    }
+
+    async fn config(&self, req: &RepoRequest) -> Response<Body> {
+        let (upstream_config, info) = match self.upstream_config().await {
+            Ok(c) => c,
+            Err(e) => return not_found_or(&e),
+        };
+        let body = index::rewrite_config(&upstream_config, &self.dl).to_string();
+        let etag = format!(
+            "\"{}\"",
+            &hex::encode(sha2::Sha256::digest(body.as_bytes()))[..32]
+        );
+        document_response(
+            req,
+            Bytes::from(body),
+            "application/json",
+            Some(&etag),
+            None,
+            info,
+        )
+    }
+
+    /// Upstream's `config.json`, parsed.
+    async fn upstream_config(&self) -> Result<(serde_json::Value, CacheInfo), FetchError> {
+        let fetch = self.metadata_request("config.json".into(), "config.json")?;
+        let url = fetch.url.to_string();
+        let served = self.engine.get(fetch).await?;
+        let info = cache_info(&served);
+        let raw = served
+            .into_bytes(INDEX_FILE_LIMIT)
+            .await
+            .map_err(|e| unreadable(&url, e.to_string()))?;
+        let parsed = serde_json::from_slice(&raw)
+            .map_err(|e| unreadable(&url, format!("config.json is not JSON: {e}")))?;
+        Ok((parsed, info))
+    }
+
+    async fn index_file(&self, req: &RepoRequest, name: &str) -> Response<Body> {
+        let served = match self.fetch_index_file(name).await {
+            Ok(s) => s,
+            Err(e) => return not_found_or(&e),
+        };
+        let etag = served.entry.etag.clone();
+        let last_modified = served.entry.last_modified.clone();
+        if is_not_modified(req, etag.as_deref(), last_modified.as_deref()) {
+            let info = cache_info(&served);
+            return document_response(
+                req,
+                Bytes::new(),
+                "text/plain",
+                etag.as_deref(),
+                last_modified.as_deref(),
+                info,
+            );
+        }
+        let mut resp = serve(
+            served,
+            &req.method,
+            &req.headers,
+            Some("text/plain; charset=utf-8"),
+        );
+        let headers = resp.headers_mut();
+        for (name, value) in [(header::ETAG, etag), (header::LAST_MODIFIED, last_modified)] {
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.insert(name, v);
+            }
+        }
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=0, must-revalidate"),
+        );
+        resp
+    }
+
+    async fn download(&self, req: &RepoRequest, name: &str, version: &str) -> Response<Body> {
+        if !index::is_crate_name(name) || !is_version(version) {
+            return error_response(StatusCode::NOT_FOUND, "not a valid crate name or version");
+        }
+        let key = format!("crates/{}/{version}.crate", name.to_ascii_lowercase());
+        let served = match self.engine.cached(&self.name, &key, Freshness::Immutable) {
+            Ok(Some(served)) => Ok(served),
+            Ok(None) => self.fetch_crate(name, version, key).await,
+            Err(e) => Err(e),
+        };
+        match served {
+            Ok(served) => {
+                let mut resp = serve(served, &req.method, &req.headers, Some("application/gzip"));
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=31536000, immutable"),
+                );
+                resp
+            }
+            Err(e) => not_found_or(&e),
+        }
+    }
+
+    async fn fetch_crate(
+        &self,
+        name: &str,
+        version: &str,
+        key: String,
+    ) -> Result<Served, FetchError> {
+        let index_file = self.fetch_index_file(name).await?;
+        let index_url = index_file.entry.upstream_url.clone();
+        let raw = index_file
+            .into_bytes(INDEX_FILE_LIMIT)
+            .await
+            .map_err(|e| unreadable(&index_url, e.to_string()))?;
+        let cksum = index::cksum_of(&raw, name, version).ok_or_else(|| FetchError::NotFound {
+            url: format!("{index_url} (no version {version} of `{name}`)"),
+            status: 404,
+            from_negative_cache: false,
+        })?;
+        let (config, _) = self.upstream_config().await?;
+        let dl = config["dl"]
+            .as_str()
+            .ok_or_else(|| unreadable(self.upstream.as_str(), "config.json has no `dl`".into()))?;
+        let url = Url::parse(&index::download_url(dl, name, version, &cksum))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| unreadable(dl, "the `dl` template gives no http(s) URL".into()))?;
+        let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
+        fetch.expected = Some(Expected::Sha256(cksum));
+        fetch.negative_ttl = self.negative_ttl;
+        self.engine.get(fetch).await
+    }
+}
+
+fn cache_info(served: &Served) -> CacheInfo {
+    CacheInfo {
+        outcome: Some(served.outcome),
+        upstream_bytes: served.upstream_bytes.clone(),
+    }
+}
+
+fn unreadable(url: &str, reason: String) -> FetchError {
+    FetchError::Unreachable {
+        url: url.to_string(),
+        reason,
+    }
+}
+
+/// Cargo reads 404, 410 and 451 as "no such crate"; wharf answers all of them 404.
+fn not_found_or(error: &FetchError) -> Response<Body> {
+    match error {
+        FetchError::Status { status: 451, url } => error_response(
+            StatusCode::NOT_FOUND,
+            format!("not available upstream (451): {url}"),
+        ),
+        other => fetch_error_response(other),
+    }
+}
+
+/// A version as cargo writes it in download paths: semver characters only.
+fn is_version(version: &str) -> bool {
+    !version.is_empty()
+        && version.len() <= 128
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'))
+}
+
+/// Whether the client's validators match: `If-None-Match` when sent (it wins), else `If-Modified-Since`.
+fn is_not_modified(req: &RepoRequest, etag: Option<&str>, last_modified: Option<&str>) -> bool {
+    let text = |name| {
+        req.headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if let Some(tags) = text(header::IF_NONE_MATCH) {
+        return etag.is_some_and(|etag| {
+            tags.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag.trim_start_matches("W/"))
+        });
+    }
+    match (text(header::IF_MODIFIED_SINCE), last_modified) {
+        (Some(since), Some(modified)) => since.trim() == modified.trim(),
+        _ => false,
+    }
+}
+
+/// A small document from memory: 304 when the validators match, no body for `HEAD`.
+fn document_response(
+    req: &RepoRequest,
+    body: Bytes,
+    content_type: &str,
+    etag: Option<&str>,
+    last_modified: Option<&str>,
+    info: CacheInfo,
+) -> Response<Body> {
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "max-age=0, must-revalidate");
+    if let Some(etag) = etag {
+        builder = builder.header(header::ETAG, etag);
+    }
+    if let Some(lm) = last_modified {
+        builder = builder.header(header::LAST_MODIFIED, lm);
+    }
+    let resp = if is_not_modified(req, etag, last_modified) {
+        builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
+    } else if req.method == Method::HEAD {
+        builder
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(Body::empty())
+    } else {
+        builder.body(Body::from(body))
+    };
+    let mut resp =
+        resp.unwrap_or_else(|e| error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+    resp.extensions_mut().insert(info);
+    resp
+}
