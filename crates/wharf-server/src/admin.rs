@@ -42,23 +42,33 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Who made a call, for the audit log.
+/// Who made a call, for the audit log. Behind an ingress the peer is the proxy, so the client address the
+/// proxy claims (`X-Forwarded-For`) is recorded too, as claimed.
 struct Caller {
     client: String,
+    forwarded_for: String,
     user_agent: String,
+}
+
+fn header_text(headers: &HeaderMap, name: http::header::HeaderName) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect()
 }
 
 impl Caller {
     fn new(peer: std::net::SocketAddr, headers: &HeaderMap) -> Caller {
         Caller {
             client: peer.ip().to_string(),
-            user_agent: headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .chars()
-                .take(200)
-                .collect(),
+            forwarded_for: header_text(
+                headers,
+                http::header::HeaderName::from_static("x-forwarded-for"),
+            ),
+            user_agent: header_text(headers, http::header::USER_AGENT),
         }
     }
 }
@@ -114,13 +124,16 @@ fn write_audit(
     action: &str,
     detail: serde_json::Value,
 ) {
-    let line = json!({
+    let mut line = json!({
         "time": rfc3339_ms(wharf_store::now_ms()),
         "audit": action,
         "client": caller.client,
         "user_agent": caller.user_agent,
         "detail": detail,
     });
+    if !caller.forwarded_for.is_empty() {
+        line["forwarded_for"] = json!(caller.forwarded_for);
+    }
     let mut text = line.to_string();
     text.push('\n');
     let _ = std::io::stdout().lock().write_all(text.as_bytes());

@@ -137,10 +137,17 @@ async fn admin_api_needs_the_token_and_purges_exactly_what_it_says() {
         Some("Bearer")
     );
     assert_eq!(cached_keys(w).await, all);
-    let denied: Vec<Value> = stdout_audit(w)
-        .into_iter()
-        .filter(|a| a["audit"] == "denied")
-        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let denied = loop {
+        let denied: Vec<Value> = stdout_audit(w)
+            .into_iter()
+            .filter(|a| a["audit"] == "denied")
+            .collect();
+        if denied.len() >= 3 || std::time::Instant::now() > deadline {
+            break denied;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert_eq!(denied.len(), 3, "{denied:?}");
     assert_eq!(denied[1]["detail"]["reason"], "wrong token");
     assert!(
@@ -212,6 +219,7 @@ async fn admin_api_needs_the_token_and_purges_exactly_what_it_says() {
     let resp = http()
         .post(w.url("/admin/evict?to=0"))
         .bearer_auth(TOKEN)
+        .header("x-forwarded-for", "10.1.2.3")
         .send()
         .await
         .expect("evict");
@@ -243,11 +251,28 @@ async fn admin_api_needs_the_token_and_purges_exactly_what_it_says() {
         assert!(a["time"].as_str().is_some_and(|t| t.ends_with('Z')));
     }
     assert_eq!(audit[0]["detail"]["keys"], serde_json::json!([demo0]));
-    let on_stdout = stdout_audit(w)
-        .into_iter()
-        .filter(|a| a["audit"] != "denied")
-        .count();
-    assert_eq!(on_stdout, audit.len());
+    assert_eq!(
+        audit[4]["forwarded_for"], "10.1.2.3",
+        "the client behind a proxy"
+    );
+    assert!(audit[0].get("forwarded_for").is_none());
+    // stdout is read by a thread: wait (bounded) for the last line to arrive.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let on_stdout = stdout_audit(w)
+            .into_iter()
+            .filter(|a| a["audit"] != "denied")
+            .count();
+        if on_stdout == audit.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{on_stdout} audit lines on stdout, {} in audit.log",
+            audit.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn chromium() -> Option<PathBuf> {
