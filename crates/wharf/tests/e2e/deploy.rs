@@ -312,6 +312,32 @@ fn chart_renders_valid_manifests_for_defaults_and_examples() {
     }
     eprintln!("validated against the Kubernetes API schemas: {validated_kinds:?}");
 
+    // The notes printed after `helm install` tell each client its setting.
+    let out = tool("helm", &["version"])
+        .expect("helm")
+        .args([
+            "install",
+            "wharf",
+            "--dry-run=client",
+            "--namespace",
+            "wharf",
+        ])
+        .arg(chart_dir())
+        .arg("-f")
+        .arg(examples_dir().join("values-ci.yaml"))
+        .output()
+        .expect("helm install --dry-run");
+    let notes = text(&out);
+    assert!(out.status.success(), "{notes}");
+    for line in [
+        "PIP_INDEX_URL=http://wharf.wharf.svc:8080/pypi/simple/",
+        "npm_config_registry=http://wharf.wharf.svc:8080/npm/",
+        "sparse+http://wharf.wharf.svc:8080/cargo/",
+        "get secret wharf-admin",
+    ] {
+        assert!(notes.contains(line), "NOTES lack `{line}`:\n{notes}");
+    }
+
     let out = tool("helm", &["version"])
         .expect("helm")
         .args(["lint", "--strict"])
