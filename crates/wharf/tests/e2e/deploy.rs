@@ -130,6 +130,7 @@ fn value_sets() -> Vec<(&'static str, Vec<String>)> {
         ("defaults", Vec::new()),
         ("values-minimal.yaml", example("values-minimal.yaml")),
         ("values-ci.yaml", example("values-ci.yaml")),
+        ("values-s3.yaml", example("values-s3.yaml")),
         (
             "all optional parts",
             [
@@ -244,6 +245,14 @@ fn chart_renders_valid_manifests_for_defaults_and_examples() {
         );
         assert!(find(&docs, "Service").is_some() && find(&docs, "PodDisruptionBudget").is_some());
         match name {
+            "values-s3.yaml" => {
+                assert!(config.contains("bucket: ci-cache"), "{config}");
+                let env = container["env"].as_sequence().expect("env");
+                assert!(env.iter().any(|e| e["name"] == "AWS_ACCESS_KEY_ID"
+                    && e["valueFrom"]["secretKeyRef"]["name"] == "wharf-s3"));
+                assert!(find(&docs, "ServiceAccount").is_some());
+                assert_eq!(sts["spec"]["replicas"].as_u64(), Some(3));
+            }
             "values-ci.yaml" => {
                 assert!(
                     find(&docs, "Secret").is_none(),
@@ -370,7 +379,7 @@ fn bad_values_are_refused_with_the_field_path() {
     let Some(_) = tool("helm", &["version"]) else {
         return;
     };
-    let cases: [(&[&str], &[&str]); 6] = [
+    let cases: [(&[&str], &[&str]); 7] = [
         (
             &[
                 "--set",
@@ -411,6 +420,10 @@ fn bad_values_are_refused_with_the_field_path() {
                 "repositories.pypi.upstream=ftp://pypi.example.com/",
             ],
             &["/repositories/pypi/upstream", "does not match pattern"],
+        ),
+        (
+            &["--set", "storage.s3.region=us-east-1"],
+            &["/storage/s3", "missing property 'bucket'"],
         ),
     ];
     for (args, expected) in cases {

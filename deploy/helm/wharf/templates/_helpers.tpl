@@ -34,6 +34,10 @@ storage:
   {{- with .Values.storage.max_size }}
   max_size: {{ . | quote }}
   {{- end }}
+  {{- with .Values.storage.s3 }}
+  s3:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- if .Values.admin.enabled }}
 admin:
   token_file: /etc/wharf/admin/token
@@ -50,4 +54,12 @@ repositories:
 {{- else }}
 repositories: {}
 {{- end }}
+{{- end -}}
+
+{{- define "wharf.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "wharf.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
 {{- end -}}
