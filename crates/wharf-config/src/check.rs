@@ -272,6 +272,15 @@ pub(crate) fn repo_checks(repo: &RepoConfig, format: Option<Format>) -> Vec<Conf
                 );
             }
         }
+        if format != Format::Go && !repo.checksum_databases.is_empty() {
+            errors.push(
+                ConfigError::new(
+                    at("checksum_databases"),
+                    format!("`checksum_databases` is only for go repositories, not {format}"),
+                )
+                .with_hint("remove it"),
+            );
+        }
         if format != Format::Pypi && repo.file_hosts.is_some() {
             errors.push(
                 ConfigError::new(

@@ -188,6 +188,10 @@ pub struct RepoConfig {
     /// the upstream pages link to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_hosts: Option<Vec<String>>,
+    /// Go only: names of the checksum databases whose `/sumdb/{name}/...` requests are proxied to the
+    /// upstream; requests for any other name are refused (a free-form name would make wharf an open relay).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checksum_databases: Vec<String>,
     /// File with upstream credentials (`user:password` or a token).
     #[serde(
         serialize_with = "ser::opt_path",
@@ -212,6 +216,7 @@ impl RepoConfig {
             metadata_ttl: DEFAULT_METADATA_TTL,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             file_hosts: None,
+            checksum_databases: Vec::new(),
             credentials_file: None,
             public_url: None,
         }

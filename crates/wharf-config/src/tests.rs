@@ -799,3 +799,19 @@ fn byte_order_mark_is_ignored() {
         "0.0.0.0:1"
     );
 }
+
+#[test]
+fn checksum_databases_are_names_for_go_only() {
+    let config = parse(
+        "repositories:\n  go:\n    format: go\n    upstream: https://goproxy.example.org/\n    checksum_databases: [Sum.Example.org]\n",
+    );
+    assert_eq!(
+        config.repositories[0].checksum_databases,
+        vec!["sum.example.org".to_owned()]
+    );
+    let error = single(
+        &pypi_with("checksum_databases: [sum.example.org]"),
+        "repositories.pypi.checksum_databases",
+    );
+    assert!(error.to_string().contains("only for go repositories"));
+}

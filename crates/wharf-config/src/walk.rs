@@ -53,6 +53,7 @@ const REPO_KEYS: &[&str] = &[
     "metadata_ttl",
     "negative_ttl",
     "file_hosts",
+    "checksum_databases",
     "credentials_file",
 ];
 
@@ -757,6 +758,11 @@ impl Walker {
         }
         if let Some(v) = section.get("file_hosts") {
             repo.file_hosts = self.file_hosts(v, &at("file_hosts"));
+        }
+        if let Some(v) = section.get("checksum_databases") {
+            repo.checksum_databases = self
+                .file_hosts(v, &at("checksum_databases"))
+                .unwrap_or_default();
         }
         if let Some(v) = section.get("credentials_file") {
             repo.credentials_file = self.path(v, &at("credentials_file"));

@@ -38,6 +38,7 @@ fn builder_for(format: Format) -> Option<Builder> {
         Format::Pypi => Some(wharf_pypi::build),
         Format::Npm => Some(wharf_npm::build),
         Format::Cargo => Some(wharf_cargo::build),
+        Format::Go => Some(wharf_go::build),
         _ => None,
     }
 }

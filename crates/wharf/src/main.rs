@@ -217,6 +217,10 @@ fn env(args: EnvArgs) -> anyhow::Result<ExitCode> {
             ),
             Format::Npm => println!("{}", wharf_npm::client_settings(&repo.name, &repo_base)),
             Format::Cargo => println!("{}", wharf_cargo::client_settings(&repo.name, &repo_base)),
+            Format::Go => println!(
+                "{}",
+                wharf_go::client_settings(&repo.name, &repo_base, &repo.checksum_databases)
+            ),
             other => println!(
                 "# {} ({}): client settings for this format are not available yet\n",
                 repo.name,

@@ -1,0 +1,163 @@
+//! The Go format: a module proxy (the GOPROXY protocol) in front of one upstream proxy.
+//!
+//! Routes under `/{repo}/`, module paths and versions case-encoded (`!x`) and passed upstream unchanged:
+//! - `{module}/@v/list`, `{module}/@latest` and `.info` of non-canonical versions (branch names): cached,
+//!   revalidated after `metadata_ttl`, because they change;
+//! - `{module}/@v/{version}.info|.mod|.zip` of canonical versions: immutable, cached forever;
+//! - upstream 404 and 410 are answered as such (the go command then tries the next GOPROXY entry) and
+//!   remembered for `negative_ttl`;
+//! - `sumdb/{name}/...`: forwarded to the upstream's `sumdb/{name}/...`, uncached, only for the names in
+//!   `checksum_databases`; any other name answers 404, which makes the go command ask the database itself.
+
+pub mod client_settings;
+mod route;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use url::Url;
+use wharf_cache::{
+    error_response, fetch_error_response, serve, BoxFuture, Engine, FetchRequest, Freshness,
+    PassThrough, RepoRequest, Repository,
+};
+
+pub use client_settings::client_settings;
+
+use route::Route;
+
+pub struct GoRepo {
+    name: Arc<str>,
+    upstream: Url,
+    checksum_databases: Vec<String>,
+    metadata_ttl: Duration,
+    negative_ttl: Duration,
+    engine: Arc<Engine>,
+}
+
+/// Builds the repository from its configuration (the one line of wiring in the server).
+pub fn build(
+    cfg: &wharf_config::RepoConfig,
+    engine: Arc<Engine>,
+) -> Result<Arc<dyn Repository>, String> {
+    let upstream = cfg.upstream.clone().ok_or("upstream: missing")?;
+    Ok(Arc::new(GoRepo {
+        name: Arc::from(cfg.name.as_str()),
+        upstream,
+        checksum_databases: cfg.checksum_databases.clone(),
+        metadata_ttl: cfg.metadata_ttl,
+        negative_ttl: cfg.negative_ttl,
+        engine,
+    }))
+}
+
+impl Repository for GoRepo {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn format(&self) -> &'static str {
+        "go"
+    }
+
+    fn upstreams(&self) -> Vec<String> {
+        vec![self.upstream.to_string()]
+    }
+
+    fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
+        Box::pin(self.route(req))
+    }
+}
+
+impl GoRepo {
+    async fn route(&self, req: RepoRequest) -> Response<Body> {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "a module proxy answers only GET and HEAD",
+            );
+        }
+        let segments = match wharf_cache::path::segments(&req.path) {
+            Ok(s) => s,
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
+        };
+        let route = match route::parse(&segments) {
+            Ok(route) => route,
+            Err(e) => return error_response(StatusCode::NOT_FOUND, e),
+        };
+        match route {
+            Route::Module {
+                path,
+                kind,
+                mutable,
+            } => self.module_file(&req, &path, kind, mutable).await,
+            Route::Sumdb { name, path } => self.sumdb(req, &name, &path).await,
+        }
+    }
+
+    async fn module_file(
+        &self,
+        req: &RepoRequest,
+        path: &str,
+        kind: route::FileKind,
+        mutable: bool,
+    ) -> Response<Body> {
+        let url = match self.upstream.join(path) {
+            Ok(url) => url,
+            Err(e) => return error_response(StatusCode::BAD_GATEWAY, e.to_string()),
+        };
+        let freshness = if mutable {
+            Freshness::Revalidate(self.metadata_ttl)
+        } else {
+            Freshness::Immutable
+        };
+        let mut fetch = FetchRequest::new(self.name.clone(), format!("mod/{path}"), url, freshness);
+        fetch.negative_ttl = self.negative_ttl;
+        match self.engine.get(fetch).await {
+            Ok(served) => {
+                let mut resp = serve(served, &req.method, &req.headers, Some(kind.content_type()));
+                let cache_control = if mutable {
+                    "max-age=0, must-revalidate"
+                } else {
+                    "public, max-age=31536000, immutable"
+                };
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static(cache_control),
+                );
+                resp
+            }
+            Err(e) => fetch_error_response(&e),
+        }
+    }
+
+    async fn sumdb(&self, req: RepoRequest, name: &str, path: &str) -> Response<Body> {
+        if !self.checksum_databases.iter().any(|db| db == name) {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "checksum database `{name}` is not proxied by repository `{}` (list it under \
+                     `checksum_databases` to allow it)",
+                    self.name
+                ),
+            );
+        }
+        let mut url = match self.upstream.join(path) {
+            Ok(url) => url,
+            Err(e) => return error_response(StatusCode::BAD_GATEWAY, e.to_string()),
+        };
+        url.set_query(None);
+        let forwarded = PassThrough {
+            repo: self.name.clone(),
+            method: req.method,
+            url,
+            headers: req.headers,
+            body: Default::default(),
+        };
+        match self.engine.pass_through(forwarded).await {
+            Ok(resp) => resp,
+            Err(e) => fetch_error_response(&e),
+        }
+    }
+}
