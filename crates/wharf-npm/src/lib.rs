@@ -310,7 +310,7 @@ impl NpmRepo {
         let served = match self.engine.cached(&self.name, &key, Freshness::Immutable) {
             Ok(Some(served)) => Ok(served),
             Ok(None) => self.fetch_tarball(name, file, key).await,
-            Err(e) => Err(e),
+            Err(e) => Err(TarballError::Fetch(e)),
         };
         match served {
             Ok(served) => {
@@ -326,14 +326,14 @@ impl NpmRepo {
                 );
                 resp
             }
-            Err(FetchError::NotFound { url, .. }) if url.is_empty() => error_response(
+            Err(TarballError::NotListed) => error_response(
                 StatusCode::NOT_FOUND,
                 format!(
                     "`{file}` is not a tarball of any version of `{}`",
                     name.as_str()
                 ),
             ),
-            Err(e) => fetch_error_response(&e),
+            Err(TarballError::Fetch(e)) => fetch_error_response(&e),
         }
     }
 
@@ -342,14 +342,13 @@ impl NpmRepo {
         name: &PackageName,
         file: &str,
         key: String,
-    ) -> Result<wharf_cache::Served, FetchError> {
-        let doc = self.fetch_document(name, Variant::Abbreviated).await?;
+    ) -> Result<wharf_cache::Served, TarballError> {
+        let doc = self
+            .fetch_document(name, Variant::Abbreviated)
+            .await
+            .map_err(TarballError::Fetch)?;
         let Some(source) = doc.rewritten.tarballs.get(file) else {
-            return Err(FetchError::NotFound {
-                url: String::new(),
-                status: 404,
-                from_negative_cache: false,
-            });
+            return Err(TarballError::NotListed);
         };
         let mut fetch = FetchRequest::new(
             self.name.clone(),
@@ -359,8 +358,15 @@ impl NpmRepo {
         );
         fetch.expected = source.expected.clone();
         fetch.negative_ttl = self.negative_ttl;
-        self.engine.get(fetch).await
+        self.engine.get(fetch).await.map_err(TarballError::Fetch)
     }
+}
+
+/// Why a tarball cannot be served.
+enum TarballError {
+    /// No version in the package document has a tarball of that name.
+    NotListed,
+    Fetch(FetchError),
 }
 
 /// Rewritten documents by the digest of upstream's bytes, so a cached document is parsed and rewritten once

@@ -232,6 +232,13 @@ async fn npm_documents_by_accept_and_tarballs_verified() {
         "nothing was stored"
     );
 
+    let resp = client
+        .get(wharf.url("/npm/@acme/tool/-/tool-9.9.9.tgz"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 404, "a tarball no version lists");
+
     // Unknown packages: 404, remembered.
     for _ in 0..2 {
         let resp = client
@@ -279,4 +286,59 @@ async fn npm_concurrent_tarball_requests_fetch_upstream_once() {
     }
     assert_eq!(up.requests_for(&package.tarball_path()), 1);
     assert_eq!(up.requests_for(&package.document_path()), 1);
+}
+
+#[test]
+fn wharf_env_prints_npm_cargo_and_go_settings() {
+    let out = Command::new(WHARF)
+        .args([
+            "env",
+            "--url",
+            "http://wharf.example:8080/",
+            "--repo",
+            "npm=npm+https://registry.example/",
+            "--repo",
+            "cargo=cargo+https://index.example/",
+            "--repo",
+            "go=go+https://modules.example/",
+        ])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for expected in [
+        "npm_config_registry=http://wharf.example:8080/npm/",
+        "YARN_NPM_REGISTRY_SERVER=http://wharf.example:8080/npm/",
+        "[source.crates-io]\nreplace-with = \"wharf\"",
+        "registry = \"sparse+http://wharf.example:8080/cargo/\"",
+        "GOPROXY=http://wharf.example:8080/go\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn npm_on_a_wildcard_address_needs_public_url() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"0.0.0.0:0\"\nstorage:\n  path: \"{}\"\nrepositories:\n  npm:\n    format: npm\n    upstream: \"http://127.0.0.1:9/\"\n",
+            tmp.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+    let out = Command::new(WHARF)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("WHARF_CONFIG")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("repositories.npm") && stderr.contains("`public_url`"),
+        "{stderr}"
+    );
 }
