@@ -1,5 +1,6 @@
 //! The deployment files: the Helm chart rendered by a real `helm`, its manifests validated against the
-//! Kubernetes API schemas (`kubernetes-validate`, offline), bad values refused with the field path, the
+//! Kubernetes API schemas (`kubernetes-validate`, offline) and its ServiceMonitor and PrometheusRule against the
+//! prometheus-operator CRD schemas (`@kubernetes-models/prometheus-operator`, with node), bad values refused with the field path, the
 //! rendered wharf config accepted by `wharf config check`, alert rules checked and unit-tested by `promtool`
 //! (`deploy/tests/alerts.test.yaml`), every metric the rules and the dashboard name exported by a running
 //! wharf, the runner examples and the Dockerfile.
@@ -83,6 +84,47 @@ fn kubernetes_validate() -> Option<Command> {
     } else {
         missing("the `kubernetes-validate` Python package")
     }
+}
+
+/// Runs `deploy/tests/validate-crds.mjs` (prometheus-operator CRD schemas, from the npm package in the tool
+/// directory) over `docs`; returns its output, or `None` when node or the package is missing.
+fn validate_custom_resources(docs: &[&Value]) -> Option<(bool, String)> {
+    let modules = tool_dir().join("node/node_modules");
+    let node_works = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !node_works
+        || !modules
+            .join("@kubernetes-models/prometheus-operator")
+            .is_dir()
+    {
+        missing("node with the `@kubernetes-models/prometheus-operator` package");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(&modules, dir.path().join("node_modules")).expect("symlink");
+    let script = dir.path().join("validate-crds.mjs");
+    std::fs::copy(repo_root().join("deploy/tests/validate-crds.mjs"), &script).expect("copy");
+    let mut input = String::new();
+    for doc in docs {
+        input.push_str(&serde_json::to_string(doc).expect("json"));
+        input.push('\n');
+    }
+    let mut child = Command::new("node")
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run node");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write");
+    }
+    let out = child.wait_with_output().expect("node");
+    Some((out.status.success(), text(&out)))
 }
 
 fn text(out: &Output) -> String {
@@ -297,6 +339,32 @@ fn chart_renders_valid_manifests_for_defaults_and_examples() {
             assert!(json["panels"].as_array().is_some_and(|p| p.len() >= 10));
         }
 
+        let custom: Vec<&Value> = docs
+            .iter()
+            .filter(|d| {
+                d["apiVersion"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("monitoring.coreos.com/"))
+            })
+            .collect();
+        if !custom.is_empty() {
+            if let Some((ok, log)) = validate_custom_resources(&custom) {
+                assert!(
+                    ok,
+                    "{name}: custom resources do not match their CRD schemas:\n{log}"
+                );
+                for doc in &custom {
+                    let line = format!(
+                        "valid {}/{}",
+                        kind_of(doc),
+                        doc["metadata"]["name"].as_str().unwrap_or("")
+                    );
+                    assert!(log.contains(&line), "{name}: {line} missing:\n{log}");
+                    validated_kinds.insert(kind_of(doc).to_string());
+                }
+            }
+        }
+
         let mut validator = kubernetes_validate().expect("validator");
         let passed = validate_manifests(&mut validator, &yaml, name);
         for doc in &docs {
@@ -305,7 +373,7 @@ fn chart_renders_valid_manifests_for_defaults_and_examples() {
                 .as_str()
                 .is_some_and(|v| v.starts_with("monitoring.coreos.com/"))
             {
-                continue; // custom resources: checked below with promtool and by hand
+                continue; // custom resources: checked above against their CRD schemas
             }
             let expected = format!(
                 "{}/{}",
@@ -372,6 +440,17 @@ fn chart_renders_valid_manifests_for_defaults_and_examples() {
         "a broken Service must fail validation:\n{}",
         text(&out)
     );
+    let bad_monitor: Value = serde_yaml_ng::from_str(
+        "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: bad}\n\
+         spec:\n  selector: {}\n  endpoints: [{port: http, interval: 30}]\n",
+    )
+    .expect("yaml");
+    if let Some((ok, log)) = validate_custom_resources(&[&bad_monitor]) {
+        assert!(
+            !ok && log.contains("interval"),
+            "a wrong interval type must fail:\n{log}"
+        );
+    }
 }
 
 #[test]
