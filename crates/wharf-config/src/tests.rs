@@ -59,6 +59,10 @@ fn pypi_with(extra: &str) -> String {
 #[test]
 fn example_config_parses_with_every_field() {
     let config = parse(EXAMPLE);
+    assert_eq!(
+        config.repository("go").unwrap().checksum_databases,
+        ["sum.example.com"]
+    );
     assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
     assert_eq!(
         config.public_url.as_ref().unwrap().as_str(),
