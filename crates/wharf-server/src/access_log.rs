@@ -17,8 +17,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use serde::Serialize;
-use wharf_cache::CacheInfo;
+use wharf_cache::{CacheInfo, UpstreamLabel};
 
+use crate::metrics::UpstreamLabels;
 use crate::state::AppState;
 use crate::timefmt::rfc3339_ms;
 
@@ -35,6 +36,9 @@ struct Line<'a> {
     client: String,
     repo: Option<&'a str>,
     format: Option<&'static str>,
+    /// The upstream that answered, for repositories with several (an OCI registry alias).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<&'a str>,
     method: &'a str,
     path: &'a str,
     status: u16,
@@ -55,6 +59,7 @@ struct Pending {
     path: String,
     status: u16,
     repo: Option<RepoName>,
+    upstream: Option<Arc<str>>,
     info: CacheInfo,
 }
 
@@ -83,6 +88,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         path,
         status: parts.status.as_u16(),
         repo: parts.extensions.get::<RepoName>().cloned(),
+        upstream: parts.extensions.get::<UpstreamLabel>().map(|u| u.0.clone()),
         info: parts
             .extensions
             .get::<CacheInfo>()
@@ -129,6 +135,17 @@ impl LoggedBody {
             upstream_bytes,
             duration,
         );
+        if let (Some(repo), Some(upstream)) = (repo, p.upstream.as_deref()) {
+            p.state
+                .http
+                .upstream_requests
+                .get_or_create(&UpstreamLabels {
+                    repo: repo.to_string(),
+                    upstream: upstream.to_string(),
+                    cache: p.info.outcome.map_or("none", |o| o.as_str()),
+                })
+                .inc();
+        }
         if !p.state.access_log {
             return;
         }
@@ -137,6 +154,7 @@ impl LoggedBody {
             client: p.client,
             repo,
             format,
+            upstream: p.upstream.as_deref(),
             method: &p.method,
             path: &p.path,
             status: p.status,

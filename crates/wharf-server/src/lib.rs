@@ -35,6 +35,7 @@ type Builder = fn(&RepoConfig, Arc<Engine>) -> Result<Arc<dyn Repository>, Strin
 /// The one place that knows which crate serves which format.
 fn builder_for(format: Format) -> Option<Builder> {
     match format {
+        Format::Oci => Some(wharf_oci::build),
         Format::Pypi => Some(wharf_pypi::build),
         Format::Npm => Some(wharf_npm::build),
         Format::Cargo => Some(wharf_cargo::build),
@@ -102,6 +103,7 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         repos.insert(cfg.name.clone(), repo);
         repo_order.push(cfg.name.clone());
     }
+    check_route_prefixes(&repos, &repo_order)?;
     let admin_token = match &config.admin.token_file {
         None => None,
         Some(path) => {
@@ -155,6 +157,36 @@ fn with_public_url(cfg: &RepoConfig, config: &Config) -> RepoConfig {
         public_url: base.and_then(|b| b.join(&format!("{}/", cfg.name)).ok()),
         ..cfg.clone()
     }
+}
+
+/// At most one repository may claim a top-level prefix (OCI's `/v2/`), and no repository may be named like
+/// one: requests there could not be told apart.
+fn check_route_prefixes(
+    repos: &HashMap<String, Arc<dyn Repository>>,
+    order: &[String],
+) -> Result<(), ServerError> {
+    let mut claims: HashMap<&str, &str> = HashMap::new();
+    for name in order {
+        let Some(prefix) = repos.get(name).and_then(|r| r.route_prefix()) else {
+            continue;
+        };
+        let refuse = |message: String| ServerError::Repository {
+            repo: name.clone(),
+            message,
+        };
+        if let Some(other) = claims.insert(prefix, name) {
+            return Err(refuse(format!(
+                "only one {} repository can serve /{prefix}/ and `{other}` already does: list every registry under `repositories.{other}.upstreams`",
+                repos[name].format()
+            )));
+        }
+        if repos.contains_key(prefix) {
+            return Err(refuse(format!(
+                "a repository named `{prefix}` would collide with /{prefix}/, which `{name}` serves: rename it"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The router over a built state.

@@ -21,6 +21,14 @@ pub struct RepoLabel {
     pub repo: String,
 }
 
+/// Requests answered by a repository with several upstreams, by the upstream's configured alias.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub repo: String,
+    pub upstream: String,
+    pub cache: &'static str,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new([
         0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -30,6 +38,7 @@ fn duration_histogram() -> Histogram {
 #[derive(Clone)]
 pub struct HttpMetrics {
     pub requests: Family<RequestLabels, Counter>,
+    pub upstream_requests: Family<UpstreamLabels, Counter>,
     pub bytes_served: Family<RepoLabel, Counter>,
     pub duration: Family<RepoLabel, Histogram, fn() -> Histogram>,
     pub store_bytes: Gauge,
@@ -43,6 +52,7 @@ impl HttpMetrics {
     pub fn new(registry: &mut Registry) -> HttpMetrics {
         let m = HttpMetrics {
             requests: Family::default(),
+            upstream_requests: Family::default(),
             bytes_served: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
             store_bytes: Gauge::default(),
@@ -55,6 +65,11 @@ impl HttpMetrics {
             "wharf_http_requests",
             "HTTP requests answered, by repository, format, method and status",
             m.requests.clone(),
+        );
+        registry.register(
+            "wharf_http_requests_by_upstream",
+            "Requests to repositories with several upstreams (oci), by upstream alias and cache outcome",
+            m.upstream_requests.clone(),
         );
         registry.register(
             "wharf_http_response_bytes",

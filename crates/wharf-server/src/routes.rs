@@ -1,4 +1,5 @@
-//! Health, readiness, metrics, status and the dispatcher that hands `/{repo}/...` to its repository.
+//! Health, readiness, metrics, status and the dispatcher that hands `/{repo}/...` to its repository (and a
+//! claimed top-level prefix such as OCI's `/v2/...` to the repository that claims it).
 
 use std::sync::Arc;
 
@@ -95,24 +96,36 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Response {
 pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let raw = req.uri().path().trim_start_matches('/').to_string();
     let (name, rest) = raw.split_once('/').unwrap_or((&raw, ""));
-    let Some(repo) = state.repos.get(name).cloned() else {
-        let known = state.repo_order.join(", ");
-        return error_response(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no repository named `{name}` (configured: {})",
-                if known.is_empty() { "none" } else { &known }
-            ),
-        );
-    };
-    if rest.is_empty() && !raw.ends_with('/') {
-        let mut resp = Response::new(Body::empty());
-        *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
-        if let Ok(v) = http::HeaderValue::from_str(&format!("/{name}/")) {
-            resp.headers_mut().insert(header::LOCATION, v);
+    // A repository claiming this first segment (the OCI API's `v2`) gets the whole path; build_state made
+    // sure at most one does.
+    let claimed = state
+        .repos
+        .values()
+        .find(|r| r.route_prefix() == Some(name))
+        .cloned();
+    let (repo, rest) = if let Some(repo) = claimed {
+        (repo, raw.as_str())
+    } else {
+        let Some(repo) = state.repos.get(name).cloned() else {
+            let known = state.repo_order.join(", ");
+            return error_response(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no repository named `{name}` (configured: {})",
+                    if known.is_empty() { "none" } else { &known }
+                ),
+            );
+        };
+        if rest.is_empty() && !raw.ends_with('/') {
+            let mut resp = Response::new(Body::empty());
+            *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+            if let Ok(v) = http::HeaderValue::from_str(&format!("/{name}/")) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            return resp;
         }
-        return resp;
-    }
+        (repo, rest)
+    };
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, REQUEST_BODY_LIMIT).await {
         Ok(body) => body,

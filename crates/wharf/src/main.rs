@@ -211,6 +211,10 @@ fn env(args: EnvArgs) -> anyhow::Result<ExitCode> {
             .join(&format!("{}/", repo.name))
             .context("cannot form the repository URL")?;
         match repo.format {
+            Format::Oci => println!(
+                "{}",
+                wharf_oci::client_settings::client_settings(&repo.name, &repo.upstreams, &base)
+            ),
             Format::Pypi => println!(
                 "{}",
                 wharf_pypi::client_settings::client_settings(&repo.name, &repo_base)

@@ -13,6 +13,7 @@ mod faults;
 mod go;
 mod load;
 mod npm;
+mod oci;
 mod persistence;
 mod quickstart;
 mod security;

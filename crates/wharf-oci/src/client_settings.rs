@@ -1,0 +1,97 @@
+//! What `wharf env` prints for an oci repository: a containerd `hosts.toml` per upstream registry, a
+//! `registries.conf` mirror entry per registry for CRI-O and podman, and Docker's `registry-mirrors` when a
+//! `docker.io` upstream exists.
+
+use std::fmt::Write as _;
+
+use url::Url;
+
+use crate::route::DOCKER_HUB;
+
+/// Client settings for repository `repo` whose upstreams are `upstreams` (alias, URL), with wharf reachable at
+/// `wharf` (its root URL: the registry API is always at `/v2/`).
+pub fn client_settings(repo: &str, upstreams: &[(String, Url)], wharf: &Url) -> String {
+    let mut root = wharf.clone();
+    root.set_path("");
+    root.set_query(None);
+    let host_url = root.as_str().trim_end_matches('/').to_string();
+    let authority = match (root.host_str(), root.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_string(),
+        _ => host_url.clone(),
+    };
+    let insecure = root.scheme() == "http";
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# {repo} (oci): container images through wharf at {host_url}/v2/"
+    );
+    for (alias, url) in upstreams {
+        let server = url.as_str().trim_end_matches('/');
+        let _ = writeln!(
+            out,
+            "\n# containerd: /etc/containerd/certs.d/{alias}/hosts.toml (with config_path = \"/etc/containerd/certs.d\")\n\
+             server = \"{server}\"\n\n\
+             [host.\"{host_url}\"]\n  capabilities = [\"pull\", \"resolve\"]"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n# CRI-O and podman: /etc/containers/registries.conf.d/wharf.conf"
+    );
+    for (alias, url) in upstreams {
+        let location = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            _ => alias.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "[[registry]]\nprefix = \"{alias}\"\nlocation = \"{location}\"\n[[registry.mirror]]\nlocation = \"{authority}/{alias}\"{}",
+            if insecure { "\ninsecure = true" } else { "" }
+        );
+    }
+    if upstreams.iter().any(|(alias, _)| alias == DOCKER_HUB) {
+        let _ = writeln!(
+            out,
+            "\n# Docker daemon (Docker Hub images only): /etc/docker/daemon.json\n{{\"registry-mirrors\": [\"{host_url}\"]{}}}",
+            if insecure {
+                format!(", \"insecure-registries\": [\"{authority}\"]")
+            } else {
+                String::new()
+            }
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_toml_per_upstream_and_mirrors() {
+        let upstreams = vec![
+            (
+                "docker.io".to_string(),
+                Url::parse("https://hub-mirror.example.com/").unwrap(),
+            ),
+            (
+                "ghcr.io".to_string(),
+                Url::parse("https://ghcr.example.com:8443/").unwrap(),
+            ),
+        ];
+        let text = client_settings(
+            "images",
+            &upstreams,
+            &Url::parse("http://wharf.ci:8080/images/").unwrap(),
+        );
+        assert!(text.contains("/etc/containerd/certs.d/docker.io/hosts.toml"));
+        assert!(text.contains("server = \"https://hub-mirror.example.com\""));
+        assert!(text
+            .contains("[host.\"http://wharf.ci:8080\"]\n  capabilities = [\"pull\", \"resolve\"]"));
+        assert!(text.contains("prefix = \"ghcr.io\"\nlocation = \"ghcr.example.com:8443\""));
+        assert!(text.contains("location = \"wharf.ci:8080/ghcr.io\"\ninsecure = true"));
+        assert!(text.contains("\"registry-mirrors\": [\"http://wharf.ci:8080\"]"));
+    }
+}

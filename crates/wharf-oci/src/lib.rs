@@ -1,0 +1,477 @@
+//! The OCI format: a container-image pull-through cache for many upstream registries in one repository.
+//!
+//! Routes (the distribution pull API, always at the root: the server routes `/v2/...` here, see
+//! [`Repository::route_prefix`]):
+//! - `/v2/`: the version check;
+//! - `/v2/<name>/manifests/<tag>`: cached per upstream and name, revalidated after `metadata_ttl` with a `HEAD`
+//!   comparing `Docker-Content-Digest` (a `HEAD` is not a pull on metered registries); the stored tag is
+//!   served when upstream fails or answers 429 (`stale`);
+//! - `/v2/<name>/manifests/sha256:<hex>` and `/v2/<name>/blobs/sha256:<hex>`: immutable, verified against
+//!   the digest while streaming, keyed by digest only, so content shared by images (and by upstreams) is
+//!   fetched and stored once;
+//! - `/v2/<name>/tags/list`: cached like tags.
+//!
+//! The upstream is chosen by containerd's `?ns=<registry>`, else by a first name segment equal to an alias
+//! (`/v2/<alias>/<name>/...`), else it is the `docker.io` upstream when one is configured (Docker's
+//! `registry-mirrors` sends neither). Anything else is refused before any connection is made. Single-name
+//! images on the `docker.io` upstream get Docker Hub's `library/` prefix.
+//!
+//! Manifests are read whole (they are small, at most [`MANIFEST_LIMIT`]) so every answer carries the digest
+//! wharf computed itself; blobs are streamed with `Range` support.
+
+mod auth;
+pub mod client_settings;
+mod media;
+mod route;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use sha2::Digest as _;
+use url::Url;
+use wharf_cache::{
+    fetch_error_response, serve, BoxFuture, CacheInfo, Engine, Expected, FetchError, FetchRequest,
+    Freshness, RepoRequest, Repository, Served, UpstreamLabel,
+};
+
+use auth::{AuthError, Authenticator};
+use route::{Reference, Refusal, Route};
+
+/// Largest manifest wharf reads (the distribution registry's own limit).
+pub const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
+
+const DIGEST_HEADER: &str = "docker-content-digest";
+
+pub struct OciRepo {
+    name: Arc<str>,
+    /// Alias and base URL (ending in `/`) of each upstream registry.
+    upstreams: Vec<(String, Url)>,
+    aliases: Vec<String>,
+    labels: Vec<Arc<str>>,
+    metadata_ttl: Duration,
+    negative_ttl: Duration,
+    /// The `Accept` sent upstream for manifests: every manifest and index type.
+    accept: HeaderValue,
+    engine: Arc<Engine>,
+    auth: Authenticator,
+}
+
+/// Builds the repository from its configuration (the one line of wiring in the server).
+pub fn build(
+    cfg: &wharf_config::RepoConfig,
+    engine: Arc<Engine>,
+) -> Result<Arc<dyn Repository>, String> {
+    if cfg.upstreams.is_empty() {
+        return Err("upstreams: an oci repository needs at least one upstream registry".into());
+    }
+    let upstreams: Vec<(String, Url)> = cfg
+        .upstreams
+        .iter()
+        .map(|(alias, url)| {
+            let mut base = url.clone();
+            if !base.path().ends_with('/') {
+                let path = format!("{}/", base.path());
+                base.set_path(&path);
+            }
+            (alias.clone(), base)
+        })
+        .collect();
+    let aliases: Vec<String> = upstreams.iter().map(|(a, _)| a.clone()).collect();
+    let credentials = match &cfg.credentials_file {
+        Some(path) => auth::read_credentials(path, &aliases)?,
+        None => HashMap::new(),
+    };
+    let auth = Authenticator::new(
+        &upstreams,
+        credentials,
+        concat!("wharf/", env!("CARGO_PKG_VERSION")),
+    )?;
+    Ok(Arc::new(OciRepo {
+        name: Arc::from(cfg.name.as_str()),
+        labels: aliases.iter().map(|a| Arc::from(a.as_str())).collect(),
+        aliases,
+        upstreams,
+        metadata_ttl: cfg.metadata_ttl,
+        negative_ttl: cfg.negative_ttl,
+        accept: HeaderValue::from_str(&media::MANIFEST_TYPES.join(", "))
+            .map_err(|e| format!("invalid Accept header: {e}"))?,
+        engine,
+        auth,
+    }))
+}
+
+impl Repository for OciRepo {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn format(&self) -> &'static str {
+        "oci"
+    }
+
+    fn upstreams(&self) -> Vec<String> {
+        self.upstreams
+            .iter()
+            .map(|(alias, url)| format!("{alias}={url}"))
+            .collect()
+    }
+
+    fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
+        Box::pin(async move {
+            let mut resp = self.route(req).await;
+            resp.headers_mut().insert(
+                "docker-distribution-api-version",
+                HeaderValue::from_static("registry/2.0"),
+            );
+            resp
+        })
+    }
+
+    fn route_prefix(&self) -> Option<&'static str> {
+        Some("v2")
+    }
+}
+
+/// Why a fetch through an upstream failed.
+enum Failure {
+    Auth(AuthError),
+    Fetch(FetchError),
+}
+
+impl OciRepo {
+    async fn route(&self, req: RepoRequest) -> Response<Body> {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return oci_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "wharf is a pull-through cache: only GET and HEAD are supported",
+            );
+        }
+        let segments = match wharf_cache::path::segments(&req.path) {
+            Ok(s) => s,
+            Err(e) => return oci_error(StatusCode::BAD_REQUEST, "NAME_INVALID", &e),
+        };
+        let route = match route::parse(&segments) {
+            Ok(route) => route,
+            Err(refusal) => return refused(&refusal),
+        };
+        let ns = req.query.as_deref().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "ns")
+                .map(|(_, v)| v.into_owned())
+        });
+        let name = match &route {
+            Route::Base => return version_check(),
+            Route::Manifest { name, .. } | Route::Blob { name, .. } | Route::TagList { name } => {
+                name
+            }
+        };
+        let (index, name) = match route::select(&self.aliases, ns.as_deref(), name) {
+            Ok(selected) => selected,
+            Err(refusal) => return refused(&refusal),
+        };
+        let mut resp = match route {
+            Route::Manifest { reference, .. } => {
+                self.manifest(&req, index, &name, &reference).await
+            }
+            Route::Blob { sha256, .. } => self.blob(&req, index, &name, &sha256).await,
+            Route::TagList { .. } => self.tag_list(&req, index, &name).await,
+            Route::Base => version_check(),
+        };
+        resp.extensions_mut()
+            .insert(UpstreamLabel(self.labels[index].clone()));
+        resp
+    }
+
+    fn upstream_url(&self, index: usize, path: &str) -> Result<Url, url::ParseError> {
+        self.upstreams[index].1.join(path)
+    }
+
+    fn request(&self, key: String, url: Url, freshness: Freshness) -> FetchRequest {
+        FetchRequest::new(self.name.clone(), key, url, freshness)
+    }
+
+    /// The stored answer for `key` when fresh, else `fetch` through the engine.
+    async fn cached_or_fetch(
+        &self,
+        index: usize,
+        name: &str,
+        fetch: FetchRequest,
+    ) -> Result<Served, Failure> {
+        match self.engine.cached(&self.name, &fetch.key, fetch.freshness) {
+            Ok(Some(served)) => return Ok(served),
+            Ok(None) => {}
+            Err(e) => return Err(Failure::Fetch(e)),
+        }
+        self.fetch(index, name, fetch).await
+    }
+
+    /// Fetches with upstream's authorization; a token upstream rejects (expired early, revoked) is renewed
+    /// once.
+    async fn fetch(
+        &self,
+        index: usize,
+        name: &str,
+        mut fetch: FetchRequest,
+    ) -> Result<Served, Failure> {
+        let mut renewed = false;
+        loop {
+            match self.auth.header(index, name).await {
+                Ok(Some(value)) => {
+                    fetch.headers.insert(header::AUTHORIZATION, value);
+                }
+                Ok(None) => {}
+                Err(e @ AuthError::Refused { .. }) => return Err(Failure::Auth(e)),
+                // Upstream is unreachable: the fetch will fail the same way, and a stored copy may be
+                // served instead.
+                Err(e @ AuthError::Unavailable { .. }) => {
+                    tracing::warn!(repo = %self.name, error = %e, "no upstream token; trying without");
+                }
+            }
+            match self.engine.get(fetch.clone()).await {
+                Err(FetchError::Status { status: 401, .. }) if !renewed => {
+                    self.auth.forget(index, name);
+                    renewed = true;
+                }
+                result => return result.map_err(Failure::Fetch),
+            }
+        }
+    }
+
+    async fn manifest(
+        &self,
+        req: &RepoRequest,
+        index: usize,
+        name: &str,
+        reference: &Reference,
+    ) -> Response<Body> {
+        let (key, tail, freshness) = match reference {
+            Reference::Tag(tag) => (
+                format!("tags/{}/{name}/{tag}", self.aliases[index]),
+                tag.clone(),
+                Freshness::Revalidate(self.metadata_ttl),
+            ),
+            Reference::Digest(hex) => (
+                manifest_digest_key(hex),
+                format!("sha256:{hex}"),
+                Freshness::Immutable,
+            ),
+        };
+        let url = match self.upstream_url(index, &format!("v2/{name}/manifests/{tail}")) {
+            Ok(url) => url,
+            Err(e) => return url_error(e),
+        };
+        let mut fetch = self.request(key, url, freshness);
+        fetch.headers.insert(header::ACCEPT, self.accept.clone());
+        match reference {
+            Reference::Tag(_) => {
+                fetch.negative_ttl = self.negative_ttl;
+                fetch.keep_headers = &[DIGEST_HEADER];
+                fetch.head_validator = Some(DIGEST_HEADER);
+                fetch.digest_key_prefix = Some(manifest_digest_key(""));
+            }
+            Reference::Digest(hex) => fetch.expected = Some(Expected::Sha256(hex.clone())),
+        }
+        match self.cached_or_fetch(index, name, fetch).await {
+            Ok(served) => respond_manifest(req, served, &tail).await,
+            Err(failure) => failure_response(failure, "MANIFEST_UNKNOWN"),
+        }
+    }
+
+    async fn blob(
+        &self,
+        req: &RepoRequest,
+        index: usize,
+        name: &str,
+        sha256: &str,
+    ) -> Response<Body> {
+        let url = match self.upstream_url(index, &format!("v2/{name}/blobs/sha256:{sha256}")) {
+            Ok(url) => url,
+            Err(e) => return url_error(e),
+        };
+        let mut fetch = self.request(format!("blobs/sha256/{sha256}"), url, Freshness::Immutable);
+        fetch.expected = Some(Expected::Sha256(sha256.to_string()));
+        match self.cached_or_fetch(index, name, fetch).await {
+            Ok(served) => {
+                let mut resp = serve(
+                    served,
+                    &req.method,
+                    &req.headers,
+                    Some("application/octet-stream"),
+                );
+                if let Ok(value) = HeaderValue::from_str(&format!("sha256:{sha256}")) {
+                    resp.headers_mut().insert(DIGEST_HEADER, value);
+                }
+                resp
+            }
+            Err(failure) => failure_response(failure, "BLOB_UNKNOWN"),
+        }
+    }
+
+    async fn tag_list(&self, req: &RepoRequest, index: usize, name: &str) -> Response<Body> {
+        let paging: Vec<(String, String)> = req
+            .query
+            .as_deref()
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .filter(|(k, _)| k == "n" || k == "last")
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&paging)
+            .finish();
+        let suffix = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        let url = match self.upstream_url(index, &format!("v2/{name}/tags/list{suffix}")) {
+            Ok(url) => url,
+            Err(e) => return url_error(e),
+        };
+        let mut fetch = self.request(
+            format!("taglists/{}/{name}{suffix}", self.aliases[index]),
+            url,
+            Freshness::Revalidate(self.metadata_ttl),
+        );
+        fetch.negative_ttl = self.negative_ttl;
+        match self.cached_or_fetch(index, name, fetch).await {
+            Ok(served) => serve(served, &req.method, &req.headers, Some("application/json")),
+            Err(failure) => failure_response(failure, "NAME_UNKNOWN"),
+        }
+    }
+}
+
+/// Keys of manifests addressed by digest (`prefix` + hex); tag fetches record their body here too.
+fn manifest_digest_key(hex: &str) -> String {
+    format!("manifests/sha256/{hex}")
+}
+
+async fn respond_manifest(req: &RepoRequest, served: Served, reference: &str) -> Response<Body> {
+    let info = CacheInfo {
+        outcome: Some(served.outcome),
+        upstream_bytes: served.upstream_bytes.clone(),
+    };
+    let content_type = served.entry.content_type.clone();
+    let body = match served.into_bytes(MANIFEST_LIMIT).await {
+        Ok(body) => body,
+        Err(e) => {
+            return oci_error(
+                StatusCode::BAD_GATEWAY,
+                "MANIFEST_INVALID",
+                &format!("upstream manifest {reference} is unusable: {e}"),
+            )
+        }
+    };
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
+    let media_type = media::manifest_type(content_type.as_deref(), &body);
+    if !media::accepts(&req.headers, &media_type) {
+        return oci_error(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            &format!(
+                "manifest {reference} is {media_type} ({digest}), which this request's Accept header does not list"
+            ),
+        );
+    }
+    let etag = format!("\"{digest}\"");
+    let not_modified = req
+        .headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == digest));
+    let status = if not_modified {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
+    let builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, &media_type)
+        .header(DIGEST_HEADER, &digest)
+        .header(header::ETAG, &etag);
+    let built = if not_modified {
+        builder.body(Body::empty())
+    } else {
+        let builder = builder.header(header::CONTENT_LENGTH, body.len());
+        if req.method == Method::HEAD {
+            builder.body(Body::empty())
+        } else {
+            builder.body(Body::from(body))
+        }
+    };
+    let mut resp = built.unwrap_or_else(|e| {
+        oci_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", &e.to_string())
+    });
+    resp.extensions_mut().insert(info);
+    resp
+}
+
+fn url_error(e: url::ParseError) -> Response<Body> {
+    oci_error(
+        StatusCode::BAD_REQUEST,
+        "NAME_INVALID",
+        &format!("cannot form the upstream URL: {e}"),
+    )
+}
+
+fn version_check() -> Response<Body> {
+    let mut resp = Response::new(Body::from("{}"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// An error in the distribution spec's shape: `{"errors":[{"code":..,"message":..}]}`.
+fn oci_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    set_oci_error(&mut resp, status, code, message);
+    resp
+}
+
+fn set_oci_error(resp: &mut Response<Body>, status: StatusCode, code: &str, message: &str) {
+    let body = serde_json::json!({"errors": [{"code": code, "message": message}]});
+    *resp.body_mut() = Body::from(format!("{body}\n"));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().remove(header::CONTENT_LENGTH);
+}
+
+fn refused(refusal: &Refusal) -> Response<Body> {
+    oci_error(
+        StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),
+        refusal.code,
+        &refusal.message,
+    )
+}
+
+/// The client's answer for a failed fetch; keeps the engine's cache info (negative-cache hits).
+fn failure_response(failure: Failure, not_found_code: &str) -> Response<Body> {
+    match failure {
+        Failure::Auth(e) => oci_error(StatusCode::BAD_GATEWAY, "UNAUTHORIZED", &e.to_string()),
+        Failure::Fetch(e) => {
+            let mut resp = fetch_error_response(&e);
+            let status = resp.status();
+            let code = match &e {
+                FetchError::NotFound { .. } => not_found_code,
+                FetchError::Status {
+                    status: 401 | 403, ..
+                } => "UNAUTHORIZED",
+                FetchError::Status { status: 429, .. } => "TOOMANYREQUESTS",
+                _ => "UNAVAILABLE",
+            };
+            set_oci_error(&mut resp, status, code, &e.to_string());
+            resp
+        }
+    }
+}
