@@ -796,3 +796,63 @@ async fn oci_head_on_cached_tag_asks_upstream_only_after_ttl() {
     );
     wharf.wait_log(|r| r["method"] == "HEAD" && r["cache"] == "revalidated");
 }
+
+#[test]
+fn oci_env_prints_hosts_toml_and_two_oci_repositories_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("wharf.yaml");
+    let one = oci_repo(&[("docker.io", "https://hub.example.com/".into())], "");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  path: \"{}\"\nrepositories:\n{one}",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write");
+    let out = Command::new(crate::support::WHARF)
+        .args(["env", "--url", "http://wharf.ci:8080/", "--config"])
+        .arg(&config)
+        .env_remove("WHARF_CONFIG")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("/etc/containerd/certs.d/docker.io/hosts.toml"),
+        "{text}"
+    );
+    assert!(text.contains("[host.\"http://wharf.ci:8080\"]"), "{text}");
+    assert!(
+        text.contains("location = \"wharf.ci:8080/docker.io\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"registry-mirrors\": [\"http://wharf.ci:8080\"]"),
+        "{text}"
+    );
+
+    let second = one.replace("  images:", "  more-images:");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"{}\"\nstorage:\n  path: \"{}\"\nrepositories:\n{one}{second}",
+            free_port(),
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write");
+    let out = Command::new(crate::support::WHARF)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("WHARF_CONFIG")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("repositories.more-images")
+            && text.contains("only one oci repository can serve /v2/"),
+        "{text}"
+    );
+}
