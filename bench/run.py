@@ -1,0 +1,563 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmarks: wharf against the proxies users would pick instead, in one run, as ratios.
+
+    bench/run            # full run (installs peers, ~20-30 min on 2 cores)
+    bench/run --quick    # a few minutes: smaller files, fewer clients, shorter load
+
+Everything listens on loopback. The upstream is `wharf-fixture` (crates/wharf-bench): a generated Simple index of
+a few hundred small projects plus large wheels, with request counters, optional latency and bandwidth cap.
+Writes bench/RESULTS.md, bench/results/results.json and bench/results/ratios.svg.
+"""
+import argparse, json, os, pathlib, platform, shutil, signal, socket, subprocess, sys, tempfile, time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / "work"
+RESULTS = ROOT / "bench" / "results"
+VENV = WORK / "venv"
+TOOLS = WORK / "tools" / "bin"
+REL = ROOT / "target" / "release"
+
+
+def log(msg):
+    print(f"[bench] {msg}", flush=True)
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
+
+
+def http_get(url, timeout=5, headers=None):
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def wait_http(url, timeout=120.0, proc=None):
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            status, _ = http_get(url, timeout=2)
+            if status == 200:
+                return time.perf_counter() - start
+        except Exception:
+            time.sleep(0.002)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def tree_rss_kib(pid, field="VmHWM"):
+    """Sum of `field` over a process and its children (nginx workers, gunicorn workers)."""
+    total = 0
+    pids = [pid]
+    try:
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+        pids += [int(p) for p in out.split()]
+    except Exception:
+        pass
+    for p in pids:
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith(field + ":"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+# ---------------------------------------------------------------- setup
+
+def ensure_tools(skip_nora, build=True):
+    if not shutil.which("wrk") or not shutil.which("nginx"):
+        log("installing wrk and nginx (apt)")
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk", "nginx-light"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if not all((VENV / "bin" / tool).exists() for tool in ("devpi-server", "devpi", "gunicorn", "uv")):
+        log("installing devpi-server, devpi-client, proxpi, gunicorn, uv (venv)")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "devpi-server", "devpi-client", "proxpi",
+                        "gunicorn", "uv"], check=True)
+    if not skip_nora and not (TOOLS / "nora").exists():
+        log("installing nora-registry (cargo install; takes a while)")
+        subprocess.run(["cargo", "install", "nora-registry", "--root", str(WORK / "tools")], check=True)
+    if not build:
+        return
+    log("building wharf and the bench tools (release)")
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "wharf", "-p", "wharf-bench"], cwd=ROOT, check=True)
+
+
+def versions():
+    def run(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
+        except Exception:
+            return "n/a"
+    return {
+        "wharf": run([str(REL / "wharf"), "--version"]),
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "devpi-server": run([str(VENV / "bin" / "devpi-server"), "--version"]),
+        "proxpi": run([str(VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('proxpi'))"]),
+        "nora": run([str(TOOLS / "nora"), "--version"]) if (TOOLS / "nora").exists() else "not installed",
+        "pip": run([sys.executable, "-m", "pip", "--version"]),
+        "uv": run([str(VENV / "bin" / "uv"), "--version"]),
+        "wrk": "wrk " + (run(["sh", "-c", "wrk -v 2>&1 | head -1"]) or ""),
+    }
+
+
+def machine():
+    mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "?")
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    return {"cpus": os.cpu_count(), "cpu": cpu, "mem_gib": round(int(mem) / 1048576, 1), "kernel": platform.release()}
+
+
+class Fixture:
+    def __init__(self, projects, large_mib, delay_ms=0):
+        self.port, self.stats_port = free_port(), free_port()
+        self.manifest_path = pathlib.Path(tempfile.mkstemp(prefix="fixture-", suffix=".json")[1])
+        args = [str(REL / "wharf-fixture"), "--listen", f"127.0.0.1:{self.port}",
+                "--stats-listen", f"127.0.0.1:{self.stats_port}", "--projects", str(projects),
+                "--manifest", str(self.manifest_path), "--delay-ms", str(delay_ms)]
+        if large_mib:
+            args += ["--large-mib", ",".join(str(m) for m in large_mib)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{self.stats_port}/stats", timeout=300, proc=self.proc)
+        self.files = json.loads(self.manifest_path.read_text())
+        self.index = f"http://127.0.0.1:{self.port}/simple/"
+
+    def stats(self):
+        return json.loads(http_get(f"http://127.0.0.1:{self.stats_port}/stats")[1])
+
+    def file(self, project):
+        return next(f for f in self.files if f["project"] == project)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# ---------------------------------------------------------------- the proxies
+
+class Proxy:
+    """A running proxy: `index` is the Simple index URL clients use, `file_url(project, filename)` a file URL."""
+    name = "?"
+
+    def __init__(self, upstream_index, fixture_port):
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-", dir=WORK))
+        self.port = free_port()
+        self.upstream_index = upstream_index
+        self.fixture_port = fixture_port
+        t0 = time.perf_counter()
+        self.proc = self.start()
+        self.wait_ready()
+        self.ready_s = time.perf_counter() - t0
+        self.idle_rss_kib = tree_rss_kib(self.proc.pid, "VmRSS") if self.proc else 0
+
+    def wait_ready(self):
+        return wait_http(self.page_url("pkg000"), timeout=180, proc=self.proc)
+
+    def page_url(self, project):
+        return f"{self.index}{project}/"
+
+    def peak_rss_kib(self):
+        return tree_rss_kib(self.proc.pid) if self.proc else 0
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Wharf(Proxy):
+    name = "wharf"
+
+    def start(self):
+        self.index = f"http://127.0.0.1:{self.port}/pypi/simple/"
+        return subprocess.Popen([str(REL / "wharf"), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir",
+                                 str(self.dir / "data"), "--repo", f"pypi=pypi+{self.upstream_index}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "WHARF_LOG": "warn"})
+
+    def file_url(self, project, filename):
+        return f"http://127.0.0.1:{self.port}/pypi/files/{project}/{filename}"
+
+
+class Nginx(Proxy):
+    name = "nginx"
+
+    def start(self):
+        self.index = f"http://127.0.0.1:{self.port}/simple/"
+        (self.dir / "cache").mkdir()
+        conf = self.dir / "nginx.conf"
+        conf.write_text(f"""
+user root; worker_processes 2; daemon off; pid {self.dir}/nginx.pid; error_log stderr error;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  proxy_cache_path {self.dir}/cache levels=1:2 keys_zone=pypi:20m max_size=40g inactive=1d use_temp_path=off;
+  server {{
+    listen 127.0.0.1:{self.port} reuseport;
+    location / {{
+      proxy_pass http://127.0.0.1:{self.fixture_port};
+      proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Accept "text/html";
+      proxy_cache pypi; proxy_cache_valid 200 10m; proxy_cache_lock on;
+      proxy_cache_lock_timeout 600s; proxy_cache_lock_age 600s;
+      proxy_read_timeout 600s;
+    }}
+  }}
+}}
+""")
+        return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(self.dir), "-e", "stderr"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def file_url(self, project, filename):
+        return f"http://127.0.0.1:{self.port}/files/{filename}"
+
+
+class Devpi(Proxy):
+    name = "devpi"
+
+    def start(self):
+        self.index = f"http://127.0.0.1:{self.port}/root/fixture/+simple/"
+        srv = str(self.dir / "server")
+        subprocess.run([str(VENV / "bin" / "devpi-init"), "--serverdir", srv, "--no-root-pypi"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen([str(VENV / "bin" / "devpi-server"), "--serverdir", srv, "--host", "127.0.0.1",
+                                 "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{self.port}/+api", timeout=180, proc=proc)
+        client = ["--clientdir", str(self.dir / "client")]
+        devpi = str(VENV / "bin" / "devpi")
+        for cmd in (["use", f"http://127.0.0.1:{self.port}"], ["login", "root", "--password", ""],
+                    ["index", "-c", "root/fixture", "type=mirror", f"mirror_url={self.upstream_index}"]):
+            subprocess.run([devpi, *cmd, *client], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return proc
+
+    def file_url(self, project, filename):
+        # devpi's file URLs are only known from its page.
+        page = http_get(self.page_url(project), headers={"Accept": "text/html"})[1].decode()
+        href = next(part.split('"')[0] for part in page.split('href="')[1:] if filename in part.split('"')[0])
+        return urllib.request.urljoin(self.page_url(project), href.split("#")[0])
+
+
+class Proxpi(Proxy):
+    name = "proxpi"
+
+    def start(self):
+        self.index = f"http://127.0.0.1:{self.port}/index/"
+        env = {**os.environ, "PROXPI_INDEX_URL": self.upstream_index, "PROXPI_CACHE_DIR": str(self.dir / "cache"),
+               "PROXPI_CACHE_SIZE": str(40 << 30)}
+        return subprocess.Popen([str(VENV / "bin" / "gunicorn"), "-b", f"127.0.0.1:{self.port}", "-w", "1",
+                                 "--threads", "16", "--timeout", "600", "proxpi.server:app"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def file_url(self, project, filename):
+        return f"http://127.0.0.1:{self.port}/index/{project}/{filename}"
+
+
+class Nora(Proxy):
+    name = "nora"
+
+    def start(self):
+        self.index = f"http://127.0.0.1:{self.port}/simple/"
+        env = {**os.environ, "NORA_HOST": "127.0.0.1", "NORA_PORT": str(self.port),
+               "NORA_PUBLIC_URL": f"http://127.0.0.1:{self.port}", "NORA_STORAGE_PATH": str(self.dir / "data"),
+               "NORA_PYPI_PROXY": self.upstream_index, "NORA_PYPI_ENABLED": "true",
+               "NORA_AUTH_ANONYMOUS_READ": "true"}
+        return subprocess.Popen([str(TOOLS / "nora")], env=env, cwd=self.dir,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def file_url(self, project, filename):
+        page = http_get(self.page_url(project), headers={"Accept": "text/html"})[1].decode()
+        href = next(part.split('"')[0] for part in page.split('href="')[1:] if filename in part.split('"')[0])
+        return urllib.request.urljoin(self.page_url(project), href.split("#")[0])
+
+
+class Direct(Proxy):
+    """The baseline: the upstream itself, no proxy."""
+    name = "direct"
+
+    def __init__(self, upstream_index, fixture_port):
+        self.index = upstream_index
+        self.port = fixture_port
+        self.proc = None
+        self.ready_s = 0.0
+        self.idle_rss_kib = 0
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="bench-direct-", dir=WORK))
+
+    def file_url(self, project, filename):
+        return f"http://127.0.0.1:{self.port}/files/{filename}"
+
+
+# ---------------------------------------------------------------- scenarios
+
+def clean_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update({"PIP_CONFIG_FILE": "/dev/null", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1",
+                "UV_NO_CONFIG": "1", "UV_NO_CACHE": "1"})
+    return env
+
+
+def install_seconds(tool, index, packages):
+    target = tempfile.mkdtemp(prefix="bench-install-", dir=WORK)
+    if tool == "pip":
+        cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", target, "--index-url", index]
+    else:
+        cmd = [str(VENV / "bin" / "uv"), "pip", "install", "-q", "--no-deps", "--python", sys.executable,
+               "--target", target, "--index-url", index]
+    t = time.perf_counter()
+    r = subprocess.run(cmd + packages, env=clean_env(), capture_output=True, text=True)
+    secs = time.perf_counter() - t
+    shutil.rmtree(target, ignore_errors=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{tool} install via {index} failed: {r.stderr[-500:]}")
+    return secs
+
+
+def wrk(url, seconds, connections=64):
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+                         capture_output=True, text=True).stdout
+    rps = float(next(l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")))
+    def ms(v):
+        return float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000
+    p99 = ms(next(l.split()[1] for l in out.splitlines() if l.strip().startswith("99%")))
+    errors = sum(int(x) for l in out.splitlines() if "Non-2xx" in l for x in l.split()[-1:])
+    return {"rps": rps, "p99_ms": p99, "non_2xx": errors}
+
+
+def load(*args):
+    out = subprocess.run([str(REL / "wharf-load"), *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-500:])
+    return json.loads(out.stdout)
+
+
+def run(args):
+    quick = args.quick
+    peers = [Wharf, Nginx, Proxpi, Devpi] + ([] if args.skip_nora else [Nora])
+    packages = [f"pkg{i:03d}" for i in range(20)]
+    big_mib = 256 if quick else 1024
+    burst_mib = [4, 5, 6, 7, 8] if quick else [20, 21, 22, 23, 24]
+    burst_clients = 200 if quick else 1000
+    wrk_secs = 5 if quick else 15
+    res = {"machine": machine(), "versions": versions(), "quick": quick, "scenarios": {}}
+    sc = res["scenarios"]
+
+    log("starting the fixture upstream")
+    fast = Fixture(300, burst_mib + [big_mib])
+    slow = Fixture(60, [], delay_ms=30)
+    try:
+        # 6. start-up and idle memory, then 1/4/5/3 on warm instances.
+        for kind in peers:
+            log(f"--- {kind.name}")
+            p = kind(fast.index, fast.port)
+            entry = sc.setdefault("startup", {})[kind.name] = {
+                "ready_ms": round(p.ready_s * 1000, 1), "idle_rss_mib": round(p.idle_rss_kib / 1024, 1)}
+            try:
+                # 1. warm installs (cache filled by a first install)
+                install_seconds("pip", p.index, packages)
+                sc.setdefault("warm_pip_s", {})[kind.name] = min(install_seconds("pip", p.index, packages) for _ in range(3))
+                sc.setdefault("warm_uv_s", {})[kind.name] = min(install_seconds("uv", p.index, packages) for _ in range(3))
+                # 4. cached index page
+                http_get(p.page_url("pkg001"))
+                sc.setdefault("index_page", {})[kind.name] = wrk(p.page_url("pkg001"), wrk_secs)
+                # 5. large cached file
+                f = fast.file(f"large-{big_mib}")
+                url = p.file_url(f["project"], f["filename"])
+                load("throughput", "--clients", "1", "--url", url)
+                one = load("throughput", "--clients", "1", "--url", url, "--repeat", "2")
+                many = load("throughput", "--clients", "16", "--url", url)
+                sc.setdefault("large_file", {})[kind.name] = {"one_client_mib_s": one["mib_per_s"],
+                                                             "sixteen_clients_mib_s": many["mib_per_s"],
+                                                             "errors": len(one["errors"]) + len(many["errors"])}
+                # 3. burst on uncached files
+                before = fast.stats()["downloads"]
+                urls = [p.file_url(f"large-{m}", fast.file(f"large-{m}")["filename"]) for m in burst_mib]
+                b = load("burst", "--clients", str(burst_clients), *sum((["--url", u] for u in urls), []))
+                after = fast.stats()
+                fetches = {m: after["downloads"].get(fast.file(f"large-{m}")["filename"], 0)
+                           - before.get(fast.file(f"large-{m}")["filename"], 0) for m in burst_mib}
+                single = load("burst", "--clients", "1", "--url", urls[0])
+                b.update({"upstream_fetches_per_file": fetches, "single_client_ms": single["p50_ms"]})
+                b.pop("errors", None) if not b.get("errors") else None
+                sc.setdefault("burst", {})[kind.name] = b
+                entry["peak_rss_mib"] = round(p.peak_rss_kib() / 1024, 1)
+            except Exception as e:
+                log(f"{kind.name} failed: {e}")
+                entry["error"] = str(e)[:300]
+            finally:
+                p.stop()
+        # baseline for installs
+        d = Direct(fast.index, fast.port)
+        sc["warm_pip_s"]["direct"] = min(install_seconds("pip", d.index, packages) for _ in range(3))
+        sc["warm_uv_s"]["direct"] = min(install_seconds("uv", d.index, packages) for _ in range(3))
+        # 2. cold installs, upstream with 30 ms latency
+        for kind in peers:
+            for tool in ("pip", "uv"):
+                p = kind(slow.index, slow.port)
+                try:
+                    sc.setdefault(f"cold_{tool}_s", {})[kind.name] = install_seconds(tool, p.index, packages)
+                except Exception as e:
+                    log(f"cold {tool} {kind.name} failed: {e}")
+                finally:
+                    p.stop()
+        sc["cold_pip_s"]["direct"] = install_seconds("pip", slow.index, packages)
+        sc["cold_uv_s"]["direct"] = install_seconds("uv", slow.index, packages)
+    finally:
+        fast.stop(); slow.stop()
+    return res
+
+
+# ---------------------------------------------------------------- report
+
+def ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+def report(res):
+    sc = res["scenarios"]
+    peers = [p for p in ("nginx", "proxpi", "devpi", "nora") if p in sc.get("startup", {})]
+    lines = ["# wharf benchmarks", "",
+             f"Generated by `bench/run{' --quick' if res['quick'] else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+             "All servers ran one after another on the same machine, on loopback, against the same local upstream "
+             "(`wharf-fixture`); compare the ratios, not the absolute numbers.", "",
+             f"Machine: {res['machine']['cpus']} CPUs ({res['machine']['cpu']}), {res['machine']['mem_gib']} GiB, "
+             f"Linux {res['machine']['kernel']}.", "",
+             "Versions: " + "; ".join(f"{k} `{v}`" for k, v in res["versions"].items()), "",
+             "![ratios](results/ratios.svg)", ""]
+
+    def table(title, key, fmt, better, unit):
+        data = sc.get(key, {})
+        if "wharf" not in data:
+            return
+        lines.append(f"## {title}")
+        lines.append("")
+        lines.append(f"| server | {unit} | wharf ÷ server |")
+        lines.append("|---|---|---|")
+        for name, v in data.items():
+            val = fmt(v)
+            r = ratio(fmt(data["wharf"]), val) if name != "wharf" else None
+            lines.append(f"| {name} | {val} | {r if r is not None else ''} |")
+        lines.append(f"\n({better})\n")
+
+    table("1. Warm install, pip (20 packages, cache filled)", "warm_pip_s", lambda v: round(v, 2), "lower is better", "seconds")
+    table("1. Warm install, uv (20 packages, cache filled)", "warm_uv_s", lambda v: round(v, 2), "lower is better", "seconds")
+    table("2. Cold install, pip, upstream +30 ms per request", "cold_pip_s", lambda v: round(v, 2), "lower is better", "seconds")
+    table("2. Cold install, uv, upstream +30 ms per request", "cold_uv_s", lambda v: round(v, 2), "lower is better", "seconds")
+    table("4. Cached index page, 64 connections (req/s)", "index_page", lambda v: round(v["rps"]), "higher is better", "req/s")
+    table("4. Cached index page, 64 connections (p99 ms)", "index_page", lambda v: v["p99_ms"], "lower is better", "p99 ms")
+    table("5. Large cached file, one client (MiB/s)", "large_file", lambda v: round(v["one_client_mib_s"]), "higher is better", "MiB/s")
+    table("5. Large cached file, 16 clients (MiB/s)", "large_file", lambda v: round(v["sixteen_clients_mib_s"]), "higher is better", "MiB/s")
+    burst = sc.get("burst", {})
+    if burst:
+        lines += ["## 3. Burst: concurrent clients asking for the same 5 uncached files", "",
+                  "| server | upstream fetches per file | p50 ms | p99 ms | single client ms | p99 ÷ single |", "|---|---|---|---|---|---|"]
+        for name, b in burst.items():
+            f = ", ".join(str(v) for v in b["upstream_fetches_per_file"].values())
+            lines.append(f"| {name} | {f} | {round(b['p50_ms'])} | {round(b['p99_ms'])} | {round(b['single_client_ms'])} | "
+                         f"{ratio(b['p99_ms'], b['single_client_ms'])} |")
+        lines.append("")
+    st = sc.get("startup", {})
+    if st:
+        lines += ["## 6. Start-up to ready, idle RSS, peak RSS during scenarios 1-5", "",
+                  "| server | ready ms | idle RSS MiB | peak RSS MiB |", "|---|---|---|---|"]
+        for name, s in st.items():
+            lines.append(f"| {name} | {s['ready_ms']} | {s['idle_rss_mib']} | {s.get('peak_rss_mib', s.get('error', ''))} |")
+        lines.append("")
+    lines += ["## 7. Images", "", "Not measured yet: runs once the OCI format has landed.", ""]
+    lines += targets(sc)
+    (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines) + "\n")
+
+
+def targets(sc):
+    t = ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    def row(name, value, ok):
+        t.append(f"| {name} | {value} | {'yes' if ok else 'no'} |")
+    ip = sc.get("index_page", {})
+    if "wharf" in ip and "nginx" in ip:
+        r = ratio(ip["wharf"]["rps"], ip["nginx"]["rps"]); row("cached index pages ≥ 0.8× nginx req/s", f"{r}×", r and r >= 0.8)
+        r = ratio(ip["wharf"]["p99_ms"], ip["nginx"]["p99_ms"]); row("cached index p99 ≤ 1.5× nginx", f"{r}×", r and r <= 1.5)
+    wu = sc.get("warm_uv_s", {})
+    if "wharf" in wu:
+        for peer, limit in (("nginx", 1.0), ("proxpi", 0.8), ("devpi", 0.8)):
+            if peer in wu:
+                r = ratio(wu["wharf"], wu[peer]); row(f"warm uv install ≤ {limit}× {peer}", f"{r}×", r and r <= limit)
+    b = sc.get("burst", {}).get("wharf")
+    if b:
+        once = all(v == 1 for v in b["upstream_fetches_per_file"].values())
+        row("burst: exactly one upstream fetch per file", str(list(b["upstream_fetches_per_file"].values())), once)
+        r = ratio(b["p99_ms"], b["single_client_ms"]); row("burst p99 ≤ 1.2× a single client's", f"{r}×", r and r <= 1.2)
+    st = sc.get("startup", {}).get("wharf")
+    if st:
+        row("peak RSS < 64 MiB", f"{st.get('peak_rss_mib')} MiB", (st.get("peak_rss_mib") or 999) < 64)
+        row("ready < 50 ms", f"{st['ready_ms']} ms", st["ready_ms"] < 50)
+        row("idle RSS < 20 MiB", f"{st['idle_rss_mib']} MiB", st["idle_rss_mib"] < 20)
+    lf = sc.get("large_file", {})
+    if "wharf" in lf and "nginx" in lf:
+        for k, label in (("one_client_mib_s", "one client"), ("sixteen_clients_mib_s", "16 clients")):
+            r = ratio(lf["wharf"][k], lf["nginx"][k]); row(f"large file {label} ≥ 0.8× nginx", f"{r}×", r and r >= 0.8)
+    t.append("")
+    return t
+
+
+def chart(res):
+    """A bar chart of wharf ÷ peer ratios (1.0 = parity), as SVG."""
+    sc = res["scenarios"]
+    bars = []
+    def add(label, key, f, higher_better):
+        d = sc.get(key, {})
+        for peer in ("nginx", "proxpi", "devpi", "nora"):
+            if "wharf" in d and peer in d and f(d[peer]):
+                r = f(d["wharf"]) / f(d[peer])
+                bars.append((f"{label} vs {peer}", r if higher_better else 1 / r))
+    add("index req/s", "index_page", lambda v: v["rps"], True)
+    add("warm uv", "warm_uv_s", lambda v: v, False)
+    add("warm pip", "warm_pip_s", lambda v: v, False)
+    add("1 GiB, 16 clients", "large_file", lambda v: v["sixteen_clients_mib_s"], True)
+    w, row_h, left = 760, 22, 220
+    h = 40 + row_h * len(bars)
+    mx = max([r for _, r in bars] + [1.0])
+    scale = (w - left - 60) / mx
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+             f'<text x="10" y="18" font-weight="bold">wharf speed-up over each peer (higher is better; 1.0 = parity)</text>']
+    for i, (label, r) in enumerate(bars):
+        y = 30 + i * row_h
+        color = "#2b8a3e" if r >= 1 else "#c92a2a"
+        parts.append(f'<text x="10" y="{y + 14}">{label}</text>')
+        parts.append(f'<rect x="{left}" y="{y + 3}" width="{r * scale:.1f}" height="{row_h - 6}" fill="{color}"/>')
+        parts.append(f'<text x="{left + r * scale + 4:.1f}" y="{y + 14}">{r:.2f}×</text>')
+    x1 = left + scale
+    parts.append(f'<line x1="{x1:.1f}" y1="26" x2="{x1:.1f}" y2="{h}" stroke="#333" stroke-dasharray="4 3"/>')
+    parts.append("</svg>")
+    (RESULTS / "ratios.svg").write_text("\n".join(parts) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="a few minutes: smaller files, fewer clients")
+    ap.add_argument("--skip-nora", action="store_true", help="leave out nora-registry (its build takes long)")
+    ap.add_argument("--no-build", action="store_true", help="use the release binaries already in target/release")
+    ap.add_argument("--report-only", action="store_true", help="re-render RESULTS.md from results.json")
+    args = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        res = json.loads((RESULTS / "results.json").read_text())
+    else:
+        ensure_tools(args.skip_nora, build=not args.no_build)
+        res = run(args)
+        (RESULTS / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    report(res)
+    chart(res)
+    log("wrote bench/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()
