@@ -83,6 +83,7 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
             "max_bytes": usage.max_bytes,
             "evictions": usage.evictions,
             "evicted_bytes": usage.evicted_bytes,
+            "shared": usage.shared,
         },
         "upstream_fetches_in_flight": state.engine.inflight(),
     })

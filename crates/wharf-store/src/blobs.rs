@@ -72,7 +72,7 @@ impl FsBlobs {
         Ok(FsBlobs { blob_dir, tmp_dir })
     }
 
-    fn path_of(&self, digest: &Digest) -> PathBuf {
+    pub(crate) fn path_of(&self, digest: &Digest) -> PathBuf {
         let hex = digest.to_hex();
         self.blob_dir.join(&hex[..2]).join(hex)
     }

@@ -12,6 +12,8 @@ pub enum StoreError {
     },
     #[error("metadata index {path}: {message}")]
     Index { path: PathBuf, message: String },
+    #[error("storage.s3: {message}")]
+    Shared { message: String },
 }
 
 impl StoreError {

@@ -7,6 +7,10 @@
 //! - a blob may disappear (eviction, manual deletion) while entries still name it: readers treat that entry as
 //!   absent, so a dangling entry costs one refetch and is never served.
 //!
+//! With `storage.s3` set, the local store is the replica's LRU-bounded read tier and spool area, and a bucket
+//! is the tier that replicas share ([`shared`]): committed entries are published there in the background
+//! ([`Store::share`]), and a local miss may be answered from there ([`Store::pull_shared`]).
+//!
 //! The store knows nothing about HTTP, formats or upstreams: it stores bytes and small records.
 
 mod blobs;
@@ -15,12 +19,14 @@ mod entry;
 mod error;
 mod index;
 mod lru;
+pub mod shared;
 
 pub use blobs::{BlobFile, TempBlob};
 pub use digest::{Digest, Sha256Writer};
 pub use entry::{now_ms, Entry};
 pub use error::StoreError;
 pub use lru::EvictionReport;
+pub use shared::{SharedOptions, SharedUsage};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +37,8 @@ pub struct StoreOptions {
     pub root: PathBuf,
     /// Least-recently-used blobs are evicted once the total exceeds this many bytes.
     pub max_size: Option<u64>,
+    /// The bucket shared with other replicas, if any.
+    pub shared: Option<SharedOptions>,
 }
 
 /// Blobs on disk, entries in the index, and the in-memory usage accounting that eviction works from.
@@ -40,6 +48,7 @@ pub struct Store {
     lru: lru::Lru,
     max_size: Option<u64>,
     root: PathBuf,
+    shared: Option<shared::SharedTier>,
 }
 
 /// Usage figures for metrics and `/status`.
@@ -50,6 +59,8 @@ pub struct Usage {
     pub max_bytes: Option<u64>,
     pub evictions: u64,
     pub evicted_bytes: u64,
+    /// The shared tier's counters, when one is configured.
+    pub shared: Option<SharedUsage>,
 }
 
 impl Store {
@@ -69,12 +80,18 @@ impl Store {
                 index.forget_blob(&digest)?;
             }
         }
+        let shared = options
+            .shared
+            .as_ref()
+            .map(shared::SharedTier::open)
+            .transpose()?;
         let store = Store {
             blobs,
             index,
             lru,
             max_size: options.max_size,
             root,
+            shared,
         };
         Ok(Arc::new(store))
     }
@@ -159,6 +176,7 @@ impl Store {
             max_bytes: self.max_size,
             evictions,
             evicted_bytes,
+            shared: self.shared.as_ref().map(shared::SharedTier::usage),
         }
     }
 
@@ -205,6 +223,110 @@ impl Store {
             return Ok(());
         }
         self.index.put_access_times(&dirty)
+    }
+
+    /// Publishes `entry` for `key` of `repo` to the shared tier in the background: first its blob (unless the
+    /// bucket has it), then the entry object. Does nothing without a shared tier, for negative entries, or
+    /// while the bucket is marked unreachable. Failures are logged and counted, never returned: the local
+    /// copy is already committed. Must be called from within a Tokio runtime.
+    pub fn share(self: &Arc<Self>, repo: &str, key: &str, entry: &Entry) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let Some(digest) = entry.blob_digest() else {
+            return;
+        };
+        if !shared.available() {
+            return;
+        }
+        let store = self.clone();
+        let (repo, key, entry) = (repo.to_string(), key.to_string(), entry.clone());
+        tokio::spawn(async move {
+            let Some(shared) = &store.shared else {
+                return;
+            };
+            let local = store.blobs.path_of(&digest);
+            let result = match shared.upload_blob(&digest, entry.size, local).await {
+                Ok(()) => shared.write_entry(&repo, &key, &entry).await,
+                Err(e) => Err(e),
+            };
+            if let Err(error) = result {
+                tracing::warn!(%repo, %key, %error, "could not share a cached entry with other replicas");
+                shared.record_failure(&error, true);
+            }
+        });
+    }
+
+    /// The entry for `key` of `repo` from the shared tier, with its blob, when another replica shared one that
+    /// `accept` takes (the caller judges freshness; negative entries are never shared). The blob is downloaded
+    /// into the local tier through a temporary file and verified against its digest and size before it is
+    /// committed; the entry is then recorded locally. `None` without a shared tier, when the bucket has
+    /// nothing acceptable, or when it fails (logged and counted): the caller goes on to upstream.
+    pub async fn pull_shared(
+        self: &Arc<Self>,
+        repo: &str,
+        key: &str,
+        accept: impl Fn(&Entry) -> bool,
+    ) -> Option<(Entry, BlobFile)> {
+        let shared = self.shared.as_ref()?;
+        if !shared.available() {
+            return None;
+        }
+        match self.pull_from(shared, repo, key, accept).await {
+            Ok(found) => {
+                if found.is_some() {
+                    shared.record_hit();
+                }
+                found
+            }
+            Err(error) => {
+                tracing::warn!(repo, key, %error, "shared tier read failed; fetching upstream");
+                shared.record_failure(&error, false);
+                None
+            }
+        }
+    }
+
+    async fn pull_from(
+        self: &Arc<Self>,
+        shared: &shared::SharedTier,
+        repo: &str,
+        key: &str,
+        accept: impl Fn(&Entry) -> bool,
+    ) -> Result<Option<(Entry, BlobFile)>, shared::SharedError> {
+        let Some(entry) = shared.read_entry(repo, key).await? else {
+            return Ok(None);
+        };
+        let Some(digest) = entry.blob_digest() else {
+            return Ok(None);
+        };
+        if !accept(&entry) {
+            return Ok(None);
+        }
+        if !self.has_blob(&digest) {
+            let temp = self.temp_blob()?;
+            let Some(temp) = shared.download_blob(&digest, entry.size, temp).await? else {
+                return Ok(None);
+            };
+            let store = self.clone();
+            let size = entry.size;
+            tokio::task::spawn_blocking(move || {
+                store.commit_blob(temp, &digest, size)?;
+                store.evict_if_needed().map(drop)
+            })
+            .await
+            .map_err(|e| StoreError::Shared {
+                message: format!("commit task failed: {e}"),
+            })??;
+        }
+        let store = self.clone();
+        let (repo, key, record) = (repo.to_string(), key.to_string(), entry.clone());
+        tokio::task::spawn_blocking(move || store.put_entry(&repo, &key, &record))
+            .await
+            .map_err(|e| StoreError::Shared {
+                message: format!("index task failed: {e}"),
+            })??;
+        Ok(self.open_blob(&digest)?.map(|blob| (entry, blob)))
     }
 
     /// Whether a file can be created, written and removed in the store right now (for `/readyz`).

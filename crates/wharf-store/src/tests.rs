@@ -32,6 +32,7 @@ fn committed_blob_is_readable_and_entry_survives_reopen() {
     let opts = StoreOptions {
         root: dir.path().to_path_buf(),
         max_size: None,
+        shared: None,
     };
     let digest = {
         let store = Store::open(opts.clone()).expect("open");
@@ -60,6 +61,7 @@ fn dropped_temp_blob_leaves_nothing() {
     let store = Store::open(StoreOptions {
         root: dir.path().to_path_buf(),
         max_size: None,
+        shared: None,
     })
     .expect("open");
     let path = {
@@ -82,6 +84,7 @@ fn leftover_temp_files_are_cleaned_on_open() {
     let _store = Store::open(StoreOptions {
         root: dir.path().to_path_buf(),
         max_size: None,
+        shared: None,
     })
     .expect("open");
     assert!(!dir.path().join("tmp/crashed.part").exists());
@@ -93,6 +96,7 @@ fn eviction_removes_least_recently_used_first() {
     let store = Store::open(StoreOptions {
         root: dir.path().to_path_buf(),
         max_size: Some(2500),
+        shared: None,
     })
     .expect("open");
     let a = put_blob(&store, &[1u8; 1000]);
@@ -124,6 +128,7 @@ fn missing_blob_file_is_forgotten() {
     let store = Store::open(StoreOptions {
         root: dir.path().to_path_buf(),
         max_size: None,
+        shared: None,
     })
     .expect("open");
     let digest = put_blob(&store, b"soon gone");
@@ -139,6 +144,7 @@ fn prefix_removal_and_listing_stay_within_the_repository() {
     let store = Store::open(StoreOptions {
         root: dir.path().to_path_buf(),
         max_size: None,
+        shared: None,
     })
     .expect("open");
     let d = put_blob(&store, b"x");

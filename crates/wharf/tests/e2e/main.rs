@@ -16,4 +16,5 @@ mod npm;
 mod oci;
 mod persistence;
 mod quickstart;
+mod s3;
 mod security;

@@ -54,6 +54,16 @@ impl Wharf {
     /// Starts wharf with `repositories_yaml` (the body of the `repositories:` map, indented by 2) and
     /// `extra_yaml` top-level settings, storing under `data_dir`; waits until `/readyz` answers 200.
     pub fn start(data_dir: &Path, repositories_yaml: &str, extra_yaml: &str) -> Wharf {
+        Wharf::start_with_env(data_dir, repositories_yaml, extra_yaml, &[])
+    }
+
+    /// [`Wharf::start`] with extra environment variables for the process (credentials, say).
+    pub fn start_with_env(
+        data_dir: &Path,
+        repositories_yaml: &str,
+        extra_yaml: &str,
+        env: &[(&str, &str)],
+    ) -> Wharf {
         let addr = free_port();
         let config_path = data_dir.with_extension("yaml");
         let yaml = format!(
@@ -61,14 +71,19 @@ impl Wharf {
             data_dir.display()
         );
         std::fs::write(&config_path, yaml).expect("write config");
-        Wharf::start_with_config(&config_path, addr, data_dir)
+        Wharf::spawn(&config_path, addr, data_dir, env)
     }
 
     pub fn start_with_config(config_path: &Path, addr: SocketAddr, data_dir: &Path) -> Wharf {
+        Wharf::spawn(config_path, addr, data_dir, &[])
+    }
+
+    fn spawn(config_path: &Path, addr: SocketAddr, data_dir: &Path, env: &[(&str, &str)]) -> Wharf {
         let mut child = Command::new(WHARF)
             .args(["serve", "--config"])
             .arg(config_path)
             .env_remove("WHARF_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
