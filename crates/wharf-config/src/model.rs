@@ -48,13 +48,13 @@ pub struct Config {
 /// Where cached content lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StorageConfig {
-    /// Local directory for content (and for the metadata index when `s3` is set).
+    /// Local directory for content and the metadata index (with `s3`: this replica's read tier and spool).
     #[serde(serialize_with = "ser::path")]
     pub path: PathBuf,
     /// Bytes beyond which least-recently-used content is evicted; `None` = unbounded. Never `Some(0)`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_size: Option<u64>,
-    /// Store content in an S3-compatible bucket instead of `path`.
+    /// Share content with other replicas through an S3-compatible bucket, beside `path`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Config>,
 }

@@ -25,7 +25,7 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 use wharf_cache::{Engine, EngineMetrics, Repository, Upstream, UpstreamOptions};
 use wharf_config::{Config, Format, RepoConfig};
-use wharf_store::{SharedOptions, Store, StoreOptions};
+use wharf_store::{SharedOptions, SharedUsage, Store, StoreOptions};
 
 pub use state::AppState;
 pub use timefmt::rfc3339_ms;
@@ -151,6 +151,7 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         config: Arc::new(config),
         evictions_seen: AtomicU64::new(0),
         evicted_bytes_seen: AtomicU64::new(0),
+        shared_seen: Mutex::new(SharedUsage::default()),
     }))
 }
 

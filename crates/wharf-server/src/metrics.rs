@@ -29,6 +29,12 @@ pub struct UpstreamLabels {
     pub cache: &'static str,
 }
 
+/// A shared-tier (S3) event: `hit`, `blob_download`, `blob_upload`, `entry_upload`, `read_error`, `write_error`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SharedEventLabel {
+    pub event: &'static str,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new([
         0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -46,6 +52,8 @@ pub struct HttpMetrics {
     pub store_blobs: Gauge,
     pub evictions: Counter,
     pub evicted_bytes: Counter,
+    pub shared_events: Family<SharedEventLabel, Counter>,
+    pub shared_reachable: Gauge,
 }
 
 impl HttpMetrics {
@@ -60,6 +68,8 @@ impl HttpMetrics {
             store_blobs: Gauge::default(),
             evictions: Counter::default(),
             evicted_bytes: Counter::default(),
+            shared_events: Family::default(),
+            shared_reachable: Gauge::default(),
         };
         registry.register(
             "wharf_http_requests",
@@ -105,6 +115,16 @@ impl HttpMetrics {
             "wharf_store_evicted_bytes",
             "Bytes evicted to stay under the size limit",
             m.evicted_bytes.clone(),
+        );
+        registry.register(
+            "wharf_store_shared_events",
+            "Shared S3 tier: entries served from the bucket (hit), blobs and entries moved, failed reads and writes",
+            m.shared_events.clone(),
+        );
+        registry.register(
+            "wharf_store_shared_reachable",
+            "1 while the shared S3 bucket answers, 0 after a failed request (always 0 without storage.s3)",
+            m.shared_reachable.clone(),
         );
         m
     }

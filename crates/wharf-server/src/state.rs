@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::registry::Registry;
 use wharf_cache::{Engine, Outcome, Repository};
 
-use crate::metrics::{HttpMetrics, RepoLabel, RequestLabels};
+use crate::metrics::{HttpMetrics, RepoLabel, RequestLabels, SharedEventLabel};
 use crate::stats::{AllStats, RepoStats};
 
 pub struct AppState {
@@ -25,6 +25,8 @@ pub struct AppState {
     pub config: Arc<wharf_config::Config>,
     pub(crate) evictions_seen: AtomicU64,
     pub(crate) evicted_bytes_seen: AtomicU64,
+    /// The shared tier's counters at the last refresh, to turn its totals into counter increments.
+    pub(crate) shared_seen: Mutex<wharf_store::SharedUsage>,
 }
 
 impl AppState {
@@ -87,6 +89,27 @@ impl AppState {
         self.http
             .evicted_bytes
             .inc_by(usage.evicted_bytes.saturating_sub(prev));
+        if let Some(shared) = usage.shared {
+            self.http.shared_reachable.set(i64::from(shared.reachable));
+            let mut seen = self
+                .shared_seen
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (event, now, before) in [
+                ("hit", shared.hits, seen.hits),
+                ("blob_download", shared.blob_downloads, seen.blob_downloads),
+                ("blob_upload", shared.blob_uploads, seen.blob_uploads),
+                ("entry_upload", shared.entry_uploads, seen.entry_uploads),
+                ("read_error", shared.read_errors, seen.read_errors),
+                ("write_error", shared.write_errors, seen.write_errors),
+            ] {
+                self.http
+                    .shared_events
+                    .get_or_create(&SharedEventLabel { event })
+                    .inc_by(now.saturating_sub(before));
+            }
+            *seen = shared;
+        }
         usage
     }
 }

@@ -240,6 +240,19 @@ async fn replicas_serve_each_others_downloads_without_upstream_traffic() {
     let shared = shared_status(&b).await;
     assert!(shared["hits"].as_u64() >= Some(3), "{shared}");
     assert_eq!(shared["reachable"], true);
+    let metrics = http()
+        .get(b.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("wharf_store_shared_events_total{event=\"hit\"} 3")
+            && metrics.contains("wharf_store_shared_reachable 1"),
+        "{metrics}"
+    );
 
     // B's copies are in its local tier now: a second round does not touch the bucket either.
     fetch_file(&b, &big).await;
