@@ -20,7 +20,7 @@ struct Args {
     /// Number of small projects (`pkg000`, `pkg001`, ...).
     #[arg(long, default_value_t = 300)]
     projects: usize,
-    /// Sizes in MiB of large wheels (`large-<n>`), comma-separated.
+    /// Sizes in MiB of large wheels (`large-<n>`, a repeated size `large-<n>-<k>`), comma-separated.
     #[arg(long, value_delimiter = ',')]
     large_mib: Vec<u64>,
     /// Latency added before every response's headers, in milliseconds.
@@ -45,8 +45,16 @@ async fn main() -> anyhow::Result<()> {
         files.push(dist.clone());
         projects.push(Project::new(&name, vec![dist]));
     }
+    let mut seen = std::collections::HashMap::new();
     for mib in &args.large_mib {
-        let name = format!("large-{mib}");
+        // A repeated size gets a twin: `large-20`, then `large-20-1` (same size, not cached together).
+        let count = seen.entry(*mib).or_insert(0u32);
+        let name = if *count == 0 {
+            format!("large-{mib}")
+        } else {
+            format!("large-{mib}-{count}")
+        };
+        *count += 1;
         let dist = wheel_with_payload(&name, "1.0", (*mib as usize) << 20, *mib);
         files.push(dist.clone());
         projects.push(Project::new(&name, vec![dist]));
