@@ -67,6 +67,19 @@ impl Store {
     /// Opens (or creates) the store under `options.root`. Leftover temporary files from a crash are removed;
     /// blob sizes and access times are loaded into memory for eviction.
     pub fn open(options: StoreOptions) -> Result<Arc<Store>, StoreError> {
+        let shared = options
+            .shared
+            .as_ref()
+            .map(shared::SharedTier::open)
+            .transpose()?;
+        Store::open_with(options, shared)
+    }
+
+    /// [`Store::open`] with an already built shared tier (tests build theirs with static credentials).
+    pub(crate) fn open_with(
+        options: StoreOptions,
+        shared: Option<shared::SharedTier>,
+    ) -> Result<Arc<Store>, StoreError> {
         let root = options.root;
         std::fs::create_dir_all(&root)
             .map_err(|e| StoreError::io(&root, "create the data directory", e))?;
@@ -80,11 +93,6 @@ impl Store {
                 index.forget_blob(&digest)?;
             }
         }
-        let shared = options
-            .shared
-            .as_ref()
-            .map(shared::SharedTier::open)
-            .transpose()?;
         let store = Store {
             blobs,
             index,

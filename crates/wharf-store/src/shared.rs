@@ -111,9 +111,17 @@ impl SharedTier {
     /// Builds the client (no request is made). Credentials: the standard `AWS_*` variables, web identity
     /// (IRSA), container credentials, then instance metadata; the config's values override `AWS_*` ones.
     pub(crate) fn open(options: &SharedOptions) -> Result<SharedTier, StoreError> {
+        SharedTier::open_with(options, AmazonS3Builder::from_env())
+    }
+
+    /// [`SharedTier::open`] starting from `builder` instead of the environment.
+    pub(crate) fn open_with(
+        options: &SharedOptions,
+        builder: AmazonS3Builder,
+    ) -> Result<SharedTier, StoreError> {
         // The HTTP client uses rustls without a bundled provider: make ring the process default if nothing is.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = AmazonS3Builder::from_env()
+        let mut builder = builder
             .with_bucket_name(&options.bucket)
             .with_allow_http(options.allow_http)
             .with_virtual_hosted_style_request(!options.path_style)
@@ -456,6 +464,14 @@ mod tests {
         }
     }
 
+    /// A tier with static credentials, so no test ever asks instance metadata or any other credential source.
+    fn tier(endpoint: &str) -> SharedTier {
+        let builder = AmazonS3Builder::new()
+            .with_access_key_id("wharf-test")
+            .with_secret_access_key("wharf-test-secret");
+        SharedTier::open_with(&options(endpoint), builder).expect("open")
+    }
+
     /// An address on loopback where nothing listens.
     fn closed_endpoint() -> String {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -466,7 +482,7 @@ mod tests {
 
     #[test]
     fn objects_are_named_by_digest_and_by_the_hash_of_the_key() {
-        let tier = SharedTier::open(&options("http://127.0.0.1:1")).expect("open");
+        let tier = tier("http://127.0.0.1:1");
         let digest = Digest::of(b"wheel");
         assert_eq!(
             tier.blob_path(&digest).to_string(),
@@ -508,11 +524,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreachable_bucket_fails_soft_and_is_skipped_for_a_while() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(StoreOptions {
-            root: dir.path().to_path_buf(),
-            max_size: None,
-            shared: Some(options(&closed_endpoint())),
-        })
+        let store = Store::open_with(
+            StoreOptions {
+                root: dir.path().to_path_buf(),
+                max_size: None,
+                shared: None,
+            },
+            Some(tier(&closed_endpoint())),
+        )
         .expect("open");
         let started = std::time::Instant::now();
         assert!(store
