@@ -264,8 +264,23 @@ impl SharedTier {
     }
 
     /// Downloads blob `digest` into `temp` and checks its size and digest. `Ok(None)`: the bucket does not have
-    /// it (expired by a lifecycle rule, say). On any error `temp` is dropped, which deletes it.
+    /// it (expired by a lifecycle rule, say). On any error `temp` is dropped, which deletes it. An object whose
+    /// content does not match its name is deleted (best effort), so that the next upload replaces it.
     pub(crate) async fn download_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        temp: TempBlob,
+    ) -> Result<Option<TempBlob>, SharedError> {
+        let result = self.fetch_blob(digest, size, temp).await;
+        if let Err(SharedError::Rejected { .. }) = &result {
+            let path = self.blob_path(digest);
+            let _ = tokio::time::timeout(SMALL_REQUEST_TIMEOUT, self.client.delete(&path)).await;
+        }
+        result
+    }
+
+    async fn fetch_blob(
         &self,
         digest: &Digest,
         size: u64,

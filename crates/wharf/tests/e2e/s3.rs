@@ -107,6 +107,16 @@ impl S3Server {
         Some(resp.bytes().await.expect("object body").to_vec())
     }
 
+    async fn put_object(&self, key: &str, bytes: Vec<u8>) {
+        let resp = self
+            .request(reqwest::Method::PUT, &format!("/{BUCKET}/{key}"))
+            .body(bytes)
+            .send()
+            .await
+            .expect("put object");
+        assert!(resp.status().is_success(), "put {key}: {}", resp.status());
+    }
+
     /// Whether a multipart upload is in progress in the bucket.
     async fn multipart_in_progress(&self) -> bool {
         match self
@@ -284,6 +294,16 @@ async fn object_store_outage_falls_back_to_local_tier_and_upstream_then_recovers
     wait_entry_uploads(&a, 2).await;
 
     let port = s3.stop();
+    // The port stays taken while the server is down (so no other test's server can get it): every connection
+    // is accepted and closed at once, like a crashed server behind a live address.
+    let down = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("hold the port");
+    let refuser = tokio::spawn(async move {
+        while let Ok((conn, _)) = down.accept().await {
+            drop(conn);
+        }
+    });
     // Cached content comes from the local tier; new content from upstream, with verified bytes.
     fetch_file(&a, &first).await;
     fetch_file(&a, &second).await;
@@ -298,6 +318,8 @@ async fn object_store_outage_falls_back_to_local_tier_and_upstream_then_recovers
     );
 
     // The bucket comes back (empty: moto keeps state in memory); after the retry interval uploads resume.
+    refuser.abort();
+    let _ = refuser.await;
     let s3 = S3Server::start_on(port).await;
     let uploads = shared_status(&a).await["entry_uploads"]
         .as_u64()
@@ -346,4 +368,45 @@ async fn kill_during_upload_leaves_nothing_under_a_final_key() {
     // A second replica finds either A's complete blob or nothing, and always serves the right bytes.
     let b = start_replica(&tmp.path().join("b"), s3.port, &up.index_url());
     fetch_file(&b, &big).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_object_in_the_bucket_is_never_served_and_gets_replaced() {
+    let Some(s3) = S3Server::start().await else {
+        return;
+    };
+    let dist = wheel("tampered", "1.0");
+    let up = PypiUpstream::start(vec![Project::new("tampered", vec![dist.clone()])]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = start_replica(&tmp.path().join("a"), s3.port, &up.index_url());
+    fetch_file(&a, &dist).await;
+    wait_entry_uploads(&a, 2).await;
+
+    // Same length, one byte different: only the digest check can tell.
+    let key = format!("team/blobs/sha256/{}", dist.sha256);
+    let mut bad = s3.object(&key).await.expect("uploaded blob");
+    bad[100] ^= 0xff;
+    s3.put_object(&key, bad).await;
+
+    let b = start_replica(&tmp.path().join("b"), s3.port, &up.index_url());
+    fetch_file(&b, &dist).await;
+    assert_eq!(
+        up.stats().file_downloads(&dist.filename),
+        2,
+        "B rejected the bucket's copy and fetched upstream"
+    );
+    let shared = shared_status(&b).await;
+    assert!(shared["read_errors"].as_u64() >= Some(1), "{shared}");
+    assert_eq!(shared["reachable"], true, "bad content is not an outage");
+
+    // B deleted the bad object and shared its verified copy instead.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = s3.object(&key).await.map(|bytes| sha256_hex(&bytes));
+        if stored.as_deref() == Some(dist.sha256.as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bad object was not replaced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
