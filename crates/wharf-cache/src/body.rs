@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,7 +17,35 @@ use crate::Outcome;
 
 pub type BodyStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
-const CHUNK: u64 = 256 * 1024;
+/// Memory budget for the read buffers of all bodies being sent at once; each body reads chunks of
+/// `BUFFER_BUDGET / active bodies`, between [`MIN_CHUNK`] and [`MAX_CHUNK`]: large reads (fewer syscalls) for a
+/// few big downloads, small ones when a burst of clients streams at once, so memory stays flat.
+const BUFFER_BUDGET: u64 = 16 * 1024 * 1024;
+const MIN_CHUNK: u64 = 16 * 1024;
+const MAX_CHUNK: u64 = 1024 * 1024;
+
+static ACTIVE_BODIES: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a body as active for as long as it lives.
+struct ActiveBody;
+
+impl ActiveBody {
+    fn new() -> ActiveBody {
+        ACTIVE_BODIES.fetch_add(1, Ordering::Relaxed);
+        ActiveBody
+    }
+
+    fn chunk(&self) -> u64 {
+        let active = ACTIVE_BODIES.load(Ordering::Relaxed).max(1) as u64;
+        (BUFFER_BUDGET / active).clamp(MIN_CHUNK, MAX_CHUNK)
+    }
+}
+
+impl Drop for ActiveBody {
+    fn drop(&mut self) {
+        ACTIVE_BODIES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// An answer from the engine: where it came from, its entry (status, type, validators, kept headers), and
 /// its body.
@@ -104,13 +132,14 @@ async fn read_chunk(file: Arc<File>, pos: u64, len: u64) -> io::Result<Bytes> {
 }
 
 fn file_stream(file: Arc<File>, start: u64, end: u64) -> BodyStream {
+    let active = Arc::new(ActiveBody::new());
     Box::pin(futures_util::stream::try_unfold(start, move |pos| {
-        let file = file.clone();
+        let (file, active) = (file.clone(), active.clone());
         async move {
             if pos >= end {
                 return Ok(None);
             }
-            let n = CHUNK.min(end - pos);
+            let n = active.chunk().min(end - pos);
             let chunk = read_chunk(file, pos, n).await?;
             Ok(Some((chunk, pos + n)))
         }
@@ -118,9 +147,10 @@ fn file_stream(file: Arc<File>, start: u64, end: u64) -> BodyStream {
 }
 
 fn growing_stream(rx: Receiver<FlightState>, start: u64, end: Option<u64>) -> BodyStream {
+    let active = ActiveBody::new();
     Box::pin(futures_util::stream::try_unfold(
-        (rx, start),
-        move |(mut rx, pos)| async move {
+        (rx, start, active),
+        move |(mut rx, pos, active)| async move {
             loop {
                 let state = rx.borrow_and_update().clone();
                 let (file, available, complete) = match state {
@@ -133,9 +163,9 @@ fn growing_stream(rx: Receiver<FlightState>, start: u64, end: Option<u64>) -> Bo
                 };
                 let limit = end.map_or(available, |e| e.min(available));
                 if pos < limit {
-                    let n = CHUNK.min(limit - pos);
+                    let n = active.chunk().min(limit - pos);
                     let chunk = read_chunk(file, pos, n).await?;
-                    return Ok(Some((chunk, (rx, pos + n))));
+                    return Ok(Some((chunk, (rx, pos + n, active))));
                 }
                 if complete || end.is_some_and(|e| pos >= e) {
                     return Ok(None);

@@ -84,6 +84,33 @@ impl Engine {
         Ok(Some(served_from_blob(Outcome::Hit, entry, blob)))
     }
 
+    /// Answers from a copy the format derived from a fresh stored entry (a parsed index page kept in memory,
+    /// keyed by the entry's digest), without opening the blob. `derive` returns `None` when the format has no
+    /// such copy; only a `Some` counts as a hit. Callers go on with [`Engine::get`] otherwise.
+    pub fn cached_derived<T>(
+        &self,
+        repo: &str,
+        key: &str,
+        freshness: Freshness,
+        derive: impl FnOnce(&Entry) -> Option<T>,
+    ) -> Result<Option<(Entry, T)>, FetchError> {
+        let Some(entry) = self.store.lookup(repo, key).map_err(store_err)? else {
+            return Ok(None);
+        };
+        let fresh = match freshness {
+            Freshness::Immutable => true,
+            Freshness::Revalidate(ttl) => entry.age_ms(now_ms()) < ttl.as_millis() as u64,
+        };
+        if !fresh || !entry.blob_digest().is_some_and(|d| self.store.has_blob(&d)) {
+            return Ok(None);
+        }
+        let Some(derived) = derive(&entry) else {
+            return Ok(None);
+        };
+        self.metrics.outcome(repo, Outcome::Hit);
+        Ok(Some((entry, derived)))
+    }
+
     /// Answers `req` from the store or from upstream, as the crate documentation describes.
     pub async fn get(self: &Arc<Self>, req: FetchRequest) -> Result<Served, FetchError> {
         let result = self.get_inner(req.clone()).await;
@@ -266,20 +293,6 @@ impl Engine {
         tx: &Sender<FlightState>,
         upstream_bytes: &AtomicU64,
     ) -> Result<(), FetchError> {
-        // Another replica may have fetched it already: a fresh entry in the shared tier saves the upstream trip.
-        let now = now_ms();
-        let fresh = |entry: &Entry| match req.freshness {
-            Freshness::Immutable => true,
-            Freshness::Revalidate(ttl) => entry.age_ms(now) < ttl.as_millis() as u64,
-        };
-        if let Some((entry, blob)) = self.store.pull_shared(&req.repo, &req.key, fresh).await {
-            tx.send_replace(FlightState::Complete {
-                head: Arc::new(entry),
-                file: Arc::new(blob.file),
-                size: blob.len,
-            });
-            return Ok(());
-        }
         if let (Some(stale), Some(validator)) = (stale, req.head_validator) {
             if self.head_confirms(req, stale, validator, tx).await? {
                 return Ok(());
@@ -581,13 +594,10 @@ impl Engine {
     ) -> Result<(), FetchError> {
         let store = self.store.clone();
         let repo = req.repo.clone();
-        let (shared_key, shared_entry) = (key.clone(), entry.clone());
         tokio::task::spawn_blocking(move || store.put_entry(&repo, &key, &entry))
             .await
             .map_err(|e| FetchError::Store(e.to_string()))?
-            .map_err(store_err)?;
-        self.store.share(&req.repo, &shared_key, &shared_entry);
-        Ok(())
+            .map_err(store_err)
     }
 
     fn evict_in_background(&self) {

@@ -155,10 +155,22 @@ impl PypiRepo {
                     url: self.upstream.to_string(),
                     reason: format!("cannot form the project URL: {e}"),
                 })?;
-        let served = self
+        let key = format!("simple/{project}/");
+        let freshness = Freshness::Revalidate(self.metadata_ttl);
+        let parsed =
+            |entry: &wharf_cache::Entry| entry.digest.as_deref().and_then(|d| self.cache.parsed(d));
+        if let Some((entry, page)) = self
             .engine
-            .get(self.page_request(format!("simple/{project}/"), url.clone()))
-            .await?;
+            .cached_derived(&self.name, &key, freshness, parsed)?
+        {
+            return Ok(Fetched {
+                page,
+                digest: entry.digest,
+                outcome: Outcome::Hit,
+                upstream_bytes: None,
+            });
+        }
+        let served = self.engine.get(self.page_request(key, url.clone())).await?;
         let digest = served.entry.digest.clone();
         let (outcome, upstream_bytes) = (served.outcome, served.upstream_bytes.clone());
         if let Some(page) = digest.as_deref().and_then(|d| self.cache.parsed(d)) {
