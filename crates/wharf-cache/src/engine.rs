@@ -293,6 +293,20 @@ impl Engine {
         tx: &Sender<FlightState>,
         upstream_bytes: &AtomicU64,
     ) -> Result<(), FetchError> {
+        // Another replica may have fetched it already: a fresh entry in the shared tier saves the upstream trip.
+        let now = now_ms();
+        let fresh = |entry: &Entry| match req.freshness {
+            Freshness::Immutable => true,
+            Freshness::Revalidate(ttl) => entry.age_ms(now) < ttl.as_millis() as u64,
+        };
+        if let Some((entry, blob)) = self.store.pull_shared(&req.repo, &req.key, fresh).await {
+            tx.send_replace(FlightState::Complete {
+                head: Arc::new(entry),
+                file: Arc::new(blob.file),
+                size: blob.len,
+            });
+            return Ok(());
+        }
         if let (Some(stale), Some(validator)) = (stale, req.head_validator) {
             if self.head_confirms(req, stale, validator, tx).await? {
                 return Ok(());
@@ -594,10 +608,13 @@ impl Engine {
     ) -> Result<(), FetchError> {
         let store = self.store.clone();
         let repo = req.repo.clone();
+        let (shared_key, shared_entry) = (key.clone(), entry.clone());
         tokio::task::spawn_blocking(move || store.put_entry(&repo, &key, &entry))
             .await
             .map_err(|e| FetchError::Store(e.to_string()))?
-            .map_err(store_err)
+            .map_err(store_err)?;
+        self.store.share(&req.repo, &shared_key, &shared_entry);
+        Ok(())
     }
 
     fn evict_in_background(&self) {

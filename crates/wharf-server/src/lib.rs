@@ -25,7 +25,7 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 use wharf_cache::{Engine, EngineMetrics, Repository, Upstream, UpstreamOptions};
 use wharf_config::{Config, Format, RepoConfig};
-use wharf_store::{Store, StoreOptions};
+use wharf_store::{SharedOptions, SharedUsage, Store, StoreOptions};
 
 pub use state::AppState;
 pub use timefmt::rfc3339_ms;
@@ -66,6 +66,17 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
     let store = Store::open(StoreOptions {
         root: config.storage.path.clone(),
         max_size: config.storage.max_size,
+        shared: config.storage.s3.as_ref().map(|s3| SharedOptions {
+            bucket: s3.bucket.clone(),
+            endpoint: s3
+                .endpoint
+                .as_ref()
+                .map(|url| url.as_str().trim_end_matches('/').to_string()),
+            region: s3.region.clone(),
+            prefix: s3.prefix.clone(),
+            path_style: s3.path_style,
+            allow_http: s3.allow_http,
+        }),
     })?;
     let mut options = UpstreamOptions {
         connect_timeout: config.http.connect_timeout,
@@ -140,6 +151,7 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         config: Arc::new(config),
         evictions_seen: AtomicU64::new(0),
         evicted_bytes_seen: AtomicU64::new(0),
+        shared_seen: Mutex::new(SharedUsage::default()),
     }))
 }
 
