@@ -583,20 +583,25 @@ def chart(res):
     add("index req/s", "index_page", lambda v: v["rps"], True)
     add("warm uv", "warm_uv_s", lambda v: v, False)
     add("warm pip", "warm_pip_s", lambda v: v, False)
-    add("1 GiB, 16 clients", "large_file", lambda v: v["sixteen_clients_mib_s"], True)
+    add("large file, 16 clients", "large_file", lambda v: v["sixteen_clients_mib_s"], True)
+    import math
     w, row_h, left = 760, 22, 220
     h = 40 + row_h * len(bars)
-    mx = max([r for _, r in bars] + [1.0])
-    scale = (w - left - 60) / mx
+    span = max([abs(math.log10(r)) for _, r in bars if r > 0] + [0.5])
+    half = (w - left - 70) / 2
+    x1 = left + half
+    scale = half / span
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
-             f'<text x="10" y="18" font-weight="bold">wharf speed-up over each peer (higher is better; 1.0 = parity)</text>']
+             '<text x="10" y="18" font-weight="bold">wharf speed-up over each peer (log scale; right of the line = wharf faster)</text>']
     for i, (label, r) in enumerate(bars):
         y = 30 + i * row_h
         color = "#2b8a3e" if r >= 1 else "#c92a2a"
+        length = math.log10(r) * scale if r > 0 else 0
+        x = x1 if length >= 0 else x1 + length
         parts.append(f'<text x="10" y="{y + 14}">{label}</text>')
-        parts.append(f'<rect x="{left}" y="{y + 3}" width="{r * scale:.1f}" height="{row_h - 6}" fill="{color}"/>')
-        parts.append(f'<text x="{left + r * scale + 4:.1f}" y="{y + 14}">{r:.2f}×</text>')
-    x1 = left + scale
+        parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{abs(length):.1f}" height="{row_h - 6}" fill="{color}"/>')
+        tx = x1 + length + 4 if length >= 0 else x1 + 4
+        parts.append(f'<text x="{tx:.1f}" y="{y + 14}">{r:.2f}×</text>')
     parts.append(f'<line x1="{x1:.1f}" y1="26" x2="{x1:.1f}" y2="{h}" stroke="#333" stroke-dasharray="4 3"/>')
     parts.append("</svg>")
     (RESULTS / "ratios.svg").write_text("\n".join(parts) + "\n")
