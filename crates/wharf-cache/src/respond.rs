@@ -67,6 +67,22 @@ pub fn error_response(status: StatusCode, message: impl Into<String>) -> Respons
     resp
 }
 
+/// The decoded path segments of a read-only request, or the response refusing it: 405 with `refusal` for
+/// methods other than `GET` and `HEAD`, 400 for a path [`crate::path::segments`] rejects.
+pub fn read_only_segments(
+    req: &RepoRequest,
+    refusal: &str,
+) -> Result<Vec<String>, Box<Response<Body>>> {
+    if req.method != Method::GET && req.method != Method::HEAD {
+        return Err(Box::new(error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            refusal,
+        )));
+    }
+    crate::path::segments(&req.path)
+        .map_err(|e| Box::new(error_response(StatusCode::BAD_REQUEST, e)))
+}
+
 /// The response for a failed fetch, carrying the negative-cache outcome when that is where it came from.
 pub fn fetch_error_response(error: &FetchError) -> Response<Body> {
     let mut resp = error_response(error.client_status(), error.to_string());

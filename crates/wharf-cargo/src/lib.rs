@@ -84,15 +84,12 @@ impl Repository for CargoRepo {
 
 impl CargoRepo {
     async fn route(&self, req: RepoRequest) -> Response<Body> {
-        if req.method != Method::GET && req.method != Method::HEAD {
-            return error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "this registry is a read-only cache: only GET and HEAD are supported",
-            );
-        }
-        let segments = match wharf_cache::path::segments(&req.path) {
+        let segments = match wharf_cache::read_only_segments(
+            &req,
+            "this registry is a read-only cache: only GET and HEAD are supported",
+        ) {
             Ok(s) => s,
-            Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
+            Err(refused) => return *refused,
         };
         let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
         match parts.as_slice() {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use http::{header, HeaderValue, Method, Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
     error_response, fetch_error_response, serve, BoxFuture, Engine, FetchRequest, Freshness,
@@ -72,16 +72,12 @@ impl Repository for GoRepo {
 
 impl GoRepo {
     async fn route(&self, req: RepoRequest) -> Response<Body> {
-        if req.method != Method::GET && req.method != Method::HEAD {
-            return error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "a module proxy answers only GET and HEAD",
-            );
-        }
-        let segments = match wharf_cache::path::segments(&req.path) {
-            Ok(s) => s,
-            Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
-        };
+        let segments =
+            match wharf_cache::read_only_segments(&req, "a module proxy answers only GET and HEAD")
+            {
+                Ok(s) => s,
+                Err(refused) => return *refused,
+            };
         let route = match route::parse(&segments) {
             Ok(route) => route,
             Err(e) => return error_response(StatusCode::NOT_FOUND, e),

@@ -105,16 +105,11 @@ impl Repository for PypiRepo {
 
 impl PypiRepo {
     async fn route(&self, req: RepoRequest) -> Response<Body> {
-        if req.method != Method::GET && req.method != Method::HEAD {
-            return error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "only GET and HEAD are supported",
-            );
-        }
-        let segments = match wharf_cache::path::segments(&req.path) {
-            Ok(s) => s,
-            Err(e) => return error_response(StatusCode::BAD_REQUEST, e),
-        };
+        let segments =
+            match wharf_cache::read_only_segments(&req, "only GET and HEAD are supported") {
+                Ok(s) => s,
+                Err(refused) => return *refused,
+            };
         let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
         match parts.as_slice() {
             ["simple"] => redirect("simple/"),
