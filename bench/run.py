@@ -69,10 +69,10 @@ def tree_rss_kib(pid, field="VmHWM"):
 # ---------------------------------------------------------------- setup
 
 def ensure_tools(skip_nora, build=True):
-    if not shutil.which("wrk") or not shutil.which("nginx"):
-        log("installing wrk and nginx (apt)")
+    if not all(shutil.which(t) for t in ("wrk", "nginx", "docker-registry")):
+        log("installing wrk, nginx and docker-registry (apt)")
         subprocess.run(["apt-get", "update", "-qq"], check=False)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk", "nginx-light"], check=True,
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk", "nginx-light", "docker-registry"], check=True,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     if not all((VENV / "bin" / tool).exists() for tool in ("devpi-server", "devpi", "gunicorn", "uv")):
         log("installing devpi-server, devpi-client, proxpi, gunicorn, uv (venv)")
@@ -103,6 +103,7 @@ def versions():
         "pip": run([sys.executable, "-m", "pip", "--version"]),
         "uv": run([str(VENV / "bin" / "uv"), "--version"]),
         "wrk": "wrk " + (run(["sh", "-c", "wrk -v 2>&1 | head -1"]) or ""),
+        "docker-registry": run(["docker-registry", "--version"]),
     }
 
 
@@ -113,8 +114,8 @@ def machine():
 
 
 class Fixture:
-    def __init__(self, projects, large_mib, delay_ms=0, rate_mib=None):
-        self.port, self.stats_port = free_port(), free_port()
+    def __init__(self, projects, large_mib, delay_ms=0, rate_mib=None, oci_layer_mib=None, oci_rate_mib=None):
+        self.port, self.stats_port, self.oci_port = free_port(), free_port(), free_port()
         self.manifest_path = pathlib.Path(tempfile.mkstemp(prefix="fixture-", suffix=".json")[1])
         args = [str(REL / "wharf-fixture"), "--listen", f"127.0.0.1:{self.port}",
                 "--stats-listen", f"127.0.0.1:{self.stats_port}", "--projects", str(projects),
@@ -123,6 +124,12 @@ class Fixture:
             args += ["--large-mib", ",".join(str(m) for m in large_mib)]
         if rate_mib:
             args += ["--rate-mib", str(rate_mib)]
+        if oci_layer_mib:
+            args += ["--oci-listen", f"127.0.0.1:{self.oci_port}", "--oci-layers", "5",
+                     "--oci-layer-mib", str(oci_layer_mib)]
+            if oci_rate_mib:
+                args += ["--oci-rate-mib", str(oci_rate_mib)]
+        self.registry = f"http://127.0.0.1:{self.oci_port}"
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{self.stats_port}/stats", timeout=300, proc=self.proc)
         self.files = json.loads(self.manifest_path.read_text())
@@ -282,6 +289,85 @@ class Nora(Proxy):
         return urllib.request.urljoin(self.page_url(project), href.split("#")[0])
 
 
+class Registry:
+    """An image registry under test for scenario 7: `registry` is its base URL, `image` the name clients pull."""
+
+    def __init__(self, name, proc, registry, image, workdir):
+        self.name, self.proc, self.registry, self.image, self.dir = name, proc, registry, image, workdir
+        t0 = time.perf_counter()
+        wait_http(f"{registry}/v2/", timeout=60, proc=proc)
+        self.ready_s = time.perf_counter() - t0
+
+    @staticmethod
+    def wharf(upstream):
+        d = pathlib.Path(tempfile.mkdtemp(prefix="bench-wharf-oci-", dir=WORK))
+        port = free_port()
+        proc = subprocess.Popen([str(REL / "wharf"), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir",
+                                 str(d / "data"), "--repo", f"images=oci+fixture={upstream}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "WHARF_LOG": "warn"})
+        return Registry("wharf", proc, f"http://127.0.0.1:{port}", "fixture/bench/app:1", d)
+
+    @staticmethod
+    def distribution(upstream):
+        d = pathlib.Path(tempfile.mkdtemp(prefix="bench-distribution-", dir=WORK))
+        port = free_port()
+        (d / "config.yml").write_text(f"""version: 0.1
+log: {{level: error, accesslog: {{disabled: true}}}}
+storage: {{filesystem: {{rootdirectory: {d}/data}}}}
+http: {{addr: 127.0.0.1:{port}}}
+proxy: {{remoteurl: {upstream}}}
+""")
+        proc = subprocess.Popen(["docker-registry", "serve", str(d / "config.yml")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return Registry("distribution", proc, f"http://127.0.0.1:{port}", "bench/app:1", d)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def image_pulls(fixture, clients):
+    """Scenario 7: `clients` parallel pulls of one uncached image through each registry, then again warm;
+    upstream requests and bytes from the fixture's counters."""
+    out = {}
+    image_bytes = None
+    for make in (Registry.wharf, Registry.distribution, None):
+        if make is None:  # the baseline: every client pulls from the upstream itself
+            reg = Registry("direct", None, fixture.registry, "bench/app:1",
+                           pathlib.Path(tempfile.mkdtemp(prefix="bench-direct-oci-", dir=WORK)))
+        else:
+            try:
+                reg = make(fixture.registry)
+            except Exception as e:
+                log(f"image registry did not start: {e}")
+                continue
+        try:
+            log(f"--- images: {reg.name}, {clients} parallel pulls")
+            before = fixture.stats()["oci"]
+            cold = load("pull", "--clients", str(clients), "--registry", reg.registry, "--image", reg.image)
+            after = fixture.stats()["oci"]
+            warm = load("pull", "--clients", str(clients), "--registry", reg.registry, "--image", reg.image)
+            if cold["ok"]:
+                image_bytes = cold["bytes"] // cold["ok"]
+            out[reg.name] = {
+                "cold": cold, "warm": warm,
+                "upstream_blob_gets": after["blob_gets"] - before["blob_gets"],
+                "upstream_bytes": after["blob_bytes"] - before["blob_bytes"],
+                "upstream_requests": after["requests"] - before["requests"],
+                "peak_rss_mib": round(tree_rss_kib(reg.proc.pid) / 1024, 1) if reg.proc else None,
+            }
+        except Exception as e:
+            log(f"images {reg.name} failed: {e}")
+        finally:
+            reg.stop()
+    return {"clients": clients, "image_bytes": image_bytes, "servers": out}
+
+
 class Direct(Proxy):
     """The baseline: the upstream itself, no proxy."""
     name = "direct"
@@ -355,6 +441,8 @@ def run(args):
     alone_name = f"large-{burst_size}-5"
     burst_clients = 200 if quick else 1000
     wrk_secs = 5 if quick else 15
+    # Scenario 7: five layers of this many MiB, pulled by this many clients at once.
+    layer_mib, pullers = (20, 20) if quick else (100, 50)
     res = {"machine": machine(), "versions": versions(), "quick": quick, "scenarios": {}}
     sc = res["scenarios"]
 
@@ -362,7 +450,8 @@ def run(args):
     fast = Fixture(300, [big_mib])
     # An internet-like upstream: 30 ms per request, 16 MiB/s per download. The twin of the middle burst file
     # measures one client alone on an uncached file of the same size.
-    slow = Fixture(60, [burst_size] * 6, delay_ms=30, rate_mib=16)
+    # Its registry serves the image for scenario 7 at 64 MiB/s per download.
+    slow = Fixture(60, [burst_size] * 6, delay_ms=30, rate_mib=16, oci_layer_mib=layer_mib, oci_rate_mib=64)
     try:
         # 6. start-up and idle memory, then 1/4/5/3 on warm instances.
         for kind in peers:
@@ -423,6 +512,9 @@ def run(args):
                 log(f"burst {kind.name} failed: {e}")
             finally:
                 p.stop()
+        # 7. images: parallel pulls of an uncached image
+        if not args.only or "wharf" in args.only.split(","):
+            sc["images"] = image_pulls(slow, pullers)
         # baseline for installs
         d = Direct(fast.index, fast.port)
         sc["warm_pip_s"]["direct"] = min(install_seconds("pip", d.index, packages) for _ in range(3))
@@ -507,10 +599,24 @@ def report(res):
         for name, s in st.items():
             lines.append(f"| {name} | {s['ready_ms']} | {s['idle_rss_mib']} | {s.get('peak_rss_mib', s.get('error', ''))} |")
         lines.append("")
-    lines += ["## 7. Images", "",
-              "Cold and warm pulls of a 500 MB image through wharf against pulls from the registry itself are in "
-              "[oci/RESULTS.md](oci/RESULTS.md) (`bench/oci/run.sh`). The 50-parallel-pull comparison with the "
-              "distribution registry in proxy mode is not part of `bench/run` yet.", ""]
+    img = sc.get("images")
+    if img and img["servers"]:
+        mb = round((img["image_bytes"] or 0) / 1e6)
+        lines += ["## 7. Images: parallel pulls of one uncached image", "",
+                  f"{img['clients']} clients pull the same {mb} MB image (5 layers) at once, the way containerd does "
+                  "(manifest, then config and layers three at a time), through a cache that has never seen it; then "
+                  "all again, warm. The upstream registry (`wharf-fixture`) adds 30 ms per request and sends "
+                  "64 MiB/s per download; 'direct' is every client pulling from it. 'distribution' is the "
+                  "registry (`docker-registry`) in proxy mode.", "",
+                  "| server | upstream blob downloads | upstream MB | × image | cold: all pulls done, s | cold p50 s | warm: all pulls done, s | peak RSS MiB | errors |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, r in img["servers"].items():
+            errs = len(r["cold"]["errors"]) + len(r["warm"]["errors"])
+            lines.append(f"| {name} | {r['upstream_blob_gets']} | {round(r['upstream_bytes'] / 1e6)} | "
+                         f"{ratio(r['upstream_bytes'], img['image_bytes'])} | {round(r['cold']['seconds'], 2)} | "
+                         f"{round(r['cold']['p50_ms'] / 1000, 2)} | {round(r['warm']['seconds'], 2)} | "
+                         f"{r['peak_rss_mib'] if r['peak_rss_mib'] is not None else ''} | {errs} |")
+        lines += ["", "Single cold and warm pulls with skopeo: [oci/RESULTS.md](oci/RESULTS.md) (`bench/oci/run.sh`).", ""]
     lines += targets(sc)
     lines += NOTES
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines) + "\n")
@@ -562,6 +668,13 @@ def targets(sc):
         row("peak RSS (scenarios 1, 4, 5) < 64 MiB", f"{st.get('peak_rss_mib')} MiB", (st.get("peak_rss_mib") or 999) < 64)
         row("ready < 50 ms", f"{st['ready_ms']} ms", st["ready_ms"] < 50)
         row("idle RSS < 20 MiB", f"{st['idle_rss_mib']} MiB", st["idle_rss_mib"] < 20)
+    img = sc.get("images", {}).get("servers", {})
+    if "wharf" in img:
+        w = img["wharf"]
+        row("images: one upstream download per blob (6)", str(w["upstream_blob_gets"]), w["upstream_blob_gets"] == 6)
+        if "distribution" in img:
+            r = ratio(w["cold"]["seconds"], img["distribution"]["cold"]["seconds"])
+            row("images: cold parallel pulls no slower than distribution", f"{r}×", r and r <= 1.0)
     lf = sc.get("large_file", {})
     if "wharf" in lf and "nginx" in lf:
         for k, label in (("one_client_mib_s", "one client"), ("sixteen_clients_mib_s", "16 clients")):
@@ -584,6 +697,12 @@ def chart(res):
     add("warm uv", "warm_uv_s", lambda v: v, False)
     add("warm pip", "warm_pip_s", lambda v: v, False)
     add("large file, 16 clients", "large_file", lambda v: v["sixteen_clients_mib_s"], True)
+    img = sc.get("images", {}).get("servers", {})
+    if "wharf" in img and "distribution" in img:
+        for label, f in (("images, cold pulls", lambda r: r["cold"]["seconds"]),
+                         ("images, upstream bytes", lambda r: r["upstream_bytes"])):
+            if f(img["wharf"]):
+                bars.append((f"{label} vs distribution", f(img["distribution"]) / f(img["wharf"])))
     import math
     w, row_h, left = 760, 22, 220
     h = 40 + row_h * len(bars)

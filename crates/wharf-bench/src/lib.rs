@@ -1,6 +1,9 @@
 //! Benchmark tools for `bench/run`: `wharf-fixture` (a local PyPI upstream of generated projects with request
 //! counters exposed over HTTP, optional latency and bandwidth cap) and `wharf-load` (burst and throughput
-//! clients reporting latency percentiles). Nothing here ships in the `wharf` binary.
+//! clients reporting latency percentiles, and an image puller). [`oci`] is the fixture's registry for the image
+//! scenario. Nothing here ships in the `wharf` binary.
+
+pub mod oci;
 
 /// The `p`-th percentile (0..=1) of sorted values, in the same unit.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {

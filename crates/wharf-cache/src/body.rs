@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -18,11 +18,14 @@ use crate::Outcome;
 pub type BodyStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
 /// Memory budget for the read buffers of all bodies being sent at once; each body reads chunks of
-/// `BUFFER_BUDGET / active bodies`, between [`MIN_CHUNK`] and [`MAX_CHUNK`]: large reads (fewer syscalls) for a
-/// few big downloads, small ones when a burst of clients streams at once, so memory stays flat.
+/// `BUFFER_BUDGET / active bodies` rounded down to a power of two, between [`MIN_CHUNK`] and [`MAX_CHUNK`]:
+/// large reads (fewer syscalls) for a few big downloads, small ones when a burst of clients streams at once,
+/// so memory stays flat.
 const BUFFER_BUDGET: u64 = 16 * 1024 * 1024;
 const MIN_CHUNK: u64 = 16 * 1024;
 const MAX_CHUNK: u64 = 1024 * 1024;
+/// Size classes of read buffers: `MIN_CHUNK << i` for `i < CLASSES`.
+const CLASSES: usize = (MAX_CHUNK / MIN_CHUNK).trailing_zeros() as usize + 1;
 
 static ACTIVE_BODIES: AtomicUsize = AtomicUsize::new(0);
 
@@ -35,15 +38,112 @@ impl ActiveBody {
         ActiveBody
     }
 
-    fn chunk(&self) -> u64 {
+    /// The size class of this body's next read (see [`BUFFER_BUDGET`]).
+    fn class(&self) -> usize {
         let active = ACTIVE_BODIES.load(Ordering::Relaxed).max(1) as u64;
-        (BUFFER_BUDGET / active).clamp(MIN_CHUNK, MAX_CHUNK)
+        let chunk = (BUFFER_BUDGET / active).clamp(MIN_CHUNK, MAX_CHUNK);
+        (chunk / MIN_CHUNK).ilog2() as usize
     }
 }
 
 impl Drop for ActiveBody {
     fn drop(&mut self) {
         ACTIVE_BODIES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Read buffers, reused. A fresh buffer costs zeroing and a page fault per 4 KiB on every chunk (musl's
+/// allocator maps each large allocation anew); a reused one costs only the read into it. Up to
+/// [`BUFFER_BUDGET`] bytes of idle buffers are kept, by size class.
+struct BufferPool {
+    classes: [Mutex<Vec<Buffer>>; CLASSES],
+    idle_bytes: AtomicU64,
+}
+
+static POOL: BufferPool = BufferPool {
+    classes: [const { Mutex::new(Vec::new()) }; CLASSES],
+    idle_bytes: AtomicU64::new(0),
+};
+
+impl BufferPool {
+    /// A buffer of exactly `MIN_CHUNK << class` initialised bytes (contents unspecified).
+    fn take(&self, class: usize) -> Buffer {
+        let reused = self.classes[class]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        match reused {
+            Some(buf) => {
+                self.idle_bytes
+                    .fetch_sub(buf.len() as u64, Ordering::Relaxed);
+                buf
+            }
+            None => Buffer::new((MIN_CHUNK << class) as usize),
+        }
+    }
+
+    fn give_back(&self, buf: Buffer) {
+        let len = buf.len() as u64;
+        if self.idle_bytes.fetch_add(len, Ordering::Relaxed) + len > BUFFER_BUDGET {
+            self.idle_bytes.fetch_sub(len, Ordering::Relaxed);
+            return;
+        }
+        let class = (len / MIN_CHUNK).ilog2() as usize;
+        self.classes[class]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(buf);
+    }
+}
+
+const PAGE: usize = 4096;
+
+/// A read buffer whose bytes start on a page boundary, like the page-cache pages the kernel copies into it:
+/// the copy (`rep movsb`) runs at a fraction of its speed on some CPUs when source and destination sit at
+/// different offsets within a page (AMD EPYC, one client on a cached 256 MiB file: 1.4 GiB/s with buffers 16
+/// bytes past a page boundary, 3.2 GiB/s aligned).
+struct Buffer {
+    mem: Vec<u8>,
+    start: usize,
+}
+
+impl Buffer {
+    fn new(len: usize) -> Buffer {
+        let mem = vec![0u8; len + PAGE];
+        // `align_offset` may decline (usize::MAX); the buffer then works, unaligned.
+        let start = mem.as_ptr().align_offset(PAGE).min(PAGE);
+        Buffer { mem, start }
+    }
+
+    fn len(&self) -> usize {
+        self.mem.len() - PAGE
+    }
+
+    fn bytes_mut(&mut self, len: usize) -> &mut [u8] {
+        &mut self.mem[self.start..self.start + len]
+    }
+}
+
+/// The first `len` bytes of a pooled buffer, handed to hyper as [`Bytes`]; the buffer goes back to the pool
+/// when the last reference is dropped (after the socket write).
+struct PooledChunk {
+    buf: Option<Buffer>,
+    len: usize,
+}
+
+impl AsRef<[u8]> for PooledChunk {
+    fn as_ref(&self) -> &[u8] {
+        self.buf
+            .as_ref()
+            .map_or(&[][..], |b| &b.mem[b.start..b.start + self.len])
+    }
+}
+
+impl Drop for PooledChunk {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            POOL.give_back(buf);
+        }
     }
 }
 
@@ -121,11 +221,18 @@ impl Served {
     }
 }
 
-async fn read_chunk(file: Arc<File>, pos: u64, len: u64) -> io::Result<Bytes> {
+/// Reads up to one chunk of the size class `class` at `pos`, not past `end`.
+async fn read_chunk(file: Arc<File>, pos: u64, end: u64, class: usize) -> io::Result<Bytes> {
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, pos)?;
-        Ok(Bytes::from(buf))
+        let mut buf = POOL.take(class);
+        let len = (end - pos).min(buf.len() as u64) as usize;
+        let read = file.read_exact_at(buf.bytes_mut(len), pos);
+        let chunk = PooledChunk {
+            buf: Some(buf),
+            len,
+        };
+        read?;
+        Ok(Bytes::from_owner(chunk))
     })
     .await
     .map_err(io::Error::other)?
@@ -139,9 +246,9 @@ fn file_stream(file: Arc<File>, start: u64, end: u64) -> BodyStream {
             if pos >= end {
                 return Ok(None);
             }
-            let n = active.chunk().min(end - pos);
-            let chunk = read_chunk(file, pos, n).await?;
-            Ok(Some((chunk, pos + n)))
+            let chunk = read_chunk(file, pos, end, active.class()).await?;
+            let next = pos + chunk.len() as u64;
+            Ok(Some((chunk, next)))
         }
     }))
 }
@@ -163,9 +270,9 @@ fn growing_stream(rx: Receiver<FlightState>, start: u64, end: Option<u64>) -> Bo
                 };
                 let limit = end.map_or(available, |e| e.min(available));
                 if pos < limit {
-                    let n = active.chunk().min(limit - pos);
-                    let chunk = read_chunk(file, pos, n).await?;
-                    return Ok(Some((chunk, (rx, pos + n, active))));
+                    let chunk = read_chunk(file, pos, limit, active.class()).await?;
+                    let next = pos + chunk.len() as u64;
+                    return Ok(Some((chunk, (rx, next, active))));
                 }
                 if complete || end.is_some_and(|e| pos >= e) {
                     return Ok(None);
@@ -178,4 +285,88 @@ fn growing_stream(rx: Receiver<FlightState>, start: u64, end: Option<u64>) -> Bo
             }
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn size_classes_cover_min_to_max() {
+        assert_eq!(MIN_CHUNK << (CLASSES - 1), MAX_CHUNK);
+        let one = ActiveBody::new();
+        // However many bodies other tests hold, the class stays in range.
+        assert!(one.class() < CLASSES);
+    }
+
+    #[test]
+    fn pool_keeps_at_most_the_budget() {
+        let pool = BufferPool {
+            classes: [const { Mutex::new(Vec::new()) }; CLASSES],
+            idle_bytes: AtomicU64::new(0),
+        };
+        let top = CLASSES - 1;
+        let bufs: Vec<_> = (0..20).map(|_| pool.take(top)).collect();
+        assert!(bufs.iter().all(|b| b.len() as u64 == MAX_CHUNK));
+        let mut first = pool.take(0);
+        assert_eq!(
+            first.bytes_mut(10).as_ptr() as usize % PAGE,
+            0,
+            "page-aligned"
+        );
+        for b in bufs {
+            pool.give_back(b);
+        }
+        assert_eq!(pool.idle_bytes.load(Ordering::Relaxed), BUFFER_BUDGET);
+        assert_eq!(
+            pool.classes[top].lock().unwrap().len() as u64,
+            BUFFER_BUDGET / MAX_CHUNK
+        );
+        let again = pool.take(top);
+        assert_eq!(again.len() as u64, MAX_CHUNK);
+        assert_eq!(
+            pool.idle_bytes.load(Ordering::Relaxed),
+            BUFFER_BUDGET - MAX_CHUNK
+        );
+    }
+
+    #[tokio::test]
+    async fn file_ranges_read_back_exactly_through_reused_buffers() {
+        let data: Vec<u8> = (0..3 * MAX_CHUNK + 12_345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut tmp = tempfile::NamedTempFile::new().unwrap();
+        tmp.write_all(&data).unwrap();
+        let file = Arc::new(File::open(tmp.path()).unwrap());
+        for (start, end) in [
+            (0, data.len() as u64),
+            (1, 2),
+            (MAX_CHUNK - 1, 2 * MAX_CHUNK + 7),
+            (5, 5),
+        ] {
+            // Twice: the second pass reads into buffers the first gave back, holding other bytes.
+            for _ in 0..2 {
+                let mut got = Vec::new();
+                let mut stream = file_stream(file.clone(), start, end);
+                while let Some(chunk) = stream.next().await {
+                    got.extend_from_slice(&chunk.unwrap());
+                }
+                assert_eq!(
+                    got,
+                    &data[start as usize..end as usize],
+                    "range {start}..{end}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_announced_is_an_error() {
+        let mut tmp = tempfile::NamedTempFile::new().unwrap();
+        tmp.write_all(b"short").unwrap();
+        let file = Arc::new(File::open(tmp.path()).unwrap());
+        let mut stream = file_stream(file, 0, 100);
+        assert!(stream.next().await.unwrap().is_err());
+    }
 }

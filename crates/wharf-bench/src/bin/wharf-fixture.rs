@@ -1,7 +1,9 @@
 //! A local PyPI upstream for benchmarks: `--projects` small projects (10-60 KB wheels) plus large wheels of
-//! the given sizes; counters at `http://<stats-listen>/stats`; writes a manifest of every file.
+//! the given sizes; counters at `http://<stats-listen>/stats`; writes a manifest of every file. With
+//! `--oci-listen`, also a registry serving one generated image (`wharf_bench::oci`).
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use anyhow::Context;
 use axum::routing::get;
 use clap::Parser;
 use serde_json::json;
+use wharf_bench::oci::OciStats;
 use wharf_testkit::{wheel_with_payload, Dist, Project, PypiUpstream};
 
 #[derive(Parser)]
@@ -29,6 +32,18 @@ struct Args {
     /// Bandwidth cap for file bodies, in MiB/s per download.
     #[arg(long)]
     rate_mib: Option<u64>,
+    /// Also serve a registry with one image (`bench/app:1`) on this address.
+    #[arg(long)]
+    oci_listen: Option<SocketAddr>,
+    /// Layers of the image.
+    #[arg(long, default_value_t = 5)]
+    oci_layers: usize,
+    /// Size of each layer in MiB.
+    #[arg(long, default_value_t = 100)]
+    oci_layer_mib: usize,
+    /// Bandwidth cap for the registry's blobs, in MiB/s per download (latency: `--delay-ms`).
+    #[arg(long)]
+    oci_rate_mib: Option<u64>,
     /// Where to write the JSON manifest of projects and files.
     #[arg(long)]
     manifest: std::path::PathBuf,
@@ -77,12 +92,26 @@ async fn main() -> anyhow::Result<()> {
     if let Some(rate) = args.rate_mib {
         up.faults().set_file_rate(Some(rate << 20));
     }
+    let oci_stats = Arc::new(OciStats::default());
+    if let Some(addr) = args.oci_listen {
+        let registry = wharf_bench::oci::router(
+            args.oci_layers,
+            args.oci_layer_mib << 20,
+            Duration::from_millis(args.delay_ms),
+            args.oci_rate_mib.map(|r| r << 20),
+            oci_stats.clone(),
+        );
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .context("oci listen")?;
+        tokio::spawn(async move { axum::serve(listener, registry).await });
+    }
     let names: Arc<Vec<String>> = Arc::new(files.iter().map(|f| f.filename.clone()).collect());
     let stats_up = up.clone();
     let app = axum::Router::new().route(
         "/stats",
         get(move || {
-            let (up, names) = (stats_up.clone(), names.clone());
+            let (up, names, oci) = (stats_up.clone(), names.clone(), oci_stats.clone());
             async move {
                 let s = up.stats();
                 let downloads: serde_json::Map<String, serde_json::Value> = names
@@ -98,6 +127,12 @@ async fn main() -> anyhow::Result<()> {
                     "file_requests": s.file_requests(),
                     "file_bytes": s.file_bytes_sent(),
                     "downloads": downloads,
+                    "oci": {
+                        "requests": oci.requests.load(Ordering::Relaxed),
+                        "manifest_requests": oci.manifest_requests.load(Ordering::Relaxed),
+                        "blob_gets": oci.blob_gets.load(Ordering::Relaxed),
+                        "blob_bytes": oci.blob_bytes.load(Ordering::Relaxed),
+                    },
                 }))
             }
         }),
