@@ -6,8 +6,10 @@ use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::watch::Receiver;
 use wharf_store::Entry;
@@ -18,31 +20,62 @@ use crate::Outcome;
 pub type BodyStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
 /// Memory budget for the read buffers of all bodies being sent at once; each body reads chunks of
-/// `BUFFER_BUDGET / active bodies` rounded down to a power of two, between [`MIN_CHUNK`] and [`MAX_CHUNK`]:
+/// `BUFFER_BUDGET / (active bodies × WINDOW)` rounded down to a power of two, between [`MIN_CHUNK`] and [`MAX_CHUNK`]:
 /// large reads (fewer syscalls) for a few big downloads, small ones when a burst of clients streams at once,
 /// so memory stays flat.
 const BUFFER_BUDGET: u64 = 16 * 1024 * 1024;
 const MIN_CHUNK: u64 = 16 * 1024;
 const MAX_CHUNK: u64 = 1024 * 1024;
+/// Idle read buffers kept for reuse (see [`BufferPool`]).
+const IDLE_BUDGET: u64 = BUFFER_BUDGET / 4;
 /// Size classes of read buffers: `MIN_CHUNK << i` for `i < CLASSES`.
 const CLASSES: usize = (MAX_CHUNK / MIN_CHUNK).trailing_zeros() as usize + 1;
 
+/// Chunks of one body handed to hyper and not yet written to the socket, at most this many. hyper keeps
+/// taking chunks a body has ready until ~400 KiB are queued per connection; with reads served from the page
+/// cache a chunk is always ready, so without this bound every slow client of a burst would hold that much.
+const WINDOW: usize = 2;
+
 static ACTIVE_BODIES: AtomicUsize = AtomicUsize::new(0);
 
-/// Counts a body as active for as long as it lives.
-struct ActiveBody;
+/// A body being sent: counted as active for as long as it lives, and limited to [`WINDOW`] chunks in flight.
+struct ActiveBody {
+    window: Arc<Window>,
+}
+
+#[derive(Default)]
+struct Window {
+    in_flight: AtomicUsize,
+    waker: AtomicWaker,
+}
 
 impl ActiveBody {
     fn new() -> ActiveBody {
         ACTIVE_BODIES.fetch_add(1, Ordering::Relaxed);
-        ActiveBody
+        ActiveBody {
+            window: Arc::default(),
+        }
     }
 
     /// The size class of this body's next read (see [`BUFFER_BUDGET`]).
     fn class(&self) -> usize {
         let active = ACTIVE_BODIES.load(Ordering::Relaxed).max(1) as u64;
-        let chunk = (BUFFER_BUDGET / active).clamp(MIN_CHUNK, MAX_CHUNK);
+        let chunk = (BUFFER_BUDGET / (active * WINDOW as u64)).clamp(MIN_CHUNK, MAX_CHUNK);
         (chunk / MIN_CHUNK).ilog2() as usize
+    }
+
+    /// The next chunk, `[pos, min(end, pos + chunk size))`, once the window has room for it.
+    async fn read(&self, file: Arc<File>, pos: u64, end: u64) -> io::Result<Bytes> {
+        std::future::poll_fn(|cx| {
+            self.window.waker.register(cx.waker());
+            if self.window.in_flight.load(Ordering::Acquire) < WINDOW {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        read_chunk(file, pos, end, self.class(), self.window.clone()).await
     }
 }
 
@@ -54,7 +87,8 @@ impl Drop for ActiveBody {
 
 /// Read buffers, reused. A fresh buffer costs zeroing and a page fault per 4 KiB on every chunk (musl's
 /// allocator maps each large allocation anew); a reused one costs only the read into it. Up to
-/// [`BUFFER_BUDGET`] bytes of idle buffers are kept, by size class.
+/// [`IDLE_BUDGET`] bytes of idle buffers are kept, by size class: buffers turn over as fast as sockets take
+/// them, so a few idle ones cover it, and memory after a burst stays near the in-flight budget.
 struct BufferPool {
     classes: [Mutex<Vec<Buffer>>; CLASSES],
     idle_bytes: AtomicU64,
@@ -84,7 +118,7 @@ impl BufferPool {
 
     fn give_back(&self, buf: Buffer) {
         let len = buf.len() as u64;
-        if self.idle_bytes.fetch_add(len, Ordering::Relaxed) + len > BUFFER_BUDGET {
+        if self.idle_bytes.fetch_add(len, Ordering::Relaxed) + len > IDLE_BUDGET {
             self.idle_bytes.fetch_sub(len, Ordering::Relaxed);
             return;
         }
@@ -124,11 +158,12 @@ impl Buffer {
     }
 }
 
-/// The first `len` bytes of a pooled buffer, handed to hyper as [`Bytes`]; the buffer goes back to the pool
-/// when the last reference is dropped (after the socket write).
+/// The first `len` bytes of a pooled buffer, handed to hyper as [`Bytes`]; when the last reference is dropped
+/// (after the socket write) the buffer goes back to the pool and the body's window gets room for another.
 struct PooledChunk {
     buf: Option<Buffer>,
     len: usize,
+    window: Arc<Window>,
 }
 
 impl AsRef<[u8]> for PooledChunk {
@@ -144,6 +179,8 @@ impl Drop for PooledChunk {
         if let Some(buf) = self.buf.take() {
             POOL.give_back(buf);
         }
+        self.window.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.window.waker.wake();
     }
 }
 
@@ -221,21 +258,68 @@ impl Served {
     }
 }
 
-/// Reads up to one chunk of the size class `class` at `pos`, not past `end`.
-async fn read_chunk(file: Arc<File>, pos: u64, end: u64, class: usize) -> io::Result<Bytes> {
-    tokio::task::spawn_blocking(move || {
-        let mut buf = POOL.take(class);
-        let len = (end - pos).min(buf.len() as u64) as usize;
-        let read = file.read_exact_at(buf.bytes_mut(len), pos);
-        let chunk = PooledChunk {
-            buf: Some(buf),
-            len,
-        };
-        read?;
-        Ok(Bytes::from_owner(chunk))
-    })
-    .await
-    .map_err(io::Error::other)?
+/// Reads up to one chunk of the size class `class` at `pos`, not past `end`. What the page cache holds is
+/// read right here; only the rest (a cold blob on a slow disk) goes to the blocking pool, so a hit served
+/// from memory costs no thread hand-off per chunk.
+async fn read_chunk(
+    file: Arc<File>,
+    pos: u64,
+    end: u64,
+    class: usize,
+    window: Arc<Window>,
+) -> io::Result<Bytes> {
+    let mut buf = POOL.take(class);
+    let len = (end - pos).min(buf.len() as u64) as usize;
+    let done = read_cached(&file, buf.bytes_mut(len), pos);
+    if done < len {
+        buf = tokio::task::spawn_blocking(move || {
+            file.read_exact_at(&mut buf.bytes_mut(len)[done..], pos + done as u64)
+                .map(|()| buf)
+        })
+        .await
+        .map_err(io::Error::other)??;
+    }
+    window.in_flight.fetch_add(1, Ordering::AcqRel);
+    Ok(Bytes::from_owner(PooledChunk {
+        buf: Some(buf),
+        len,
+        window,
+    }))
+}
+
+/// Set when the kernel or filesystem refuses `RWF_NOWAIT`; every read then goes to the blocking pool.
+static NOWAIT_UNSUPPORTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Reads into `buf` from `pos` what can be read without waiting for the disk (`preadv2` with `RWF_NOWAIT`);
+/// returns how many bytes it read. Errors are left to the blocking read that follows, which reports them.
+#[cfg(target_os = "linux")]
+fn read_cached(file: &File, buf: &mut [u8], pos: u64) -> usize {
+    use rustix::io::{Errno, ReadWriteFlags};
+    if NOWAIT_UNSUPPORTED.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let mut done = 0;
+    while done < buf.len() {
+        let mut slices = [io::IoSliceMut::new(&mut buf[done..])];
+        match rustix::io::preadv2(file, &mut slices, pos + done as u64, ReadWriteFlags::NOWAIT) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {
+                NOWAIT_UNSUPPORTED.store(true, Ordering::Relaxed);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    done
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_cached(_file: &File, _buf: &mut [u8], _pos: u64) -> usize {
+    NOWAIT_UNSUPPORTED.store(true, Ordering::Relaxed);
+    0
 }
 
 fn file_stream(file: Arc<File>, start: u64, end: u64) -> BodyStream {
@@ -246,7 +330,7 @@ fn file_stream(file: Arc<File>, start: u64, end: u64) -> BodyStream {
             if pos >= end {
                 return Ok(None);
             }
-            let chunk = read_chunk(file, pos, end, active.class()).await?;
+            let chunk = active.read(file, pos, end).await?;
             let next = pos + chunk.len() as u64;
             Ok(Some((chunk, next)))
         }
@@ -270,7 +354,7 @@ fn growing_stream(rx: Receiver<FlightState>, start: u64, end: Option<u64>) -> Bo
                 };
                 let limit = end.map_or(available, |e| e.min(available));
                 if pos < limit {
-                    let chunk = read_chunk(file, pos, limit, active.class()).await?;
+                    let chunk = active.read(file, pos, limit).await?;
                     let next = pos + chunk.len() as u64;
                     return Ok(Some((chunk, (rx, next, active))));
                 }
@@ -318,16 +402,16 @@ mod tests {
         for b in bufs {
             pool.give_back(b);
         }
-        assert_eq!(pool.idle_bytes.load(Ordering::Relaxed), BUFFER_BUDGET);
+        assert_eq!(pool.idle_bytes.load(Ordering::Relaxed), IDLE_BUDGET);
         assert_eq!(
             pool.classes[top].lock().unwrap().len() as u64,
-            BUFFER_BUDGET / MAX_CHUNK
+            IDLE_BUDGET / MAX_CHUNK
         );
         let again = pool.take(top);
         assert_eq!(again.len() as u64, MAX_CHUNK);
         assert_eq!(
             pool.idle_bytes.load(Ordering::Relaxed),
-            BUFFER_BUDGET - MAX_CHUNK
+            IDLE_BUDGET - MAX_CHUNK
         );
     }
 
@@ -359,6 +443,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_waits_while_its_window_is_full() {
+        use futures_util::FutureExt;
+        let mut tmp = tempfile::NamedTempFile::new().unwrap();
+        tmp.write_all(&vec![7u8; 3 * MAX_CHUNK as usize]).unwrap();
+        let file = Arc::new(File::open(tmp.path()).unwrap());
+        let mut stream = file_stream(file, 0, 3 * MAX_CHUNK);
+        let held: Vec<Bytes> = vec![
+            stream.next().await.unwrap().unwrap(),
+            stream.next().await.unwrap().unwrap(),
+        ];
+        assert_eq!(held.len(), WINDOW);
+        let mut next = stream.next();
+        assert!(
+            (&mut next).now_or_never().is_none(),
+            "a third chunk while two are unwritten"
+        );
+        drop(held);
+        let third = tokio::time::timeout(std::time::Duration::from_secs(5), next).await;
+        assert!(matches!(third, Ok(Some(Ok(_)))), "written chunks make room");
     }
 
     #[tokio::test]
