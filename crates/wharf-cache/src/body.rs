@@ -20,9 +20,9 @@ use crate::Outcome;
 pub type BodyStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
 /// Memory budget for the read buffers of all bodies being sent at once; each body reads chunks of
-/// `BUFFER_BUDGET / (active bodies × WINDOW)` rounded down to a power of two, between [`MIN_CHUNK`] and [`MAX_CHUNK`]:
-/// large reads (fewer syscalls) for a few big downloads, small ones when a burst of clients streams at once,
-/// so memory stays flat.
+/// `BUFFER_BUDGET / (active bodies × WINDOW)` rounded down to a power of two, between [`MIN_CHUNK`] and
+/// [`MAX_CHUNK`]: large reads (fewer syscalls) for a few big downloads, small ones when a burst of clients
+/// streams at once, so memory stays flat.
 const BUFFER_BUDGET: u64 = 16 * 1024 * 1024;
 const MIN_CHUNK: u64 = 16 * 1024;
 const MAX_CHUNK: u64 = 1024 * 1024;
@@ -37,6 +37,8 @@ const CLASSES: usize = (MAX_CHUNK / MIN_CHUNK).trailing_zeros() as usize + 1;
 const WINDOW: usize = 2;
 
 static ACTIVE_BODIES: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of chunks handed out and not yet written (dropped).
+static IN_FLIGHT_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// A body being sent: counted as active for as long as it lives, and limited to [`WINDOW`] chunks in flight.
 struct ActiveBody {
@@ -60,7 +62,12 @@ impl ActiveBody {
     /// The size class of this body's next read (see [`BUFFER_BUDGET`]).
     fn class(&self) -> usize {
         let active = ACTIVE_BODIES.load(Ordering::Relaxed).max(1) as u64;
-        let chunk = (BUFFER_BUDGET / (active * WINDOW as u64)).clamp(MIN_CHUNK, MAX_CHUNK);
+        // Bodies that start while others are still ramping up would size their reads on the count so far;
+        // what is already in flight caps them too, so a burst's first chunks do not overshoot the budget.
+        let free = BUFFER_BUDGET.saturating_sub(IN_FLIGHT_BYTES.load(Ordering::Relaxed));
+        let chunk = (BUFFER_BUDGET / (active * WINDOW as u64))
+            .min(free)
+            .clamp(MIN_CHUNK, MAX_CHUNK);
         (chunk / MIN_CHUNK).ilog2() as usize
     }
 
@@ -177,6 +184,7 @@ impl AsRef<[u8]> for PooledChunk {
 impl Drop for PooledChunk {
     fn drop(&mut self) {
         if let Some(buf) = self.buf.take() {
+            IN_FLIGHT_BYTES.fetch_sub(buf.len() as u64, Ordering::Relaxed);
             POOL.give_back(buf);
         }
         self.window.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -220,7 +228,9 @@ impl Served {
         self.len() == Some(0)
     }
 
-    /// The whole body as a stream. A download that fails ends the stream with an error.
+    /// The whole body as a stream. A download that fails ends the stream with an error. At most two chunks
+    /// of a body are alive at once (see [`WINDOW`]): the stream yields the next one after the consumer dropped
+    /// an earlier one, so a consumer copies chunks out (as [`Self::into_bytes`] does) rather than keeping them.
     pub fn into_stream(self) -> BodyStream {
         self.into_range_stream(0, None)
     }
@@ -280,6 +290,7 @@ async fn read_chunk(
         .map_err(io::Error::other)??;
     }
     window.in_flight.fetch_add(1, Ordering::AcqRel);
+    IN_FLIGHT_BYTES.fetch_add(buf.len() as u64, Ordering::Relaxed);
     Ok(Bytes::from_owner(PooledChunk {
         buf: Some(buf),
         len,
