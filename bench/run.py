@@ -337,6 +337,7 @@ def image_pulls(fixture, clients):
     out = {}
     image_bytes = None
     for make in (Registry.wharf, Registry.distribution, None):
+        settle()
         if make is None:  # the baseline: every client pulls from the upstream itself
             reg = Registry("direct", None, fixture.registry, "bench/app:1",
                            pathlib.Path(tempfile.mkdtemp(prefix="bench-direct-oci-", dir=WORK)))
@@ -420,6 +421,12 @@ def wrk(url, seconds, connections=64):
     return {"rps": rps, "p99_ms": p99, "non_2xx": errors}
 
 
+def settle():
+    """Flushes what earlier servers wrote, so a scenario that writes its cache to disk does not pay for the
+    write-back of the one before (a peer's burst can leave gigabytes dirty)."""
+    os.sync()
+
+
 def load(*args):
     out = subprocess.run([str(REL / "wharf-load"), *args], capture_output=True, text=True)
     if out.returncode != 0:
@@ -489,6 +496,7 @@ def run(args):
                 p.stop()
         # 3. burst on uncached files, from the internet-like upstream; fresh instances
         for kind in peers:
+            settle()
             try:
                 p = kind(slow.index, slow.port)
             except Exception as e:
@@ -600,9 +608,16 @@ def report(res):
     if st:
         lines += ["## 6. Start-up to ready, idle RSS, peak RSS during scenarios 1, 4 and 5", "",
                   "| server | ready ms | idle RSS MiB | peak RSS MiB |", "|---|---|---|---|"]
+        failed = []
         for name, s in st.items():
-            lines.append(f"| {name} | {s['ready_ms']} | {s['idle_rss_mib']} | {s.get('peak_rss_mib', s.get('error', ''))} |")
+            peak = s.get("peak_rss_mib")
+            if peak is None and s.get("error"):
+                failed.append(f"{name}: {s['error']}")
+                peak = "n/a (see below)"
+            lines.append(f"| {name} | {s['ready_ms']} | {s['idle_rss_mib']} | {peak if peak is not None else ''} |")
         lines.append("")
+        if failed:
+            lines += ["Scenarios that did not complete: " + "; ".join(failed) + ".", ""]
     img = sc.get("images")
     if img and img["servers"]:
         mb = round((img["image_bytes"] or 0) / 1e6)
@@ -681,9 +696,14 @@ def notes(sc):
             "upstream's memory directly, at the cost of fetching the image once per client.")
     out.append("- **Warm installs** are dominated by the clients themselves (pip's start-up, uv's resolver); "
                "differences under ~0.05 s between runs are noise, so the ratios there move between runs.")
-    if "nora" in sc.get("startup", {}):
-        out.append("- **nora** answers HTTP 429 under `wrk`'s 64 connections with its default rate limits, so its "
-                   "page and large-file rows are missing; in the burst it goes upstream once per client.")
+    nora = sc.get("startup", {}).get("nora")
+    if nora and "429" in str(nora.get("error", "")):
+        out.append("- **nora** answered HTTP 429 under `wrk`'s 64 connections with its default rate limits, so "
+                   "its page and large-file rows are missing.")
+    nb = b.get("nora")
+    if nb:
+        out.append(f"- **nora** goes upstream once per client in the burst ({nb['upstream_fetches_per_file']} per "
+                   f"file) and peaked at {nb['peak_rss_mib']:.0f} MiB RSS there.")
     out.append("")
     return out
 
