@@ -702,8 +702,9 @@ def notes(sc):
                    "its page and large-file rows are missing.")
     nb = b.get("nora")
     if nb:
-        out.append(f"- **nora** goes upstream once per client in the burst ({nb['upstream_fetches_per_file']} per "
-                   f"file) and peaked at {nb['peak_rss_mib']:.0f} MiB RSS there.")
+        per_file = ", ".join(str(v) for v in nb["upstream_fetches_per_file"].values())
+        out.append(f"- **nora** goes upstream once per client in the burst ({per_file} fetches for the five "
+                   f"files) and peaked at {nb['peak_rss_mib']:.0f} MiB RSS there.")
     out.append("")
     return out
 
