@@ -46,6 +46,7 @@ const WINDOW: usize = 2;
 static IN_FLIGHT_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// A body being sent: limited to [`WINDOW`] chunks in flight, one while the budget is spent.
+#[derive(Default)]
 struct ActiveBody {
     window: Arc<Window>,
 }
@@ -57,12 +58,6 @@ struct Window {
 }
 
 impl ActiveBody {
-    fn new() -> ActiveBody {
-        ActiveBody {
-            window: Arc::default(),
-        }
-    }
-
     /// The next chunk, `[pos, min(end, pos + chunk size))`, once the window has room for it.
     async fn read(&self, file: Arc<File>, pos: u64, end: u64) -> io::Result<Bytes> {
         std::future::poll_fn(|cx| {
@@ -371,7 +366,7 @@ fn read_cached(_file: &File, _buf: &mut [u8], _pos: u64) -> usize {
 }
 
 fn file_stream(file: Arc<File>, start: u64, end: u64) -> BodyStream {
-    let active = Arc::new(ActiveBody::new());
+    let active = Arc::new(ActiveBody::default());
     Box::pin(futures_util::stream::try_unfold(start, move |pos| {
         let (file, active) = (file.clone(), active.clone());
         async move {
@@ -386,7 +381,7 @@ fn file_stream(file: Arc<File>, start: u64, end: u64) -> BodyStream {
 }
 
 fn growing_stream(rx: Receiver<FlightState>, start: u64, end: Option<u64>) -> BodyStream {
-    let active = ActiveBody::new();
+    let active = ActiveBody::default();
     Box::pin(futures_util::stream::try_unfold(
         (rx, start, active),
         move |(mut rx, pos, active)| async move {
@@ -444,9 +439,8 @@ mod tests {
         // Shrinking as the budget fills, down to the floor when it is spent.
         assert_eq!(size(BUFFER_BUDGET / 4, u64::MAX), BUFFER_BUDGET / 4 / SHARE);
         assert_eq!(size(0, u64::MAX), MIN_CHUNK);
-        // Reserving counts the buffer in flight until the reservation is dropped.
-        let r = Reserved::for_read(10);
-        assert_eq!(r.size(), MIN_CHUNK);
+        // A reservation for a small read holds one smallest buffer.
+        assert_eq!(Reserved::for_read(10).size(), MIN_CHUNK);
     }
 
     #[test]
