@@ -703,8 +703,8 @@ def notes(sc):
     nb = b.get("nora")
     if nb:
         per_file = ", ".join(str(v) for v in nb["upstream_fetches_per_file"].values())
-        out.append(f"- **nora** goes upstream once per client in the burst ({per_file} fetches for the five "
-                   f"files) and peaked at {nb['peak_rss_mib']:.0f} MiB RSS there.")
+        out.append(f"- **nora** went upstream {per_file} times for the five files of the burst "
+                   f"({nb['clients']} clients) and peaked at {nb['peak_rss_mib']:.0f} MiB RSS there.")
     out.append("")
     return out
 
