@@ -27,12 +27,10 @@ pub struct RepoRequest {
 /// Largest request body the server reads for a repository (POSTs such as npm's audit reports).
 pub const REQUEST_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
-/// One configured repository of some format. The server routes `/{name}/...` to [`Repository::handle`].
+/// One configured repository of some format: only what differs per format. Its name, format and upstreams
+/// are its `RepoConfig`'s, which the server keeps. The server routes `/{name}/...` to
+/// [`Repository::handle`].
 pub trait Repository: Send + Sync + 'static {
-    fn name(&self) -> &str;
-    fn format(&self) -> &'static str;
-    /// The upstream URL(s), for `/status` and `wharf env`.
-    fn upstreams(&self) -> Vec<String>;
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>>;
     /// A top-level path segment this repository also answers, besides its name (the OCI distribution API's
     /// `v2`, which clients always put at the root). The server routes `/{prefix}/...` here with `path` being
