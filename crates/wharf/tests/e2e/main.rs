@@ -10,6 +10,7 @@ mod config_cli;
 mod deploy;
 mod fault_suite;
 mod faults;
+mod formats;
 mod go;
 mod load;
 mod npm;
