@@ -299,7 +299,7 @@ fn unknown_keys_without_a_close_match_list_the_allowed_ones() {
     let error = single("http:\n  colour: blue\n", "http.colour");
     assert_eq!(
         hint(&error),
-        "allowed keys here: connect_timeout, timeout, read_timeout, retries, user_agent"
+        "allowed keys here: connect_timeout, timeout, read_timeout, retries, user_agent, max_concurrent_misses, miss_wait"
     );
 }
 
@@ -859,5 +859,29 @@ fn formats_and_keys_no_served_format_reads_are_refused() {
     assert_eq!(
         error.message,
         "`file_hosts` is only for pypi repositories, not cargo"
+    );
+}
+
+#[test]
+fn miss_limits_and_negative_cap_are_read_and_checked() {
+    let config = parse(
+        "http:\n  max_concurrent_misses: 8\n  miss_wait: 2s\nstorage:\n  max_negative_entries: 500\n",
+    );
+    assert_eq!(config.http.max_concurrent_misses, 8);
+    assert_eq!(config.http.miss_wait, Duration::from_secs(2));
+    assert_eq!(config.storage.max_negative_entries, 500);
+    let error = single(
+        "http:\n  max_concurrent_misses: 0\n",
+        "http.max_concurrent_misses",
+    );
+    assert!(hint(&error).contains("from 1 to"), "{}", hint(&error));
+    single(
+        "http:\n  max_concurrent_misses: \"8\"\n",
+        "http.max_concurrent_misses",
+    );
+    single("http:\n  miss_wait: 0s\n", "http.miss_wait");
+    single(
+        "storage:\n  max_negative_entries: -1\n",
+        "storage.max_negative_entries",
     );
 }
