@@ -40,8 +40,8 @@ pub use metrics::EngineMetrics;
 pub use pass_through::PassThrough;
 pub use request::{FetchRequest, Freshness, Outcome};
 pub use respond::{
-    error_response, fetch_error_response, read_only_segments, serve, BoxFuture, CacheInfo,
-    RepoRequest, Repository, UpstreamLabel, REQUEST_BODY_LIMIT,
+    error_response, fetch_error_response, read_only_segments, serve, BoxFuture, CacheInfo, Refusal,
+    RepoRequest, Repository, UpstreamLabel, IMMUTABLE, REQUEST_BODY_LIMIT,
 };
 pub use upstream::{Upstream, UpstreamOptions};
 pub use verify::Expected;

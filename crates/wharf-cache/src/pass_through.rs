@@ -70,11 +70,8 @@ impl Engine {
             }
         }
         let body = resp.inner.bytes_stream().map_err(std::io::Error::other);
-        builder
-            .body(Body::from_stream(body))
-            .map_err(|e| FetchError::Unreachable {
-                url: req.url.to_string(),
-                reason: e.to_string(),
-            })
+        builder.body(Body::from_stream(body)).map_err(|e| {
+            FetchError::Internal(format!("cannot build the response for {}: {e}", req.url))
+        })
     }
 }
