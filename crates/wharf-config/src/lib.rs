@@ -12,8 +12,11 @@
 
 mod check;
 mod error;
+mod limits;
 mod model;
 mod net;
+#[cfg(test)]
+mod props;
 mod repo_flag;
 mod ser;
 mod suggest;
@@ -25,11 +28,12 @@ mod tests;
 
 pub use check::RESERVED_NAMES;
 pub use error::{ConfigError, ConfigErrors};
+pub use limits::{MAX_CONFIG_BYTES, MAX_NESTING};
 pub use model::{
     AdminConfig, Config, Format, HttpConfig, LogConfig, LogFormat, RepoConfig, S3Config,
     StorageConfig, UnknownFormat, DEFAULT_LISTEN, DEFAULT_METADATA_TTL, DEFAULT_NEGATIVE_TTL,
     DEFAULT_STORAGE_PATH,
 };
-pub use net::parse_listen;
+pub use net::{parse_listen, redact_secrets};
 pub use repo_flag::parse_repo_flag;
 pub use units::{format_duration, format_size, parse_duration, parse_size};

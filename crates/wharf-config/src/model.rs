@@ -367,6 +367,13 @@ impl Config {
 
     /// Reads and parses a config file. A read failure is one error with an empty path naming the file.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        if let Some(len) = std::fs::metadata(path)
+            .ok()
+            .map(|m| m.len())
+            .filter(|&len| len > crate::limits::MAX_CONFIG_BYTES as u64)
+        {
+            return Err(crate::limits::too_large(len).into());
+        }
         let text = std::fs::read_to_string(path).map_err(|error| {
             let hint = match error.kind() {
                 std::io::ErrorKind::NotFound => "check the path of the config file",

@@ -59,6 +59,7 @@ const REPO_KEYS: &[&str] = &[
 
 /// Parses YAML text into a validated config.
 pub(crate) fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    crate::limits::check(text)?;
     let mut root: Value = if text.trim().is_empty() {
         Value::Null
     } else {

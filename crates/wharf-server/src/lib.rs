@@ -6,6 +6,8 @@
 
 mod access_log;
 mod admin;
+mod admin_token;
+mod headers;
 mod metrics;
 mod routes;
 mod state;
@@ -26,6 +28,8 @@ use prometheus_client::registry::Registry;
 use wharf_cache::{Engine, EngineMetrics, Repository, Upstream, UpstreamOptions};
 use wharf_config::{Config, Format, RepoConfig};
 use wharf_store::{SharedOptions, SharedUsage, Store, StoreOptions};
+
+pub use admin_token::{read_admin_token, AdminToken, MIN_TOKEN_LEN};
 
 pub use state::AppState;
 pub use timefmt::rfc3339_ms;
@@ -118,18 +122,14 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
     let admin_token = match &config.admin.token_file {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ServerError::AdminToken {
+            let read = read_admin_token(path).map_err(|message| ServerError::AdminToken {
                 path: path.display().to_string(),
-                message: format!("cannot read: {e}"),
+                message,
             })?;
-            let token = text.trim().to_string();
-            if token.len() < 16 {
-                return Err(ServerError::AdminToken {
-                    path: path.display().to_string(),
-                    message: "the token must be at least 16 characters".into(),
-                });
+            for warning in &read.warnings {
+                tracing::warn!("admin.token_file {}: {warning}", path.display());
             }
-            Some(token)
+            Some(read.token)
         }
     };
     let stats = stats::AllStats {
@@ -221,6 +221,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             access_log::layer,
         ))
+        .layer(axum::middleware::from_fn(headers::layer))
         .with_state(state)
 }
 
@@ -237,7 +238,7 @@ pub async fn serve(
     let local = listener.local_addr().unwrap_or(addr);
     for name in &state.repo_order {
         if let Some(repo) = state.repos.get(name) {
-            tracing::info!(repo = %name, format = repo.format(), upstream = %repo.upstreams().join(", "), "repository ready");
+            tracing::info!(repo = %name, format = repo.format(), upstream = %wharf_cache::redact_secrets(&repo.upstreams().join(", ")), "repository ready");
         }
     }
     tracing::info!(address = %local, "wharf is listening");

@@ -67,7 +67,11 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
             Some(json!({
                 "name": name,
                 "format": repo.format(),
-                "upstreams": repo.upstreams(),
+                "upstreams": repo
+                    .upstreams()
+                    .iter()
+                    .map(|u| wharf_cache::redact_secrets(u).into_owned())
+                    .collect::<Vec<_>>(),
                 "stats": stats,
             }))
         })
