@@ -580,6 +580,9 @@ fn rendered_config_passes_wharf_config_check() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
+    // `config check` reads the admin token file as `serve` does: stand in for the Secret the pod mounts.
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").expect("write token");
     for (i, (name, args)) in value_sets().into_iter().enumerate() {
         let mut helm = tool("helm", &["version"]).expect("helm");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -594,7 +597,8 @@ fn rendered_config_passes_wharf_config_check() {
             .expect("wharf.yaml")
             .to_string();
         let file = dir.path().join(format!("wharf-{i}.yaml"));
-        std::fs::write(&file, &config).expect("write");
+        let local = config.replace("/etc/wharf/admin/token", &token.display().to_string());
+        std::fs::write(&file, &local).expect("write");
         let out = Command::new(WHARF)
             .args(["config", "check"])
             .arg(&file)
