@@ -28,12 +28,10 @@ pub struct RepoRequest {
 /// Largest request body the server reads for a repository (POSTs such as npm's audit reports).
 pub const REQUEST_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
-/// One configured repository of some format. The server routes `/{name}/...` to [`Repository::handle`].
+/// One configured repository of some format: only what differs per format. Its name, format and upstreams
+/// are its `RepoConfig`'s, which the server keeps. The server routes `/{name}/...` to
+/// [`Repository::handle`].
 pub trait Repository: Send + Sync + 'static {
-    fn name(&self) -> &str;
-    fn format(&self) -> &'static str;
-    /// The upstream URL(s), for `/status` and `wharf env`.
-    fn upstreams(&self) -> Vec<String>;
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>>;
     /// A top-level path segment this repository also answers, besides its name (the OCI distribution API's
     /// `v2`, which clients always put at the root). The server routes `/{prefix}/...` here with `path` being
@@ -88,6 +86,10 @@ pub fn read_only_segments(
 /// The response for a failed fetch, carrying the negative-cache outcome when that is where it came from.
 pub fn fetch_error_response(error: &FetchError) -> Response<Body> {
     let mut resp = error_response(error.client_status(), error.to_string());
+    if let Some(secs) = error.retry_after() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     if let FetchError::NotFound {
         from_negative_cache: true,
         ..

@@ -234,8 +234,16 @@ pub(crate) fn with_trailing_slash(mut url: Url) -> Url {
     url
 }
 
-fn redacted(url: &Url) -> String {
-    crate::ser::redacted(url)
+/// The URL with any `user:password@` replaced, so a config built in code cannot leak credentials.
+pub(crate) fn redacted(url: &Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut clean = url.clone();
+    // Both fail only for URLs that cannot have credentials, which then have none to hide.
+    let _ = clean.set_username("redacted");
+    let _ = clean.set_password(None);
+    clean.to_string()
 }
 
 /// `text` with the user information of every `scheme://user:password@host` in it replaced by `redacted`.

@@ -62,7 +62,7 @@ proptest! {
 
     #[test]
     fn any_yaml_is_a_config_or_errors(yaml in text(YAML_PIECES, 60)) {
-        if let Err(errors) = Config::from_yaml_str(&yaml) {
+        if let Err(errors) = Config::from_yaml_str(&yaml, crate::fixture::FORMATS) {
             prop_assert!(!errors.0.is_empty());
             prop_assert!(errors.0.len() <= yaml.len() + 1, "{} errors for {} bytes", errors.0.len(), yaml.len());
             for error in &errors.0 {
@@ -74,13 +74,13 @@ proptest! {
     #[test]
     fn deep_nesting_is_refused_without_parsing(depth in 65usize..5000, open in prop::sample::select(&["[", "{", "- ", "[ "][..])) {
         let yaml = format!("repositories: {}", open.repeat(depth));
-        let errors = Config::from_yaml_str(&yaml).expect_err("too deep");
+        let errors = Config::from_yaml_str(&yaml, crate::fixture::FORMATS).expect_err("too deep");
         prop_assert!(errors.0[0].message.contains("levels deep"), "{}", errors.0[0].message);
     }
 
     #[test]
     fn repo_flags_never_echo_credentials(flag in text(&["p", "=", "pypi", "oci", "+", "http://", "https://", "alice:SECRET@", "h", ":99999", "/simple/", ",", "a=", " "], 16)) {
-        if let Err(message) = parse_repo_flag(&flag) {
+        if let Err(message) = parse_repo_flag(&flag, crate::fixture::FORMATS) {
             prop_assert!(!message.contains("SECRET"), "{flag:?}: {message}");
         }
     }

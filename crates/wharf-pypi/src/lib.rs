@@ -30,9 +30,11 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, CacheInfo, Engine, Expected,
-    FetchError, FetchRequest, Freshness, Outcome, RepoRequest, Repository,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Engine,
+    Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, Outcome, PurgeKeys,
+    PurgeSelector, RepoRequest, Repository,
 };
+use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
 pub use accept::{negotiate, Variant};
 pub use model::{FileLink, ProjectPage, RootPage};
@@ -58,15 +60,43 @@ pub struct PypiRepo {
     cache: RenderCache,
 }
 
-/// Builds the repository from its configuration (the one line of wiring in the server).
-pub fn build(
-    cfg: &wharf_config::RepoConfig,
-    engine: Arc<Engine>,
-) -> Result<Arc<dyn Repository>, String> {
+/// The PyPI format's descriptor, listed in the server's format registry.
+pub const FORMAT: FormatDescriptor = FormatDescriptor {
+    config: FormatSpec {
+        keys: &["file_hosts"],
+        ..FormatSpec::new(
+            Format::Pypi,
+            Upstreams::One {
+                example: "https://<your index>/simple/",
+            },
+        )
+    },
+    build,
+    client_settings: |cfg, _base, repo_base| client_settings::client_settings(&cfg.name, repo_base),
+    purge_selectors: &[PurgeSelector {
+        param: "project",
+        select: purge_project,
+    }],
+};
+
+/// `project=NAME`: the project's index page and every file under it, with the name normalised as pip does.
+fn purge_project(project: &str) -> Result<PurgeKeys, String> {
+    if !is_valid_project(project) {
+        return Err(format!("`{project}` is not a valid project name"));
+    }
+    let name = normalize(project);
+    Ok(PurgeKeys {
+        exact: vec![format!("simple/{name}/")],
+        prefixes: vec![format!("files/{name}/")],
+    })
+}
+
+/// Builds the repository from its configuration.
+pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
     let mut upstream = cfg
         .upstream
         .clone()
-        .ok_or_else(|| format!("repositories.{}.upstream: missing", cfg.name))?;
+        .ok_or_else(|| BuildError::at("upstream", "missing"))?;
     if !upstream.path().ends_with('/') {
         let path = format!("{}/", upstream.path());
         upstream.set_path(&path);
@@ -92,18 +122,6 @@ struct Fetched<T> {
 }
 
 impl Repository for PypiRepo {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn format(&self) -> &'static str {
-        "pypi"
-    }
-
-    fn upstreams(&self) -> Vec<String> {
-        vec![self.upstream.to_string()]
-    }
-
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
         Box::pin(self.route(req))
     }
@@ -405,7 +423,13 @@ impl PypiRepo {
         }
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
         fetch.expected = expected.map(Expected::Sha256);
-        match self.engine.get(fetch).await {
+        // A `HEAD` is answered from upstream's `HEAD`, without downloading and keeping the file.
+        let result = if req.method == Method::HEAD {
+            self.engine.head(&fetch).await
+        } else {
+            self.engine.get(fetch).await
+        };
+        match result {
             Ok(served) => {
                 let mut resp = serve(served, &req.method, &req.headers, Some(FILE_TYPE));
                 resp.headers_mut().insert(

@@ -165,8 +165,8 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Response {
              <dt>saved</dt><dd data-saved>{saved}</dd><dt>stale answers</dt><dd>{stale}</dd>\
              <dt>errors</dt><dd>{errors}</dd></dl></div>",
             n = esc(name),
-            f = repo.format(),
-            u = esc(&wharf_cache::redact_secrets(&repo.upstreams().join(", "))),
+            f = repo.config.format,
+            u = esc(&repo.config.upstream_list().join(", ")),
             r = s.requests,
             h = percent(s.hit_ratio),
             served = human(s.bytes_served),
