@@ -27,6 +27,9 @@ mod format;
 mod metrics;
 mod pass_through;
 pub mod path;
+#[cfg(test)]
+mod props;
+pub mod range;
 mod request;
 mod respond;
 mod upstream;
@@ -40,9 +43,10 @@ pub use metrics::EngineMetrics;
 pub use pass_through::PassThrough;
 pub use request::{FetchRequest, Freshness, Outcome};
 pub use respond::{
-    error_response, fetch_error_response, read_only_segments, serve, BoxFuture, CacheInfo, Refusal,
-    RepoRequest, Repository, UpstreamLabel, IMMUTABLE, REQUEST_BODY_LIMIT,
+    download_type, error_response, fetch_error_response, read_only_segments, serve, BoxFuture,
+    CacheInfo, Refusal, RepoRequest, Repository, UpstreamLabel, IMMUTABLE, REQUEST_BODY_LIMIT,
 };
 pub use upstream::{Upstream, UpstreamOptions};
 pub use verify::Expected;
+pub use wharf_config::redact_secrets;
 pub use wharf_store::{Entry, Store};

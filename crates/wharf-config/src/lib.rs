@@ -18,8 +18,11 @@
 mod check;
 mod error;
 mod formats;
+mod limits;
 mod model;
 mod net;
+#[cfg(test)]
+mod props;
 mod repo_flag;
 mod ser;
 mod suggest;
@@ -36,12 +39,13 @@ use std::path::Path;
 pub use check::RESERVED_NAMES;
 pub use error::{ConfigError, ConfigErrors};
 pub use formats::{FormatSpec, Upstreams, COMMON_KEYS, OPTIONAL_KEYS};
+pub use limits::{MAX_CONFIG_BYTES, MAX_NESTING};
 pub use model::{
     AdminConfig, Config, Format, HttpConfig, LogConfig, LogFormat, RepoConfig, S3Config,
     StorageConfig, UnknownFormat, DEFAULT_LISTEN, DEFAULT_METADATA_TTL, DEFAULT_NEGATIVE_TTL,
     DEFAULT_STORAGE_PATH,
 };
-pub use net::parse_listen;
+pub use net::{parse_listen, redact_secrets};
 pub use repo_flag::parse_repo_flag;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
@@ -54,6 +58,13 @@ impl Config {
 
     /// Reads and parses a config file. A read failure is one error with an empty path naming the file.
     pub fn load(path: &Path, formats: &[FormatSpec]) -> Result<Config, ConfigErrors> {
+        if let Some(len) = std::fs::metadata(path)
+            .ok()
+            .map(|m| m.len())
+            .filter(|&len| len > limits::MAX_CONFIG_BYTES as u64)
+        {
+            return Err(limits::too_large(len).into());
+        }
         let text = std::fs::read_to_string(path).map_err(|error| {
             let hint = match error.kind() {
                 std::io::ErrorKind::NotFound => "check the path of the config file",

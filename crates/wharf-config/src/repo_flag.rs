@@ -23,7 +23,18 @@ NAME=oci+ALIAS=URL[,ALIAS=URL...], e.g. \"images=oci+docker.io=https://<registry
 pub fn parse_repo_flag(s: &str, formats: &[FormatSpec]) -> Result<RepoConfig, String> {
     let text = s.trim();
     let shown = redact_url_text(text);
-    let fail = |reason: String| format!("--repo {shown:?}: {reason}");
+    let secrets = userinfo_parts(text);
+    let fail = |reason: String| {
+        // Whatever part of the flag a reason quotes (a name, a format, an alias), no credential survives.
+        let mut message = format!("--repo {shown:?}: {reason}");
+        for secret in &secrets {
+            let quoted = secret.escape_debug().to_string();
+            message = message
+                .replace(*secret, "redacted")
+                .replace(&quoted, "redacted");
+        }
+        message
+    };
 
     let Some((head, target)) = text.split_once('+') else {
         return Err(fail(format!("missing `+URL`; {SYNTAX}")));
@@ -74,6 +85,23 @@ pub fn parse_repo_flag(s: &str, formats: &[FormatSpec]) -> Result<RepoConfig, St
             .collect();
         Err(fail(reasons.join("; ")))
     }
+}
+
+/// The parts of `text` that may be credentials: what stands before each `@`, back to the start of its URL
+/// authority (`//`) or of the flag's field (`=`, `+`, `,`, `/`, another `@`).
+fn userinfo_parts(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    for (at, _) in text.match_indices('@') {
+        let start = text[..at]
+            .rfind(['/', '=', '+', ',', '@'])
+            .map_or(0, |i| i + 1);
+        if start < at {
+            parts.push(&text[start..at]);
+        }
+    }
+    // Longest first, so a part that contains another is replaced whole.
+    parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    parts
 }
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ const REPO_KEYS: &[&str] = &[
 
 /// Parses YAML text into a config validated for the formats in `formats`.
 pub(crate) fn parse(text: &str, formats: &[FormatSpec]) -> Result<Config, ConfigErrors> {
+    crate::limits::check(text)?;
     let mut root: Value = if text.trim().is_empty() {
         Value::Null
     } else {

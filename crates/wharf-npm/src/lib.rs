@@ -16,6 +16,8 @@
 
 pub mod client_settings;
 mod document;
+#[cfg(test)]
+mod props;
 mod route;
 
 use std::collections::{HashMap, VecDeque};
@@ -234,7 +236,7 @@ impl NpmRepo {
             .entry
             .content_type
             .clone()
-            .filter(|t| t.contains("json"))
+            .filter(|t| is_json_type(t))
             .unwrap_or_else(|| variant.default_content_type().to_string());
         let unreadable = |reason: String| FetchError::BadDocument {
             url: url.to_string(),
@@ -498,6 +500,19 @@ impl RewriteCache {
             }
         }
     }
+}
+
+/// `application/json` or `application/…+json`, parameters aside: the only types a document is served with
+/// as upstream declared them (an upstream's `text/html; x=json` is not one).
+fn is_json_type(declared: &str) -> bool {
+    let essence = declared
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 #[cfg(test)]

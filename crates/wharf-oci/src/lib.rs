@@ -22,6 +22,8 @@
 mod auth;
 pub mod client_settings;
 mod media;
+#[cfg(test)]
+mod props;
 mod route;
 mod sizes;
 

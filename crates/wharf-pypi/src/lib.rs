@@ -18,6 +18,8 @@ mod html;
 mod json;
 mod model;
 mod name;
+#[cfg(test)]
+mod props;
 mod render_cache;
 
 use std::sync::Arc;
@@ -39,6 +41,10 @@ pub use model::{FileLink, ProjectPage, RootPage};
 pub use name::{is_valid_project, normalize};
 
 use render_cache::RenderCache;
+
+/// What distribution and metadata files are served as, whatever their host declared: a download, never a
+/// page on wharf's origin.
+const FILE_TYPE: &str = "application/octet-stream";
 
 /// Largest index page wharf reads into memory (the root index of a large public index is tens of MB).
 const PAGE_LIMIT: u64 = 512 * 1024 * 1024;
@@ -132,7 +138,9 @@ impl PypiRepo {
         match parts.as_slice() {
             ["simple"] => redirect("simple/"),
             ["simple", ""] => self.root(&req).await,
-            ["simple", project] => redirect(&format!("{project}/")),
+            ["simple", project] if name::is_valid_project(project) => {
+                redirect(&format!("{project}/"))
+            }
             ["simple", project, ""] => self.project(&req, project).await,
             ["files", project, filename] => self.file(&req, project, filename).await,
             _ => error_response(
@@ -371,7 +379,7 @@ impl PypiRepo {
             .await;
         match result {
             Ok(served) => {
-                let mut resp = serve(served, &req.method, &req.headers, None);
+                let mut resp = serve(served, &req.method, &req.headers, Some(FILE_TYPE));
                 resp.headers_mut()
                     .insert(header::CACHE_CONTROL, wharf_cache::IMMUTABLE);
                 resp

@@ -5,7 +5,9 @@
 
 mod access_log;
 mod admin;
+mod admin_token;
 mod formats;
+mod headers;
 mod metrics;
 mod routes;
 mod schema;
@@ -28,6 +30,7 @@ use wharf_cache::{Engine, EngineMetrics, Upstream, UpstreamOptions};
 use wharf_config::{Config, RepoConfig};
 use wharf_store::{SharedOptions, SharedUsage, Store, StoreOptions};
 
+pub use admin_token::{read_admin_token, AdminToken, MIN_TOKEN_LEN};
 pub use formats::{descriptor, format_specs, FORMATS};
 pub use schema::values_schema;
 pub use state::{AppState, Mounted};
@@ -116,18 +119,14 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
     let admin_token = match &config.admin.token_file {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ServerError::AdminToken {
+            let read = read_admin_token(path).map_err(|message| ServerError::AdminToken {
                 path: path.display().to_string(),
-                message: format!("cannot read: {e}"),
+                message,
             })?;
-            let token = text.trim().to_string();
-            if token.len() < 16 {
-                return Err(ServerError::AdminToken {
-                    path: path.display().to_string(),
-                    message: "the token must be at least 16 characters".into(),
-                });
+            for warning in &read.warnings {
+                tracing::warn!("admin.token_file {}: {warning}", path.display());
             }
-            Some(token)
+            Some(read.token)
         }
     };
     let stats = stats::AllStats {
@@ -218,6 +217,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             access_log::layer,
         ))
+        .layer(axum::middleware::from_fn(headers::layer))
         .with_state(state)
 }
 

@@ -103,6 +103,9 @@ fn print_config_errors(source: &str, errors: &ConfigErrors) {
 fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     match Config::load(file, &wharf_server::format_specs()) {
         Ok(config) => {
+            if !check_admin_token(&config) {
+                return Ok(ExitCode::FAILURE);
+            }
             println!(
                 "{}: ok ({} repositor{})",
                 file.display(),
@@ -122,6 +125,26 @@ fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The admin token file, checked exactly as `serve` checks it (the same function): prints what is wrong or
+/// worth a warning; false when `serve` would refuse to start.
+fn check_admin_token(config: &Config) -> bool {
+    let Some(path) = &config.admin.token_file else {
+        return true;
+    };
+    match wharf_server::read_admin_token(path) {
+        Ok(read) => {
+            for warning in read.warnings {
+                eprintln!("warning: admin.token_file {}: {warning}", path.display());
+            }
+            true
+        }
+        Err(message) => {
+            eprintln!("error: admin.token_file {}: {message}", path.display());
+            false
+        }
+    }
+}
+
 /// The configuration from file, flags and, with neither, the embedded default in front of the user's own
 /// Python index.
 fn load_config(sources: &Sources) -> anyhow::Result<Result<Config, ExitCode>> {
@@ -136,8 +159,9 @@ fn load_config(sources: &Sources) -> anyhow::Result<Result<Config, ExitCode>> {
         None => Config::embedded_default(),
     };
     for flag in &sources.repos {
+        // The error names the flag itself, with any `user:password@` redacted: the raw value is never echoed.
         let repo = wharf_config::parse_repo_flag(flag, &wharf_server::format_specs())
-            .map_err(|e| anyhow::anyhow!("--repo {flag}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         config.repositories.retain(|r| r.name != repo.name);
         config.repositories.push(repo);
     }
@@ -149,7 +173,8 @@ fn load_config(sources: &Sources) -> anyhow::Result<Result<Config, ExitCode>> {
         )?;
         eprintln!(
             "wharf: no configuration given; serving /pypi/ in front of {} (from {})",
-            detected.url, detected.source
+            wharf_config::redact_secrets(detected.url.as_str()),
+            detected.source
         );
         let mut repo = RepoConfig::new("pypi", Format::Pypi);
         repo.upstream = Some(detected.url);
