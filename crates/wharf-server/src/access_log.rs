@@ -21,7 +21,7 @@ use wharf_cache::{CacheInfo, UpstreamLabel};
 
 use crate::metrics::UpstreamLabels;
 use crate::state::AppState;
-use crate::timefmt::rfc3339_ms;
+use wharf_text::rfc3339_ms;
 
 /// Set by the repository dispatcher so the log knows which repository (of which format) answered.
 #[derive(Clone, Debug)]
