@@ -23,10 +23,12 @@ mod body;
 mod engine;
 mod error;
 mod flight;
+mod labels;
 mod metrics;
 mod pass_through;
 pub mod path;
 mod request;
+mod request_body;
 mod respond;
 mod upstream;
 mod verify;
@@ -36,10 +38,12 @@ pub use engine::Engine;
 pub use error::FetchError;
 pub use metrics::EngineMetrics;
 pub use pass_through::PassThrough;
+pub use labels::{method_label, status_label};
 pub use request::{FetchRequest, Freshness, Outcome};
+pub use request_body::{BodyError, RequestBody};
 pub use respond::{
     error_response, fetch_error_response, read_only_segments, serve, BoxFuture, CacheInfo,
-    RepoRequest, Repository, UpstreamLabel, REQUEST_BODY_LIMIT,
+    RepoRequest, Repository, UpstreamLabel,
 };
 pub use upstream::{Upstream, UpstreamOptions};
 pub use verify::Expected;

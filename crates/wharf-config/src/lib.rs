@@ -23,12 +23,12 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-pub use check::RESERVED_NAMES;
+pub use check::{MAX_HEADER_SIZE_RANGE, RESERVED_NAMES};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AdminConfig, Config, Format, HttpConfig, LogConfig, LogFormat, RepoConfig, S3Config,
-    StorageConfig, UnknownFormat, DEFAULT_LISTEN, DEFAULT_METADATA_TTL, DEFAULT_NEGATIVE_TTL,
-    DEFAULT_STORAGE_PATH,
+    ServerConfig, StorageConfig, UnknownFormat, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_METADATA_TTL, DEFAULT_NEGATIVE_TTL, DEFAULT_STORAGE_PATH,
 };
 pub use net::parse_listen;
 pub use repo_flag::parse_repo_flag;

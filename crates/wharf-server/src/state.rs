@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::registry::Registry;
 use wharf_cache::{Engine, Outcome, Repository};
 
-use crate::metrics::{HttpMetrics, RepoLabel, RequestLabels, SharedEventLabel};
+use crate::metrics::{HttpMetrics, RepoLabel, RequestLabels, SharedEventLabel, NO_REPOSITORY};
 use crate::stats::{AllStats, RepoStats};
 
 pub struct AppState {
@@ -35,21 +35,21 @@ impl AppState {
         &self,
         repo: Option<&str>,
         format: Option<&'static str>,
-        method: &str,
+        method: &'static str,
         status: u16,
         outcome: Option<Outcome>,
         bytes_sent: u64,
         upstream_bytes: u64,
         duration: Duration,
     ) {
-        let label = repo.unwrap_or("none").to_string();
+        let label = repo.unwrap_or(NO_REPOSITORY).to_string();
         self.http
             .requests
             .get_or_create(&RequestLabels {
                 repo: label.clone(),
-                format: format.unwrap_or("none"),
-                method: method.to_string(),
-                status,
+                format: format.unwrap_or(NO_REPOSITORY),
+                method,
+                status: wharf_cache::status_label(status),
             })
             .inc();
         self.http
