@@ -36,9 +36,9 @@ mod verify;
 pub use body::{BodyStream, Served};
 pub use engine::Engine;
 pub use error::FetchError;
+pub use labels::{method_label, status_label};
 pub use metrics::EngineMetrics;
 pub use pass_through::PassThrough;
-pub use labels::{method_label, status_label};
 pub use request::{FetchRequest, Freshness, Outcome};
 pub use request_body::{BodyError, RequestBody};
 pub use respond::{

@@ -157,24 +157,21 @@ fn chunks(
     body: Body,
     idle_timeout: Option<Duration>,
 ) -> impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static {
-    futures_util::stream::unfold(
-        Some(body.into_data_stream()),
-        move |state| async move {
-            let mut data = state?;
-            let next = match idle_timeout {
-                Some(limit) => match tokio::time::timeout(limit, data.next()).await {
-                    Ok(next) => next,
-                    Err(_) => return Some((Err(BodyError::Timeout(limit)), None)),
-                },
-                None => data.next().await,
-            };
-            match next {
-                None => None,
-                Some(Ok(chunk)) => Some((Ok(chunk), Some(data))),
-                Some(Err(e)) => Some((Err(BodyError::Read(e.to_string())), None)),
-            }
-        },
-    )
+    futures_util::stream::unfold(Some(body.into_data_stream()), move |state| async move {
+        let mut data = state?;
+        let next = match idle_timeout {
+            Some(limit) => match tokio::time::timeout(limit, data.next()).await {
+                Ok(next) => next,
+                Err(_) => return Some((Err(BodyError::Timeout(limit)), None)),
+            },
+            None => data.next().await,
+        };
+        match next {
+            None => None,
+            Some(Ok(chunk)) => Some((Ok(chunk), Some(data))),
+            Some(Err(e)) => Some((Err(BodyError::Read(e.to_string())), None)),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -280,7 +277,10 @@ mod tests {
             Duration::from_millis(100),
         );
         let items: Vec<_> = body.into_stream().collect().await;
-        assert_eq!(items, vec![Err(BodyError::Timeout(Duration::from_millis(100)))]);
+        assert_eq!(
+            items,
+            vec![Err(BodyError::Timeout(Duration::from_millis(100)))]
+        );
         let body = RequestBody::new(
             slow_body(3, 10, Duration::ZERO, None),
             Duration::from_secs(1),

@@ -857,27 +857,42 @@ fn bad_server_limits_point_at_the_field() {
         "server:\n  max_connections: \"100\"\n",
         "server.max_connections",
     );
-    assert_eq!(hint(&error), "write the number without quotes: max_connections: 100");
+    assert_eq!(
+        hint(&error),
+        "write the number without quotes: max_connections: 100"
+    );
     let error = single("server:\n  max_connections: -1\n", "server.max_connections");
     assert!(error.message.contains("not a valid number"), "{error}");
-    let error = single("server:\n  max_header_size: 1KiB\n", "server.max_header_size");
-    assert_eq!(
-        error.message,
-        "1 KiB is outside the allowed 8 KiB to 1 MiB"
+    let error = single(
+        "server:\n  max_header_size: 1KiB\n",
+        "server.max_header_size",
     );
-    let error = single("server:\n  max_header_size: lots\n", "server.max_header_size");
+    assert_eq!(error.message, "1 KiB is outside the allowed 8 KiB to 1 MiB");
+    let error = single(
+        "server:\n  max_header_size: lots\n",
+        "server.max_header_size",
+    );
     assert!(hint(&error).contains("MiB"), "{error}");
 }
 
 #[test]
 fn server_keys_in_the_wrong_section_say_where_they_belong() {
     let error = single("http:\n  idle_timeout: 5s\n", "http.idle_timeout");
-    assert!(hint(&error).starts_with("`idle_timeout` belongs under `server:`"), "{error}");
+    assert!(
+        hint(&error).starts_with("`idle_timeout` belongs under `server:`"),
+        "{error}"
+    );
     let error = single("server:\n  read_timeout: 5s\n", "server.read_timeout");
-    assert!(hint(&error).starts_with("`read_timeout` belongs under `http:`"), "{error}");
+    assert!(
+        hint(&error).starts_with("`read_timeout` belongs under `http:`"),
+        "{error}"
+    );
     let error = single("max_connections: 10\n", "max_connections");
     assert_eq!(hint(&error), "`max_connections` belongs under `server:`");
-    let error = single("server:\n  keepalive_timeout: 5s\n", "server.keepalive_timeout");
+    let error = single(
+        "server:\n  keepalive_timeout: 5s\n",
+        "server.keepalive_timeout",
+    );
     assert_eq!(hint(&error), "did you mean `idle_timeout`?");
     let mut config = Config::embedded_default();
     config.server.body_timeout = Duration::ZERO;

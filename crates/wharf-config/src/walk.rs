@@ -952,7 +952,9 @@ fn top_level_hint(key: &str) -> Option<String> {
 /// `http:` configures the upstream client; limits on wharf's own listener live under `server:`.
 fn http_hint(key: &str) -> Option<String> {
     SERVER_KEYS.contains(&key).then(|| {
-        format!("`{key}` belongs under `server:` (`http:` configures wharf's requests to upstreams)")
+        format!(
+            "`{key}` belongs under `server:` (`http:` configures wharf's requests to upstreams)"
+        )
     })
 }
 

@@ -254,6 +254,9 @@ mod tests {
         let clipped = clip(&long, LOGGED_PATH_MAX);
         assert!(clipped.len() < LOGGED_PATH_MAX + 20, "{}", clipped.len());
         assert!(clipped.ends_with("...[6000 bytes]"), "{clipped}");
-        assert_eq!(clip("L0000001XXXXXXXXXXXXXXXXXXXXXXXX", 4), "L000...[32 bytes]");
+        assert_eq!(
+            clip("L0000001XXXXXXXXXXXXXXXXXXXXXXXX", 4),
+            "L000...[32 bytes]"
+        );
     }
 }

@@ -141,11 +141,8 @@ pub async fn serve(
             limits.shutdown_timeout.as_secs_f64()
         );
     }
-    let all_closed = tokio::time::timeout(
-        limits.shutdown_timeout,
-        permits.acquire_many(max as u32),
-    )
-    .await;
+    let all_closed =
+        tokio::time::timeout(limits.shutdown_timeout, permits.acquire_many(max as u32)).await;
     match all_closed {
         Ok(_) => 0,
         Err(_) => {
@@ -256,7 +253,8 @@ impl Connection {
                             .inc();
                         // HTTP/1.1 owes nothing here (no request in progress, or a client that does not
                         // read): drop it. HTTP/2 gets a GOAWAY and a moment to send it.
-                        if reason == Close::WriteTimeout || !activity.http2.load(Ordering::Relaxed) {
+                        if reason == Close::WriteTimeout || !activity.http2.load(Ordering::Relaxed)
+                        {
                             return;
                         }
                         conn.as_mut().graceful_shutdown();
@@ -346,7 +344,8 @@ impl Activity {
         if bytes.is_empty() {
             return;
         }
-        if !self.first_read_done.swap(true, Ordering::Relaxed) && bytes.starts_with(b"PRI * HTTP/2") {
+        if !self.first_read_done.swap(true, Ordering::Relaxed) && bytes.starts_with(b"PRI * HTTP/2")
+        {
             self.http2.store(true, Ordering::Relaxed);
         }
         if self.in_flight.load(Ordering::Acquire) == 0
@@ -410,7 +409,9 @@ struct RequestGuard(Arc<Activity>);
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let activity = &self.0;
-        activity.idle_since.store(activity.stamp(), Ordering::Relaxed);
+        activity
+            .idle_since
+            .store(activity.stamp(), Ordering::Relaxed);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
