@@ -77,6 +77,41 @@ impl Close {
     }
 }
 
+/// File descriptors kept free for the store, upstream connections and the runtime.
+const RESERVED_FDS: u64 = 256;
+
+/// `configured`, lowered when the open-file limit (first raised to its hard maximum, as the Go runtime does)
+/// could not hold that many connections besides [`RESERVED_FDS`]: accept must never take the last descriptor
+/// the store needs.
+fn connection_cap(configured: u32) -> u32 {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource};
+        let mut limit = getrlimit(Resource::Nofile);
+        let hard = limit.maximum.unwrap_or(1 << 20).min(1 << 20);
+        if limit.current.is_some_and(|soft| soft < hard) {
+            limit.current = Some(hard);
+            if let Err(e) = setrlimit(Resource::Nofile, limit) {
+                tracing::debug!(error = %e, "cannot raise the open-file limit");
+            }
+        }
+        if let Some(soft) = getrlimit(Resource::Nofile).current {
+            let room = soft.saturating_sub(RESERVED_FDS).max(16);
+            if u64::from(configured) > room {
+                let lowered = u32::try_from(room).unwrap_or(configured);
+                tracing::warn!(
+                    configured,
+                    open_file_limit = soft,
+                    max_connections = lowered,
+                    "server.max_connections is over what the open-file limit allows: lowered"
+                );
+                return lowered;
+            }
+        }
+    }
+    configured
+}
+
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` resolves, then drains for
 /// at most `limits.shutdown_timeout`. Returns how many connections were still open when it gave up.
 pub async fn serve(
@@ -86,7 +121,7 @@ pub async fn serve(
     metrics: ConnMetrics,
     shutdown: impl Future<Output = ()>,
 ) -> usize {
-    let max = limits.max_connections.max(1) as usize;
+    let max = connection_cap(limits.max_connections.max(1)) as usize;
     let permits = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
     let builder = Arc::new(builder(limits));
