@@ -23,10 +23,14 @@ mod body;
 mod engine;
 mod error;
 mod flight;
+mod format;
 mod labels;
 mod metrics;
 mod pass_through;
 pub mod path;
+#[cfg(test)]
+mod props;
+pub mod range;
 mod request;
 mod request_body;
 mod respond;
@@ -36,15 +40,17 @@ mod verify;
 pub use body::{BodyStream, Served};
 pub use engine::Engine;
 pub use error::FetchError;
+pub use format::{BuildError, FormatDescriptor, PurgeKeys, PurgeSelector};
 pub use labels::{method_label, status_label};
 pub use metrics::EngineMetrics;
 pub use pass_through::PassThrough;
 pub use request::{FetchRequest, Freshness, Outcome};
 pub use request_body::{BodyError, RequestBody};
 pub use respond::{
-    error_response, fetch_error_response, read_only_segments, serve, BoxFuture, CacheInfo,
-    RepoRequest, Repository, UpstreamLabel,
+    download_type, error_response, fetch_error_response, read_only_segments, serve, BoxFuture,
+    CacheInfo, RepoRequest, Repository, UpstreamLabel,
 };
 pub use upstream::{Upstream, UpstreamOptions};
 pub use verify::Expected;
+pub use wharf_config::redact_secrets;
 pub use wharf_store::{Entry, Store};

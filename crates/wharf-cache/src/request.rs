@@ -43,6 +43,10 @@ pub struct FetchRequest {
     /// Also record a verified body under `{prefix}{sha256 hex}` as an immutable entry, so content fetched by
     /// a mutable name (a tag) is found again by its digest without another upstream request.
     pub digest_key_prefix: Option<String>,
+    /// The body's size as the format's metadata declares it (an OCI descriptor's `size`): a longer body is
+    /// cut off at this many bytes, and an upstream announcing another length is refused before any byte is
+    /// stored. Every download is also bounded by the store's `max_size`.
+    pub declared_size: Option<u64>,
 }
 
 impl FetchRequest {
@@ -63,6 +67,7 @@ impl FetchRequest {
             keep_headers: &[],
             head_validator: None,
             digest_key_prefix: None,
+            declared_size: None,
         }
     }
 

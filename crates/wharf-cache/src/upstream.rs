@@ -5,9 +5,11 @@
 //! upstream whose address changes is followed within that time. TLS trusts the platform's roots (the system
 //! store, `SSL_CERT_FILE`), as corporate networks with intercepting proxies need.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
 use crate::FetchError;
@@ -25,6 +27,11 @@ pub struct UpstreamOptions {
     pub user_agent: String,
     /// Base delay of the exponential backoff between retries.
     pub backoff: Duration,
+    /// Most upstream requests at once for keys the store holds nothing for, until their response headers
+    /// arrive (see [`Upstream::miss_permit`]).
+    pub max_concurrent_misses: usize,
+    /// Longest wait for such a turn before the request is refused as [`FetchError::Busy`].
+    pub miss_wait: Duration,
 }
 
 impl Default for UpstreamOptions {
@@ -36,6 +43,8 @@ impl Default for UpstreamOptions {
             retries: 2,
             user_agent: concat!("wharf/", env!("CARGO_PKG_VERSION")).to_string(),
             backoff: Duration::from_millis(200),
+            max_concurrent_misses: 64,
+            miss_wait: Duration::from_secs(10),
         }
     }
 }
@@ -47,6 +56,12 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
 pub struct Upstream {
     client: reqwest::Client,
     options: UpstreamOptions,
+    misses: Arc<Semaphore>,
+}
+
+/// A turn to ask upstream about a key the store holds nothing for; given back when dropped.
+pub(crate) struct MissPermit {
+    _permit: OwnedSemaphorePermit,
 }
 
 /// An upstream response whose headers have arrived.
@@ -70,11 +85,30 @@ impl Upstream {
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()
             .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
-        Ok(Upstream { client, options })
+        let misses = Arc::new(Semaphore::new(options.max_concurrent_misses.max(1)));
+        Ok(Upstream {
+            client,
+            options,
+            misses,
+        })
     }
 
     pub fn options(&self) -> &UpstreamOptions {
         &self.options
+    }
+
+    /// Waits (at most `miss_wait`) for a turn to ask upstream about a key the store holds nothing for: a
+    /// name a client may have made up. Requests that revalidate or fill known keys never wait here, so a scan
+    /// of missing names slows only itself.
+    pub(crate) async fn miss_permit(&self, url: &Url) -> Result<MissPermit, FetchError> {
+        let acquire = self.misses.clone().acquire_owned();
+        match tokio::time::timeout(self.options.miss_wait, acquire).await {
+            Ok(Ok(permit)) => Ok(MissPermit { _permit: permit }),
+            _ => Err(FetchError::Busy {
+                url: url.to_string(),
+                retry_after_secs: self.options.miss_wait.as_secs().clamp(1, 60),
+            }),
+        }
     }
 
     /// GET `url` with `headers`, retrying connection failures, timeouts, 5xx and 429 with exponential backoff
@@ -117,12 +151,12 @@ impl Upstream {
             let give_up = attempt >= self.options.retries;
             match (outcome, retry_after) {
                 (Ok(resp), Some(wait)) if !give_up && wait <= MAX_RETRY_AFTER => {
-                    tracing::debug!(%url, status = resp.status().as_u16(), attempt, "retrying upstream");
+                    tracing::debug!(url = %crate::redact_secrets(url.as_str()), status = resp.status().as_u16(), attempt, "retrying upstream");
                     drop(resp);
                     self.backoff(attempt, wait).await;
                 }
                 (Err(e), Some(_)) if !give_up => {
-                    tracing::debug!(%url, error = %e, attempt, "retrying upstream");
+                    tracing::debug!(url = %crate::redact_secrets(url.as_str()), error = %crate::redact_secrets(&e.to_string()), attempt, "retrying upstream");
                     self.backoff(attempt, Duration::ZERO).await;
                 }
                 (Ok(resp), _) => {
@@ -239,6 +273,25 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
         h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[tokio::test]
+    async fn miss_permits_are_bounded_and_refused_after_the_wait() {
+        let upstream = Upstream::new(UpstreamOptions {
+            max_concurrent_misses: 2,
+            miss_wait: Duration::from_millis(50),
+            ..UpstreamOptions::default()
+        })
+        .unwrap();
+        let url = Url::parse("http://127.0.0.1:1/x").unwrap();
+        let first = upstream.miss_permit(&url).await.unwrap();
+        let _second = upstream.miss_permit(&url).await.unwrap();
+        let refused = upstream.miss_permit(&url).await.err().unwrap();
+        assert!(matches!(refused, FetchError::Busy { .. }), "{refused}");
+        assert_eq!(refused.client_status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.retry_after(), Some(1));
+        drop(first);
+        assert!(upstream.miss_permit(&url).await.is_ok());
     }
 
     #[test]

@@ -24,9 +24,11 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use sha2::Digest as _;
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, CacheInfo, Engine, Expected,
-    FetchError, FetchRequest, Freshness, RepoRequest, Repository, Served,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Engine,
+    Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, RepoRequest, Repository,
+    Served,
 };
+use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
 pub use client_settings::client_settings;
 
@@ -43,17 +45,30 @@ pub struct CargoRepo {
     engine: Arc<Engine>,
 }
 
-/// Builds the repository from its configuration (the one line of wiring in the server).
-pub fn build(
-    cfg: &wharf_config::RepoConfig,
-    engine: Arc<Engine>,
-) -> Result<Arc<dyn Repository>, String> {
-    let upstream = cfg.upstream.clone().ok_or("upstream: missing")?;
-    let public_base = cfg.public_url.clone().ok_or(
+/// The cargo format's descriptor, listed in the server's format registry.
+pub const FORMAT: FormatDescriptor = FormatDescriptor {
+    config: FormatSpec::new(
+        Format::Cargo,
+        Upstreams::One {
+            example: "https://<your sparse cargo index>/",
+        },
+    ),
+    build,
+    client_settings: |cfg, _base, repo_base| client_settings(&cfg.name, repo_base),
+    purge_selectors: &[],
+};
+
+/// Builds the repository from its configuration.
+pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
+    let upstream = cfg
+        .upstream
+        .clone()
+        .ok_or_else(|| BuildError::at("upstream", "missing"))?;
+    let public_base = cfg.public_url.clone().ok_or_else(|| BuildError::new(
         "cargo's config.json carries an absolute download URL, so wharf needs its own address: set the \
          top-level `public_url` (e.g. `public_url: \"http://wharf.ci:8080/\"`); wharf listens on a wildcard \
          address, which clients cannot use",
-    )?;
+    ))?;
     Ok(Arc::new(CargoRepo {
         name: Arc::from(cfg.name.as_str()),
         upstream,
@@ -65,18 +80,6 @@ pub fn build(
 }
 
 impl Repository for CargoRepo {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn format(&self) -> &'static str {
-        "cargo"
-    }
-
-    fn upstreams(&self) -> Vec<String> {
-        vec![self.upstream.to_string()]
-    }
-
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
         Box::pin(self.route(req))
     }
@@ -208,12 +211,18 @@ impl CargoRepo {
 
     async fn download(&self, req: &RepoRequest, name: &str, version: &str) -> Response<Body> {
         if !index::is_crate_name(name) || !is_version(version) {
-            return error_response(StatusCode::NOT_FOUND, "not a valid crate name or version");
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "not a valid crate name (at most 64 letters, digits, `-`, `_`) or version (at most 128 characters)",
+            );
         }
         let key = format!("crates/{}/{version}.crate", name.to_ascii_lowercase());
         let served = match self.engine.cached(&self.name, &key, Freshness::Immutable) {
             Ok(Some(served)) => Ok(served),
-            Ok(None) => self.fetch_crate(name, version, key).await,
+            Ok(None) => {
+                self.fetch_crate(name, version, key, req.method == Method::HEAD)
+                    .await
+            }
             Err(e) => Err(e),
         };
         match served {
@@ -234,6 +243,7 @@ impl CargoRepo {
         name: &str,
         version: &str,
         key: String,
+        head_only: bool,
     ) -> Result<Served, FetchError> {
         let index_file = self.fetch_index_file(name).await?;
         let index_url = index_file.entry.upstream_url.clone();
@@ -241,22 +251,30 @@ impl CargoRepo {
             .into_bytes(INDEX_FILE_LIMIT)
             .await
             .map_err(|e| unreadable(&index_url, e.to_string()))?;
-        let cksum = index::cksum_of(&raw, name, version).ok_or_else(|| FetchError::NotFound {
-            url: format!("{index_url} (no version {version} of `{name}`)"),
-            status: 404,
-            from_negative_cache: false,
-        })?;
+        let (name, cksum) =
+            index::cksum_of(&raw, name, version).ok_or_else(|| FetchError::NotFound {
+                url: format!("{index_url} (no version {version} of `{name}`)"),
+                status: 404,
+                from_negative_cache: false,
+            })?;
         let (config, _) = self.upstream_config().await?;
         let dl = config["dl"]
             .as_str()
             .ok_or_else(|| unreadable(self.upstream.as_str(), "config.json has no `dl`".into()))?;
-        let url = Url::parse(&index::download_url(dl, name, version, &cksum))
+        // The URL is built from the index's spelling of the name, which lower-cases to the key's: a client
+        // asking for `FOO` must not make wharf ask a case-sensitive upstream for `FOO` and remember its 404
+        // under the key of `foo`.
+        let url = Url::parse(&index::download_url(dl, &name, version, &cksum))
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| unreadable(dl, "the `dl` template gives no http(s) URL".into()))?;
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
         fetch.expected = Some(Expected::Sha256(cksum));
         fetch.negative_ttl = self.negative_ttl;
+        // A `HEAD` is answered from upstream's `HEAD`, without downloading and keeping the crate.
+        if head_only {
+            return self.engine.head(&fetch).await;
+        }
         self.engine.get(fetch).await
     }
 }

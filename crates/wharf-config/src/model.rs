@@ -5,14 +5,13 @@
 //! and never includes secrets: config holds only *paths* to secret files, and URL credentials are redacted.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
 use url::Url;
 
-use crate::error::{ConfigError, ConfigErrors};
 use crate::ser;
 
 /// Default `listen` address.
@@ -21,6 +20,9 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr
 pub const DEFAULT_STORAGE_PATH: &str = "./wharf-data";
 /// Default `metadata_ttl` of a repository.
 pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(10 * 60);
+/// Default `storage.max_negative_entries`.
+pub const DEFAULT_MAX_NEGATIVE_ENTRIES: u64 = 100_000;
+
 /// Default `negative_ttl` of a repository.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(60 * 60);
 
@@ -59,6 +61,8 @@ pub struct StorageConfig {
     /// Share content with other replicas through an S3-compatible bucket, beside `path`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Config>,
+    /// Most negative entries (remembered upstream 404s) kept; the oldest are dropped beyond it.
+    pub max_negative_entries: u64,
 }
 
 /// An S3-compatible object store. Credentials are not part of the config.
@@ -108,6 +112,13 @@ pub struct HttpConfig {
     /// `User-Agent` sent upstream; `None` = wharf's own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    /// Most upstream requests at once for keys wharf holds nothing for (names upstream may never have heard
+    /// of), counted until upstream's response headers arrive; a scan of made-up names cannot turn wharf into
+    /// an amplifier. At least 1, at most [`crate::check::MAX_CONCURRENT_MISSES`].
+    pub max_concurrent_misses: u32,
+    /// How long such a request waits for its turn before the client is answered 503 with `Retry-After`.
+    #[serde(serialize_with = "ser::duration")]
+    pub miss_wait: Duration,
 }
 
 impl Default for HttpConfig {
@@ -118,6 +129,8 @@ impl Default for HttpConfig {
             read_timeout: Duration::from_secs(60),
             retries: 2,
             user_agent: None,
+            max_concurrent_misses: 64,
+            miss_wait: Duration::from_secs(10),
         }
     }
 }
@@ -261,6 +274,24 @@ impl RepoConfig {
             public_url: None,
         }
     }
+
+    /// The field path of one of this repository's keys, for errors: `repositories.{name}.{key}`.
+    pub fn key_path(&self, key: &str) -> String {
+        format!("repositories.{}.{key}", self.name)
+    }
+
+    /// The upstream URL(s) as shown in `/status` and logs: the URL, or `alias=URL` for each aliased upstream.
+    pub fn upstream_list(&self) -> Vec<String> {
+        self.upstream
+            .iter()
+            .map(crate::net::redacted)
+            .chain(
+                self.upstreams
+                    .iter()
+                    .map(|(alias, url)| format!("{alias}={}", crate::net::redacted(url))),
+            )
+            .collect()
+    }
 }
 
 /// A package format.
@@ -373,6 +404,7 @@ impl Default for StorageConfig {
             path: PathBuf::from(DEFAULT_STORAGE_PATH),
             max_size: None,
             s3: None,
+            max_negative_entries: DEFAULT_MAX_NEGATIVE_ENTRIES,
         }
     }
 }
@@ -397,42 +429,6 @@ impl Config {
             server: ServerConfig::default(),
             log: LogConfig::default(),
             repositories: Vec::new(),
-        }
-    }
-
-    /// Parses and validates YAML text, reporting every problem found with its field path.
-    /// Empty text is the embedded default.
-    pub fn from_yaml_str(text: &str) -> Result<Config, ConfigErrors> {
-        crate::walk::parse(text)
-    }
-
-    /// Reads and parses a config file. A read failure is one error with an empty path naming the file.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            let hint = match error.kind() {
-                std::io::ErrorKind::NotFound => "check the path of the config file",
-                std::io::ErrorKind::PermissionDenied => "make the file readable by wharf's user",
-                std::io::ErrorKind::InvalidData => "the config file must be UTF-8 text",
-                _ => "check that the path is a readable file",
-            };
-            ConfigError::new(
-                "",
-                format!("cannot read config file `{}`: {error}", path.display()),
-            )
-            .with_hint(hint)
-        })?;
-        Self::from_yaml_str(&text)
-    }
-
-    /// Semantic checks, for a config built or changed in code (e.g. after CLI overrides): repository names
-    /// valid and unique, each format has the upstream settings it needs, URLs usable, sizes and timeouts
-    /// sensible. [`Config::from_yaml_str`] already runs them.
-    pub fn validate(&self) -> Result<(), ConfigErrors> {
-        let errors = crate::check::config(self);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(errors))
         }
     }
 
@@ -478,6 +474,6 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.storage.path, PathBuf::from("./wharf-data"));
         assert!(config.repositories.is_empty());
-        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.validate(crate::fixture::FORMATS), Ok(()));
     }
 }

@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::check::{self, repo_path};
 use crate::error::{ConfigError, ConfigErrors};
+use crate::formats::{self, FormatSpec};
 use crate::model::{Config, Format, LogFormat, RepoConfig, S3Config, StorageConfig};
 use crate::net::{self, shorten, UrlRole};
 use crate::suggest::closest;
@@ -29,7 +30,7 @@ const TOP_KEYS: &[&str] = &[
     "log",
     "repositories",
 ];
-const STORAGE_KEYS: &[&str] = &["path", "max_size", "s3"];
+const STORAGE_KEYS: &[&str] = &["path", "max_size", "s3", "max_negative_entries"];
 const S3_KEYS: &[&str] = &[
     "bucket",
     "endpoint",
@@ -45,6 +46,8 @@ const HTTP_KEYS: &[&str] = &[
     "read_timeout",
     "retries",
     "user_agent",
+    "max_concurrent_misses",
+    "miss_wait",
 ];
 const SERVER_KEYS: &[&str] = &[
     "header_timeout",
@@ -66,15 +69,20 @@ const REPO_KEYS: &[&str] = &[
     "credentials_file",
 ];
 
-/// Parses YAML text into a validated config.
-pub(crate) fn parse(text: &str) -> Result<Config, ConfigErrors> {
+/// Parses YAML text into a config validated for the formats in `formats`.
+pub(crate) fn parse(text: &str, formats: &[FormatSpec]) -> Result<Config, ConfigErrors> {
+    crate::limits::check(text)?;
     let mut root: Value = if text.trim().is_empty() {
         Value::Null
     } else {
         serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e, text))?
     };
     root.apply_merge().map_err(|e| yaml_error(&e, text))?;
-    let mut walker = Walker::default();
+    let mut walker = Walker {
+        errors: Vec::new(),
+        failed: HashSet::new(),
+        formats,
+    };
     let config = walker.config(&root);
     if walker.errors.is_empty() {
         Ok(config)
@@ -216,14 +224,15 @@ impl<'a> Section<'a> {
     }
 }
 
-#[derive(Default)]
-struct Walker {
+struct Walker<'f> {
     errors: Vec<ConfigError>,
     /// Paths whose value was rejected; `check` errors at these paths would repeat the same mistake.
     failed: HashSet<String>,
+    /// The formats this binary serves.
+    formats: &'f [FormatSpec],
 }
 
-impl Walker {
+impl Walker<'_> {
     fn report(&mut self, error: ConfigError) {
         self.failed.insert(error.path.clone());
         self.errors.push(error);
@@ -339,6 +348,30 @@ impl Walker {
             Value::String(s) => Some(s.clone()),
             other => {
                 self.wrong_type(path, "a string", other, None);
+                None
+            }
+        }
+    }
+
+    /// A whole number from 1 to `max`.
+    fn count(&mut self, value: &Value, path: &str, max: u64) -> Option<u64> {
+        let hint = format!("use a whole number from 1 to {max}");
+        match value {
+            Value::Number(n) => match n.as_u64().filter(|n| (1..=max).contains(n)) {
+                Some(n) => Some(n),
+                None => {
+                    self.report(
+                        ConfigError::new(path, format!("{n} is out of range")).with_hint(hint),
+                    );
+                    None
+                }
+            },
+            other => {
+                let hint = match other {
+                    Value::String(s) => format!("write the number without quotes ({})", shorten(s)),
+                    _ => hint,
+                };
+                self.wrong_type(path, "a number", other, Some(hint));
                 None
             }
         }
@@ -532,6 +565,15 @@ impl Walker {
         if let Some(v) = section.get("max_size") {
             storage.max_size = self.size(v, "storage.max_size");
         }
+        if let Some(n) = section.get("max_negative_entries").and_then(|v| {
+            self.count(
+                v,
+                "storage.max_negative_entries",
+                check::MAX_NEGATIVE_ENTRIES,
+            )
+        }) {
+            storage.max_negative_entries = n;
+        }
         if let Some(v) = section.get("s3") {
             let empty_mapping = v.as_mapping().is_some_and(|m| m.is_empty());
             if !empty_mapping {
@@ -591,6 +633,7 @@ impl Walker {
             ("connect_timeout", &mut http.connect_timeout),
             ("timeout", &mut http.timeout),
             ("read_timeout", &mut http.read_timeout),
+            ("miss_wait", &mut http.miss_wait),
         ] {
             if let Some(duration) = section
                 .get(key)
@@ -627,6 +670,15 @@ impl Walker {
         }
         if let Some(v) = section.get("user_agent") {
             http.user_agent = self.string(v, "http.user_agent");
+        }
+        if let Some(n) = section.get("max_concurrent_misses").and_then(|v| {
+            self.count(
+                v,
+                "http.max_concurrent_misses",
+                u64::from(check::MAX_CONCURRENT_MISSES),
+            )
+        }) {
+            http.max_concurrent_misses = u32::try_from(n).unwrap_or(u32::MAX);
         }
     }
 
@@ -767,13 +819,14 @@ impl Walker {
             self.report_checks(check::repo_checks(
                 &RepoConfig::new(name, Format::Generic),
                 None,
+                self.formats,
             ));
             return None;
         };
 
+        let valid = formats::names(self.formats);
         let format = match section.get("format") {
             None => {
-                let valid = Format::ALL.map(Format::as_str).join(", ");
                 self.report(
                     ConfigError::new(at("format"), "missing required key `format`")
                         .with_hint(format!("add `format:` with one of {valid}")),
@@ -781,17 +834,27 @@ impl Walker {
                 None
             }
             Some(Value::String(s)) => match s.parse::<Format>() {
-                Ok(format) => Some(format),
+                Ok(format) if formats::find(self.formats, format).is_some() => Some(format),
+                Ok(format) => {
+                    self.report(check::not_served(&base, format, self.formats));
+                    None
+                }
                 Err(unknown) => {
+                    let hint = match unknown
+                        .suggestion
+                        .filter(|f| formats::find(self.formats, *f).is_some())
+                    {
+                        Some(format) => format!("did you mean `{format}`? valid formats: {valid}"),
+                        None => format!("valid formats: {valid}"),
+                    };
                     self.report(
                         ConfigError::new(at("format"), format!("unknown format {:?}", shorten(s)))
-                            .with_hint(unknown.hint()),
+                            .with_hint(hint),
                     );
                     None
                 }
             },
             Some(other) => {
-                let valid = Format::ALL.map(Format::as_str).join(", ");
                 self.wrong_type(
                     &at("format"),
                     "a string",
@@ -834,7 +897,8 @@ impl Walker {
         if let Some(v) = section.get("credentials_file") {
             repo.credentials_file = self.path(v, &at("credentials_file"));
         }
-        self.report_checks(check::repo_checks(&repo, format));
+        let spec = format.and_then(|f| formats::find(self.formats, f));
+        self.report_checks(check::repo_checks(&repo, spec, self.formats));
         Some(repo)
     }
 
@@ -929,9 +993,13 @@ fn top_level_hint(key: &str) -> Option<String> {
         "token_file" => belongs_under(key, "admin"),
         "header_timeout" | "idle_timeout" | "body_timeout" | "max_connections"
         | "shutdown_timeout" | "max_header_size" => belongs_under(key, "server"),
-        "connect_timeout" | "timeout" | "read_timeout" | "retries" | "user_agent" => {
-            belongs_under(key, "http")
-        }
+        "connect_timeout"
+        | "timeout"
+        | "read_timeout"
+        | "retries"
+        | "user_agent"
+        | "max_concurrent_misses"
+        | "miss_wait" => belongs_under(key, "http"),
         "level" | "access_log" | "log_level" => {
             belongs_under(key.trim_start_matches("log_"), "log")
         }

@@ -1,8 +1,8 @@
 //! The Go format: a module proxy (the GOPROXY protocol) in front of one upstream proxy.
 //!
 //! Routes under `/{repo}/`, module paths and versions case-encoded (`!x`) and passed upstream unchanged:
-//! - `{module}/@v/list`, `{module}/@latest` and `.info` of non-canonical versions (branch names): cached,
-//!   revalidated after `metadata_ttl`, because they change;
+//! - `{module}/@v/list`, `{module}/@latest` and `.info`, `.mod` and `.zip` of non-canonical versions (branch
+//!   names such as `master`, `v1.2`): cached, revalidated after `metadata_ttl`, because they change;
 //! - `{module}/@v/{version}.info|.mod|.zip` of canonical versions: immutable, cached forever;
 //! - upstream 404 and 410 are answered as such (the go command then tries the next GOPROXY entry) and
 //!   remembered for `negative_ttl`;
@@ -19,9 +19,10 @@ use axum::body::Body;
 use http::{header, HeaderValue, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, Engine, FetchRequest, Freshness,
-    PassThrough, RepoRequest, Repository,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, Engine, FetchRequest,
+    FormatDescriptor, Freshness, PassThrough, RepoRequest, Repository,
 };
+use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
 pub use client_settings::client_settings;
 
@@ -36,12 +37,30 @@ pub struct GoRepo {
     engine: Arc<Engine>,
 }
 
-/// Builds the repository from its configuration (the one line of wiring in the server).
-pub fn build(
-    cfg: &wharf_config::RepoConfig,
-    engine: Arc<Engine>,
-) -> Result<Arc<dyn Repository>, String> {
-    let upstream = cfg.upstream.clone().ok_or("upstream: missing")?;
+/// The Go module proxy format's descriptor, listed in the server's format registry.
+pub const FORMAT: FormatDescriptor = FormatDescriptor {
+    config: FormatSpec {
+        keys: &["checksum_databases"],
+        ..FormatSpec::new(
+            Format::Go,
+            Upstreams::One {
+                example: "https://<your Go module proxy>/",
+            },
+        )
+    },
+    build,
+    client_settings: |cfg, _base, repo_base| {
+        client_settings(&cfg.name, repo_base, &cfg.checksum_databases)
+    },
+    purge_selectors: &[],
+};
+
+/// Builds the repository from its configuration.
+pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
+    let upstream = cfg
+        .upstream
+        .clone()
+        .ok_or_else(|| BuildError::at("upstream", "missing"))?;
     Ok(Arc::new(GoRepo {
         name: Arc::from(cfg.name.as_str()),
         upstream,
@@ -53,18 +72,6 @@ pub fn build(
 }
 
 impl Repository for GoRepo {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn format(&self) -> &'static str {
-        "go"
-    }
-
-    fn upstreams(&self) -> Vec<String> {
-        vec![self.upstream.to_string()]
-    }
-
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
         Box::pin(self.route(req))
     }
@@ -80,7 +87,10 @@ impl GoRepo {
             };
         let route = match route::parse(&segments) {
             Ok(route) => route,
-            Err(e) => return error_response(StatusCode::NOT_FOUND, e),
+            Err(route::Refusal::BadRequest(e)) => {
+                return error_response(StatusCode::BAD_REQUEST, e)
+            }
+            Err(route::Refusal::NotFound(e)) => return error_response(StatusCode::NOT_FOUND, e),
         };
         match route {
             Route::Module {
@@ -110,7 +120,13 @@ impl GoRepo {
         };
         let mut fetch = FetchRequest::new(self.name.clone(), format!("mod/{path}"), url, freshness);
         fetch.negative_ttl = self.negative_ttl;
-        match self.engine.get(fetch).await {
+        // A `HEAD` of an immutable file is answered from upstream's `HEAD`, without downloading it.
+        let result = if req.method == http::Method::HEAD && !mutable {
+            self.engine.head(&fetch).await
+        } else {
+            self.engine.get(fetch).await
+        };
+        match result {
             Ok(served) => {
                 let mut resp = serve(served, &req.method, &req.headers, Some(kind.content_type()));
                 let cache_control = if mutable {

@@ -22,7 +22,10 @@
 mod auth;
 pub mod client_settings;
 mod media;
+#[cfg(test)]
+mod props;
 mod route;
+mod sizes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,9 +36,10 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use sha2::Digest as _;
 use url::Url;
 use wharf_cache::{
-    fetch_error_response, serve, BoxFuture, CacheInfo, Engine, Expected, FetchError, FetchRequest,
-    Freshness, RepoRequest, Repository, Served, UpstreamLabel,
+    fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Engine, Expected, FetchError,
+    FetchRequest, FormatDescriptor, Freshness, RepoRequest, Repository, Served, UpstreamLabel,
 };
+use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
 use auth::{AuthError, Authenticator};
 use route::{Reference, Refusal, Route};
@@ -57,15 +61,32 @@ pub struct OciRepo {
     accept: HeaderValue,
     engine: Arc<Engine>,
     auth: Authenticator,
+    /// Sizes declared by the manifests served, bounding the downloads of what they reference.
+    sizes: sizes::DeclaredSizes,
 }
 
-/// Builds the repository from its configuration (the one line of wiring in the server).
-pub fn build(
-    cfg: &wharf_config::RepoConfig,
-    engine: Arc<Engine>,
-) -> Result<Arc<dyn Repository>, String> {
+/// The OCI format's descriptor, listed in the server's format registry.
+pub const FORMAT: FormatDescriptor = FormatDescriptor {
+    config: FormatSpec::new(
+        Format::Oci,
+        Upstreams::Aliased {
+            example: "docker.io: \"https://<registry>\"",
+        },
+    ),
+    build,
+    client_settings: |cfg, base, _repo_base| {
+        client_settings::client_settings(&cfg.name, &cfg.upstreams, base)
+    },
+    purge_selectors: &[],
+};
+
+/// Builds the repository from its configuration.
+pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
     if cfg.upstreams.is_empty() {
-        return Err("upstreams: an oci repository needs at least one upstream registry".into());
+        return Err(BuildError::at(
+            "upstreams",
+            "an oci repository needs at least one upstream registry",
+        ));
     }
     let upstreams: Vec<(String, Url)> = cfg
         .upstreams
@@ -81,14 +102,15 @@ pub fn build(
         .collect();
     let aliases: Vec<String> = upstreams.iter().map(|(a, _)| a.clone()).collect();
     let credentials = match &cfg.credentials_file {
-        Some(path) => auth::read_credentials(path, &aliases)?,
+        Some(path) => auth::read_credentials(path, &aliases).map_err(BuildError::new)?,
         None => HashMap::new(),
     };
     let auth = Authenticator::new(
         &upstreams,
         credentials,
         concat!("wharf/", env!("CARGO_PKG_VERSION")),
-    )?;
+    )
+    .map_err(BuildError::new)?;
     Ok(Arc::new(OciRepo {
         name: Arc::from(cfg.name.as_str()),
         labels: aliases.iter().map(|a| Arc::from(a.as_str())).collect(),
@@ -97,28 +119,14 @@ pub fn build(
         metadata_ttl: cfg.metadata_ttl,
         negative_ttl: cfg.negative_ttl,
         accept: HeaderValue::from_str(&media::MANIFEST_TYPES.join(", "))
-            .map_err(|e| format!("invalid Accept header: {e}"))?,
+            .map_err(|e| BuildError::new(format!("invalid Accept header: {e}")))?,
         engine,
         auth,
+        sizes: sizes::DeclaredSizes::default(),
     }))
 }
 
 impl Repository for OciRepo {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn format(&self) -> &'static str {
-        "oci"
-    }
-
-    fn upstreams(&self) -> Vec<String> {
-        self.upstreams
-            .iter()
-            .map(|(alias, url)| format!("{alias}={url}"))
-            .collect()
-    }
-
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
         Box::pin(async move {
             let mut resp = self.route(req).await;
@@ -206,16 +214,17 @@ impl OciRepo {
             Ok(None) => {}
             Err(e) => return Err(Failure::Fetch(e)),
         }
-        self.fetch(index, name, fetch).await
+        self.fetch(index, name, fetch, Method::GET).await
     }
 
     /// Fetches with upstream's authorization; a token upstream rejects (expired early, revoked) is renewed
-    /// once.
+    /// once. With `method` `HEAD`, only upstream's `HEAD` is asked (see [`Engine::head`]).
     async fn fetch(
         &self,
         index: usize,
         name: &str,
         mut fetch: FetchRequest,
+        method: Method,
     ) -> Result<Served, Failure> {
         let mut renewed = false;
         loop {
@@ -231,7 +240,12 @@ impl OciRepo {
                     tracing::warn!(repo = %self.name, error = %e, "no upstream token; trying without");
                 }
             }
-            match self.engine.get(fetch.clone()).await {
+            let result = if method == Method::HEAD {
+                self.engine.head(&fetch).await
+            } else {
+                self.engine.get(fetch.clone()).await
+            };
+            match result {
                 Err(FetchError::Status { status: 401, .. }) if !renewed => {
                     self.auth.forget(index, name);
                     renewed = true;
@@ -273,10 +287,13 @@ impl OciRepo {
                 fetch.head_validator = Some(DIGEST_HEADER);
                 fetch.digest_key_prefix = Some(manifest_digest_key(""));
             }
-            Reference::Digest(hex) => fetch.expected = Some(Expected::Sha256(hex.clone())),
+            Reference::Digest(hex) => {
+                fetch.expected = Some(Expected::Sha256(hex.clone()));
+                fetch.declared_size = self.sizes.get(hex);
+            }
         }
         match self.cached_or_fetch(index, name, fetch).await {
-            Ok(served) => respond_manifest(req, served, &tail).await,
+            Ok(served) => respond_manifest(req, served, &tail, &self.sizes).await,
             Err(failure) => failure_response(failure, "MANIFEST_UNKNOWN"),
         }
     }
@@ -294,7 +311,15 @@ impl OciRepo {
         };
         let mut fetch = self.request(format!("blobs/sha256/{sha256}"), url, Freshness::Immutable);
         fetch.expected = Some(Expected::Sha256(sha256.to_string()));
-        match self.cached_or_fetch(index, name, fetch).await {
+        fetch.declared_size = self.sizes.get(sha256);
+        // A `HEAD` (clients ask whether a layer exists, and its size) is answered from upstream's `HEAD`:
+        // fetching and keeping a whole layer to answer it would cost its full size upstream and on disk.
+        let result = if req.method == Method::HEAD {
+            self.fetch(index, name, fetch, Method::HEAD).await
+        } else {
+            self.cached_or_fetch(index, name, fetch).await
+        };
+        match result {
             Ok(served) => {
                 let mut resp = serve(
                     served,
@@ -322,6 +347,19 @@ impl OciRepo {
                     .collect()
             })
             .unwrap_or_default();
+        // Both become part of the cache key: `n` a count, `last` a tag.
+        let bounded = paging.len() <= 2
+            && paging.iter().all(|(k, v)| match k.as_str() {
+                "n" => v.len() <= 6 && v.bytes().all(|b| b.is_ascii_digit()),
+                _ => route::is_tag(v),
+            });
+        if !bounded {
+            return oci_error(
+                StatusCode::BAD_REQUEST,
+                "PAGINATION_NUMBER_INVALID",
+                "tags/list takes at most one `n` (a number up to 999999) and one `last` (a tag)",
+            );
+        }
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&paging)
             .finish();
@@ -352,7 +390,12 @@ fn manifest_digest_key(hex: &str) -> String {
     format!("manifests/sha256/{hex}")
 }
 
-async fn respond_manifest(req: &RepoRequest, served: Served, reference: &str) -> Response<Body> {
+async fn respond_manifest(
+    req: &RepoRequest,
+    served: Served,
+    reference: &str,
+    sizes: &sizes::DeclaredSizes,
+) -> Response<Body> {
     let info = CacheInfo {
         outcome: Some(served.outcome),
         upstream_bytes: served.upstream_bytes.clone(),
@@ -368,6 +411,7 @@ async fn respond_manifest(req: &RepoRequest, served: Served, reference: &str) ->
             )
         }
     };
+    sizes.learn(&body);
     let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
     let media_type = media::manifest_type(content_type.as_deref(), &body);
     if !media::accepts(&req.headers, &media_type) {

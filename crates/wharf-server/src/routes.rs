@@ -66,8 +66,8 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
                 .unwrap_or_default();
             Some(json!({
                 "name": name,
-                "format": repo.format(),
-                "upstreams": repo.upstreams(),
+                "format": repo.config.format.as_str(),
+                "upstreams": repo.config.upstream_list(),
                 "stats": stats,
             }))
         })
@@ -80,6 +80,8 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
             "path": state.engine.store().root(),
             "bytes": usage.bytes,
             "blobs": usage.blobs,
+            "index_bytes": usage.index_bytes,
+            "negative_entries": usage.negative_entries,
             "max_bytes": usage.max_bytes,
             "evictions": usage.evictions,
             "evicted_bytes": usage.evicted_bytes,
@@ -102,12 +104,11 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
     let claimed = state
         .repos
         .values()
-        .find(|r| r.route_prefix() == Some(name))
-        .cloned();
+        .find(|r| r.handler.route_prefix() == Some(name));
     let (repo, rest) = if let Some(repo) = claimed {
         (repo, raw.as_str())
     } else {
-        let Some(repo) = state.repos.get(name).cloned() else {
+        let Some(repo) = state.repos.get(name) else {
             let known = state.repo_order.join(", ");
             let shown: String = name.chars().take(64).collect();
             return error_response(
@@ -138,10 +139,10 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
         headers: parts.headers,
         body: RequestBody::new(body, state.config.server.body_timeout),
     };
-    let mut resp = repo.handle(repo_req).await;
+    let mut resp = repo.handler.handle(repo_req).await;
     resp.extensions_mut().insert(RepoName {
-        name: Arc::from(repo.name()),
-        format: repo.format(),
+        name: Arc::from(repo.config.name.as_str()),
+        format: repo.config.format.as_str(),
     });
     resp
 }
