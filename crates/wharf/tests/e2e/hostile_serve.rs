@@ -429,3 +429,36 @@ fn deeply_nested_config_is_refused_quickly_with_the_limit_named() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("1 MiB"), "{}", text(&out));
 }
+
+#[test]
+fn config_check_refuses_what_serve_refuses_at_start() {
+    // A repository whose builder refuses its settings: npm on a wildcard address needs `public_url`.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"0.0.0.0:{}\"\nstorage:\n  path: \"{}\"\nrepositories:\n  npm:\n    format: npm\n    upstream: \"http://127.0.0.1:9/\"\n",
+            free_port().port(),
+            tmp.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+    let (check, _) = run_bounded(
+        Command::new(WHARF).args(["config", "check"]).arg(&config),
+        Duration::from_secs(20),
+    );
+    assert!(
+        !tmp.path().join("data").exists(),
+        "config check does not touch the configured store"
+    );
+    let (serve, finished) = run_bounded(
+        Command::new(WHARF).args(["serve", "--config"]).arg(&config),
+        Duration::from_secs(20),
+    );
+    assert!(finished, "serve did not stop:\n{}", text(&serve));
+    for (what, out) in [("config check", &check), ("serve", &serve)] {
+        assert_eq!(out.status.code(), Some(1), "{what}:\n{}", text(out));
+        assert!(text(out).contains("public_url"), "{what}:\n{}", text(out));
+    }
+}
