@@ -48,7 +48,7 @@ pub use request::{FetchRequest, Freshness, Outcome};
 pub use request_body::{BodyError, RequestBody};
 pub use respond::{
     download_type, error_response, fetch_error_response, read_only_segments, serve, BoxFuture,
-    CacheInfo, RepoRequest, Repository, UpstreamLabel,
+    CacheInfo, Refusal, RepoRequest, Repository, UpstreamLabel, IMMUTABLE,
 };
 pub use upstream::{Upstream, UpstreamOptions};
 pub use verify::Expected;

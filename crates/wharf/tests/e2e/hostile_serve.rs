@@ -462,3 +462,44 @@ fn config_check_refuses_what_serve_refuses_at_start() {
         assert!(text(out).contains("public_url"), "{what}:\n{}", text(out));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_documents_drop_tarball_links_wharf_would_not_fetch_and_stay_json() {
+    let up = FixtureUpstream::start().await;
+    let doc = serde_json::json!({
+        "name": "lure",
+        "versions": {
+            "1.0.0": {"dist": {"tarball": "javascript:alert(document.domain)"}},
+            "1.1.0": {"dist": {"tarball": "data:text/html,<script>alert(1)</script>"}},
+            "1.2.0": {"dist": {"tarball": format!("{}lure/-/lure-1.2.0.tgz", up.url())}}
+        }
+    });
+    // The upstream calls the document a page.
+    up.put("/lure", doc.to_string(), "text/html");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &format!("  npm:\n    format: npm\n    upstream: \"{}\"\n", up.url()),
+        "public_url: \"http://npm.wharf.test/\"",
+    );
+    let resp = http()
+        .get(wharf.url("/npm/lure"))
+        .header(header::ACCEPT, "application/json")
+        .send()
+        .await
+        .expect("get document");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header_text(&resp, header::CONTENT_TYPE), "application/json");
+    assert_eq!(
+        header_text(&resp, header::X_CONTENT_TYPE_OPTIONS),
+        "nosniff"
+    );
+    let body: serde_json::Value = resp.json().await.expect("json");
+    let versions = &body["versions"];
+    assert_eq!(versions["1.0.0"]["dist"].get("tarball"), None, "{body}");
+    assert_eq!(versions["1.1.0"]["dist"].get("tarball"), None, "{body}");
+    assert_eq!(
+        versions["1.2.0"]["dist"]["tarball"],
+        "http://npm.wharf.test/npm/lure/-/lure-1.2.0.tgz"
+    );
+}
