@@ -401,9 +401,14 @@ async fn big_bodies_are_refused_without_being_read() {
         413
     );
     assert_eq!(post_big(wharf.addr, "/npm/-/ping", 1 << 20).await, 405);
+    // The admin API reads no body at all: without a token (here: disabled) the answer comes unread.
+    assert_eq!(
+        post_big(wharf.addr, "/admin/purge?repo=pypi&all=true", 16 << 20).await,
+        403
+    );
     let peak_after = memory_kib(pid, "VmHWM");
     eprintln!(
-        "41 POSTs of 16 MiB answered in {:?}; peak RSS {peak_before} -> {peak_after} KiB",
+        "42 POSTs of up to 16 MiB answered in {:?}; peak RSS {peak_before} -> {peak_after} KiB",
         started.elapsed()
     );
     assert!(
@@ -447,6 +452,10 @@ async fn connections_beyond_max_connections_wait_in_the_backlog() {
         .expect("served after the held connections closed")
         .expect("task");
     assert_eq!(status, 200);
+    let (_, status) = get(wharf.addr, "/status").await;
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    assert_eq!(status["server"]["max_connections"], 20);
+    assert_eq!(status["server"]["header_timeout"], "30s");
     let (_, metrics) = get(wharf.addr, "/metrics").await;
     let open: f64 = metrics
         .lines()
