@@ -464,3 +464,50 @@ async fn connections_beyond_max_connections_wait_in_the_backlog() {
         .expect("wharf_http_connections gauge");
     assert!((1.0..=20.0).contains(&open), "{open} open connections");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_are_served_on_the_same_port_with_their_address_logged() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &pypi_repo("pypi", UNREACHED, ""),
+        "server:\n  header_timeout: 2s\n",
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let mut requests = Vec::new();
+    for _ in 0..50 {
+        let request = client.get(wharf.url("/healthz")).send();
+        requests.push(tokio::spawn(request));
+    }
+    for request in requests {
+        let resp = request.await.expect("task").expect("h2 request");
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), 200);
+    }
+    // A connection that has answered requests is not held to the header timeout between them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let resp = client
+        .get(wharf.url("/pypi/simple/"))
+        .send()
+        .await
+        .expect("h2 request after a pause");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let metrics = client
+        .get(wharf.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        !metrics.contains("reason=\"header_timeout\""),
+        "an HTTP/2 connection was closed between requests:\n{metrics}"
+    );
+    let logged = wharf.wait_log(|r| r["path"] == "/pypi/simple/");
+    assert_eq!(logged["client"], "127.0.0.1");
+}
