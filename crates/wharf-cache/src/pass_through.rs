@@ -62,7 +62,7 @@ impl Engine {
             }
         };
         self.metrics
-            .upstream_status(&req.repo, resp.status.as_str());
+            .upstream_status(&req.repo, crate::status_label(resp.status.as_u16()));
         let mut builder = Response::builder().status(resp.status);
         for name in FORWARDED_RESPONSE_HEADERS {
             if let Some(value) = resp
@@ -82,11 +82,8 @@ impl Engine {
             builder = builder.header(header::CONTENT_TYPE, crate::download_type(declared));
         }
         let body = resp.inner.bytes_stream().map_err(std::io::Error::other);
-        builder
-            .body(Body::from_stream(body))
-            .map_err(|e| FetchError::Unreachable {
-                url: req.url.to_string(),
-                reason: e.to_string(),
-            })
+        builder.body(Body::from_stream(body)).map_err(|e| {
+            FetchError::Internal(format!("cannot build the response for {}: {e}", req.url))
+        })
     }
 }

@@ -10,23 +10,21 @@ use axum::body::Body;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use crate::range::{self, RangeDecision, Validators};
-use crate::{FetchError, Outcome, Served};
+use crate::{FetchError, Outcome, RequestBody, Served};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A request routed to one repository: `path` is what follows `/{repo}/`, still percent-encoded.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RepoRequest {
     pub method: Method,
     pub path: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
-    /// The request body (empty for `GET`/`HEAD`), read whole up to [`REQUEST_BODY_LIMIT`] by the server.
-    pub body: bytes::Bytes,
+    /// The request body, unread: a route that takes one reads it with its own limit
+    /// ([`RequestBody::bytes`]) or streams it; the others leave it alone.
+    pub body: RequestBody,
 }
-
-/// Largest request body the server reads for a repository (POSTs such as npm's audit reports).
-pub const REQUEST_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// One configured repository of some format: only what differs per format. Its name, format and upstreams
 /// are its `RepoConfig`'s, which the server keeps. The server routes `/{name}/...` to
@@ -52,6 +50,26 @@ pub struct CacheInfo {
     pub outcome: Option<Outcome>,
     pub upstream_bytes: Option<Arc<AtomicU64>>,
 }
+
+/// A response that ends a request early (a refusal, a failed fetch), for formats' `Result`s: any
+/// [`FetchError`] converts into one with [`fetch_error_response`].
+pub struct Refusal(pub Response<Body>);
+
+impl From<FetchError> for Refusal {
+    fn from(error: FetchError) -> Refusal {
+        Refusal(fetch_error_response(&error))
+    }
+}
+
+impl Refusal {
+    /// A plain-text refusal, as [`error_response`] builds.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal(error_response(status, message))
+    }
+}
+
+/// `Cache-Control` of immutable artifacts (files named by version or digest), the same on hits and misses.
+pub const IMMUTABLE: HeaderValue = HeaderValue::from_static("public, max-age=31536000, immutable");
 
 /// A plain-text error response: what went wrong, for humans and CI logs (credentials in URLs redacted).
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response<Body> {

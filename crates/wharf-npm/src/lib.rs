@@ -10,7 +10,8 @@
 //! - `{name}/-/{file}.tgz`: tarballs, immutable, verified while streaming against the document's
 //!   `dist.integrity` (sha512) or `dist.shasum` (sha1). The upstream URL and digest come from the (cached)
 //!   package document, never from the client.
-//! - `-/ping`, `-/npm/v1/keys` and the audit endpoints: forwarded upstream as they are, uncached.
+//! - `-/ping`, `-/npm/v1/keys` and the audit endpoints: forwarded upstream as they are, uncached; ping and keys
+//!   with `GET`/`HEAD` only, the audit endpoints with `POST` only and a body of at most [`AUDIT_BODY_LIMIT`].
 //!
 //! Upstream 404s of documents and tarballs are remembered for `negative_ttl`.
 
@@ -38,6 +39,10 @@ pub use client_settings::client_settings;
 
 use document::Rewritten;
 use route::{PackageName, Route};
+
+/// Largest audit report forwarded upstream. npm sends the lock file's package names and versions, gzipped:
+/// a few hundred KiB for the largest monorepos, so 4 MiB leaves room without letting a client park 16 MiB.
+pub const AUDIT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// Largest package document wharf reads into memory (full documents of old, busy packages reach tens of MB).
 const DOCUMENT_LIMIT: u64 = 256 * 1024 * 1024;
@@ -182,17 +187,46 @@ impl NpmRepo {
     }
 
     async fn pass_through(&self, req: RepoRequest, path: &str) -> Response<Body> {
+        // The audit endpoints take a report; ping and keys are reads. Checked before any body byte is read.
+        let audit = path.starts_with("-/npm/v1/security/");
+        let allowed = if audit {
+            req.method == Method::POST
+        } else {
+            req.method == Method::GET || req.method == Method::HEAD
+        };
+        if !allowed {
+            let mut resp = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!(
+                    "/{path} answers only {}",
+                    if audit { "POST" } else { "GET and HEAD" }
+                ),
+            );
+            resp.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static(if audit { "POST" } else { "GET, HEAD" }),
+            );
+            return resp;
+        }
         let mut url = match self.upstream.join(path) {
             Ok(url) => url,
             Err(e) => return error_response(StatusCode::BAD_GATEWAY, e.to_string()),
         };
         url.set_query(req.query.as_deref());
+        let body = if audit {
+            match req.body.bytes(AUDIT_BODY_LIMIT).await {
+                Ok(body) => body,
+                Err(e) => return e.response(),
+            }
+        } else {
+            bytes::Bytes::new()
+        };
         let forwarded = PassThrough {
             repo: self.name.clone(),
             method: req.method,
             url,
             headers: req.headers,
-            body: req.body,
+            body,
         };
         match self.engine.pass_through(forwarded).await {
             Ok(resp) => resp,
@@ -210,13 +244,12 @@ impl NpmRepo {
         name: &PackageName,
         variant: Variant,
     ) -> Result<Document, FetchError> {
-        let url = self
-            .upstream
-            .join(&name.url_form())
-            .map_err(|e| FetchError::Unreachable {
-                url: self.upstream.to_string(),
-                reason: format!("cannot form the document URL: {e}"),
-            })?;
+        let url = self.upstream.join(&name.url_form()).map_err(|e| {
+            FetchError::Internal(format!(
+                "cannot form the document URL on {}: {e}",
+                self.upstream
+            ))
+        })?;
         let mut fetch = FetchRequest::new(
             self.name.clone(),
             format!("packages/{}/{}", name.as_str(), variant.key_suffix()),
@@ -239,10 +272,6 @@ impl NpmRepo {
             .clone()
             .filter(|t| is_json_type(t))
             .unwrap_or_else(|| variant.default_content_type().to_string());
-        let unreadable = |reason: String| FetchError::Unreachable {
-            url: url.to_string(),
-            reason,
-        };
         // The rewritten document depends on the package (its tarball URLs) and the variant as well as on
         // upstream's bytes: two packages with identical documents must not share one. A body still
         // downloading has no digest yet; the requests that joined that download share one rewrite, keyed by
@@ -254,23 +283,25 @@ impl NpmRepo {
         let (rewritten, digest) = self
             .rewrites
             .get_or_rewrite(&prefix, known.as_deref(), &flight, || async move {
-                let _turn = REWRITE_TURNS
-                    .acquire()
-                    .await
-                    .map_err(|e| format!("no turn to rewrite the document: {e}"))?;
+                let _turn = REWRITE_TURNS.acquire().await.map_err(|e| {
+                    FetchError::Internal(format!("no turn to rewrite the document: {e}"))
+                })?;
                 let raw = served
-                    .into_bytes(DOCUMENT_LIMIT)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .into_document(DOCUMENT_LIMIT, doc_url.as_str())
+                    .await?;
                 let digest = match stored {
                     Some(digest) => digest,
                     None => hex::encode(sha2::Sha256::digest(&raw)),
                 };
-                let doc = rewrite_off_thread(raw, doc_url, base).await?;
+                let doc = rewrite_off_thread(raw, doc_url.clone(), base)
+                    .await
+                    .map_err(|reason| FetchError::BadDocument {
+                        url: doc_url.to_string(),
+                        reason,
+                    })?;
                 Ok((doc, digest))
             })
-            .await
-            .map_err(unreadable)?;
+            .await?;
         Ok(Document {
             rewritten,
             digest,
@@ -325,14 +356,13 @@ impl NpmRepo {
 
     async fn tarball(&self, req: &RepoRequest, name: &PackageName, file: &str) -> Response<Body> {
         let key = format!("tarballs/{}/{file}", name.as_str());
-        let served = match self.engine.cached(&self.name, &key, Freshness::Immutable) {
-            Ok(Some(served)) => Ok(served),
-            Ok(None) => {
-                self.fetch_tarball(name, file, key, req.method == Method::HEAD)
-                    .await
-            }
-            Err(e) => Err(TarballError::Fetch(e)),
-        };
+        let head_only = req.method == Method::HEAD;
+        let served = self
+            .engine
+            .get_or_resolve(&self.name, &key, Freshness::Immutable, head_only, || {
+                self.resolve_tarball(name, file, key.clone())
+            })
+            .await;
         match served {
             Ok(served) => {
                 let mut resp = serve(
@@ -341,10 +371,8 @@ impl NpmRepo {
                     &req.headers,
                     Some("application/octet-stream"),
                 );
-                resp.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=31536000, immutable"),
-                );
+                resp.headers_mut()
+                    .insert(header::CACHE_CONTROL, wharf_cache::IMMUTABLE);
                 resp
             }
             Err(TarballError::NotListed) => error_response(
@@ -358,13 +386,13 @@ impl NpmRepo {
         }
     }
 
-    async fn fetch_tarball(
+    /// The upstream request for a tarball: its URL and digest from the (cached) package document.
+    async fn resolve_tarball(
         &self,
         name: &PackageName,
         file: &str,
         key: String,
-        head_only: bool,
-    ) -> Result<wharf_cache::Served, TarballError> {
+    ) -> Result<FetchRequest, TarballError> {
         let doc = self
             .fetch_document(name, Variant::Abbreviated)
             .await
@@ -380,13 +408,7 @@ impl NpmRepo {
         );
         fetch.expected = source.expected.clone();
         fetch.negative_ttl = self.negative_ttl;
-        // A `HEAD` is answered from upstream's `HEAD`, without downloading and keeping the tarball.
-        let result = if head_only {
-            self.engine.head(&fetch).await
-        } else {
-            self.engine.get(fetch).await
-        };
-        result.map_err(TarballError::Fetch)
+        Ok(fetch)
     }
 }
 
@@ -395,6 +417,12 @@ enum TarballError {
     /// No version in the package document has a tarball of that name.
     NotListed,
     Fetch(FetchError),
+}
+
+impl From<FetchError> for TarballError {
+    fn from(error: FetchError) -> TarballError {
+        TarballError::Fetch(error)
+    }
 }
 
 /// Parses and rewrites a document on the blocking pool: documents of busy packages are tens of MB, and
@@ -471,10 +499,10 @@ impl RewriteCache {
         digest: Option<&str>,
         flight: &str,
         rewrite: F,
-    ) -> Result<Rewrite, String>
+    ) -> Result<Rewrite, FetchError>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Rewrite, String>>,
+        Fut: std::future::Future<Output = Result<Rewrite, FetchError>>,
     {
         let key = format!("{prefix}{}", digest.unwrap_or(flight));
         let cell = {
@@ -573,13 +601,13 @@ mod tests {
         assert!(cache.lock().in_progress.is_empty());
         let again = cache
             .get_or_rewrite("pkg\0full\0", Some("abc"), "download 2", || async {
-                Err::<Rewrite, _>("must not run".to_string())
+                Err::<Rewrite, _>(FetchError::Internal("must not run".into()))
             })
             .await;
         assert!(again.is_ok(), "kept under its digest");
         let other = cache
             .get_or_rewrite("other\0full\0", Some("abc"), "download 1", || async {
-                Err::<Rewrite, _>("unreadable".to_string())
+                Err::<Rewrite, _>(FetchError::Internal("unreadable".into()))
             })
             .await;
         assert!(
