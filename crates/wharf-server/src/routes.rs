@@ -88,6 +88,8 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
             "shared": usage.shared,
         },
         "upstream_fetches_in_flight": state.engine.inflight(),
+        // The connection limits in force, as configured (`server:`).
+        "server": state.config.server,
     })
 }
 
