@@ -323,7 +323,7 @@ impl Engine {
             })
             .observe(resp.latency.as_secs_f64());
         self.metrics
-            .upstream_status(&req.repo, resp.status.as_str());
+            .upstream_status(&req.repo, crate::status_label(resp.status.as_u16()));
         match resp.status {
             StatusCode::NOT_MODIFIED if stale.is_some() => {
                 let stale = stale.expect("checked above");
@@ -445,7 +445,7 @@ impl Engine {
         };
         drop(permit);
         self.metrics
-            .upstream_status(&req.repo, resp.status.as_str());
+            .upstream_status(&req.repo, crate::status_label(resp.status.as_u16()));
         match resp.status {
             StatusCode::OK => {
                 let len = header_text(&resp.headers, "content-length")
@@ -524,7 +524,7 @@ impl Engine {
             }
         };
         self.metrics
-            .upstream_status(&req.repo, resp.status.as_str());
+            .upstream_status(&req.repo, crate::status_label(resp.status.as_u16()));
         match resp.status {
             StatusCode::OK => {
                 let current = header_text(&resp.headers, validator);

@@ -10,7 +10,8 @@
 //! - `{name}/-/{file}.tgz`: tarballs, immutable, verified while streaming against the document's
 //!   `dist.integrity` (sha512) or `dist.shasum` (sha1). The upstream URL and digest come from the (cached)
 //!   package document, never from the client.
-//! - `-/ping`, `-/npm/v1/keys` and the audit endpoints: forwarded upstream as they are, uncached.
+//! - `-/ping`, `-/npm/v1/keys` and the audit endpoints: forwarded upstream as they are, uncached; ping and keys
+//!   with `GET`/`HEAD` only, the audit endpoints with `POST` only and a body of at most [`AUDIT_BODY_LIMIT`].
 //!
 //! Upstream 404s of documents and tarballs are remembered for `negative_ttl`.
 
@@ -38,6 +39,10 @@ pub use client_settings::client_settings;
 
 use document::Rewritten;
 use route::{PackageName, Route};
+
+/// Largest audit report forwarded upstream. npm sends the lock file's package names and versions, gzipped:
+/// a few hundred KiB for the largest monorepos, so 4 MiB leaves room without letting a client park 16 MiB.
+pub const AUDIT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 /// Largest package document wharf reads into memory (full documents of old, busy packages reach tens of MB).
 const DOCUMENT_LIMIT: u64 = 256 * 1024 * 1024;
@@ -182,17 +187,46 @@ impl NpmRepo {
     }
 
     async fn pass_through(&self, req: RepoRequest, path: &str) -> Response<Body> {
+        // The audit endpoints take a report; ping and keys are reads. Checked before any body byte is read.
+        let audit = path.starts_with("-/npm/v1/security/");
+        let allowed = if audit {
+            req.method == Method::POST
+        } else {
+            req.method == Method::GET || req.method == Method::HEAD
+        };
+        if !allowed {
+            let mut resp = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!(
+                    "/{path} answers only {}",
+                    if audit { "POST" } else { "GET and HEAD" }
+                ),
+            );
+            resp.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static(if audit { "POST" } else { "GET, HEAD" }),
+            );
+            return resp;
+        }
         let mut url = match self.upstream.join(path) {
             Ok(url) => url,
             Err(e) => return error_response(StatusCode::BAD_GATEWAY, e.to_string()),
         };
         url.set_query(req.query.as_deref());
+        let body = if audit {
+            match req.body.bytes(AUDIT_BODY_LIMIT).await {
+                Ok(body) => body,
+                Err(e) => return e.response(),
+            }
+        } else {
+            bytes::Bytes::new()
+        };
         let forwarded = PassThrough {
             repo: self.name.clone(),
             method: req.method,
             url,
             headers: req.headers,
-            body: req.body,
+            body,
         };
         match self.engine.pass_through(forwarded).await {
             Ok(resp) => resp,
