@@ -16,6 +16,11 @@ use crate::{EngineMetrics, FetchError, FetchRequest, Freshness, Outcome, Upstrea
 
 /// Bytes gathered before one write to the temporary file (and one progress notification to readers).
 const WRITE_BATCH: usize = 64 * 1024;
+/// A download checks the free disk space before its first byte and each time this many more bytes arrived.
+const DISK_CHECK_EVERY: u64 = 64 * 1024 * 1024;
+/// Disk space a download leaves free (beyond its announced length): a body of unknown length must not fill
+/// the disk the index and other downloads need.
+const DISK_HEADROOM: u64 = 16 * 1024 * 1024;
 
 /// The engine: one per process, shared by every repository.
 pub struct Engine {
@@ -373,6 +378,22 @@ impl Engine {
         }
     }
 
+    /// Refuses a body when fewer than `needed` bytes are free on the store's disk.
+    fn check_free_disk(&self, url: &str, needed: u64) -> Result<(), FetchError> {
+        let Some(free) = self.store.free_bytes() else {
+            return Ok(());
+        };
+        if free < needed {
+            return Err(FetchError::TooLarge {
+                url: url.to_string(),
+                what: format!("needs {needed} bytes of disk"),
+                limit: free,
+                why: "free disk space",
+            });
+        }
+        Ok(())
+    }
+
     /// Refuses, before any upstream request, a body whose declared size is more than the whole store.
     fn check_declared_size(&self, req: &FetchRequest) -> Result<(), FetchError> {
         match (req.declared_size, self.store.max_size()) {
@@ -584,6 +605,8 @@ impl Engine {
                 });
             }
         }
+        self.check_free_disk(&url, announced.unwrap_or(0).saturating_add(DISK_HEADROOM))?;
+        let mut next_disk_check = DISK_CHECK_EVERY;
         let mut kept: Vec<(String, String)> = req
             .keep_headers
             .iter()
@@ -659,6 +682,10 @@ impl Engine {
                                 why,
                             });
                         }
+                    }
+                    if sha.len() + chunk.len() as u64 >= next_disk_check {
+                        self.check_free_disk(&url, DISK_HEADROOM)?;
+                        next_disk_check += DISK_CHECK_EVERY;
                     }
                     sha.update(&chunk);
                     checker.update(&chunk);

@@ -36,7 +36,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
 use tower::Service;
 use wharf_config::ServerConfig;
@@ -305,6 +305,8 @@ impl Connection {
                     }
                     return;
                 }
+                // A deadline may have come closer (a request began, a write blocked): decide again.
+                _ = activity.changed.notified() => {}
                 _ = tokio::time::sleep_until(wake) => {
                     if closing.is_some_and(|since| Instant::now() >= since + CLOSE_GRACE) {
                         return;
@@ -352,6 +354,8 @@ struct Activity {
     /// HTTP/2 sends frames between requests (pings, window updates), so there a byte does not start a head.
     http2: AtomicBool,
     first_read_done: AtomicBool,
+    /// Wakes the connection's watch when a deadline may have moved closer.
+    changed: Notify,
 }
 
 impl Activity {
@@ -364,6 +368,7 @@ impl Activity {
             write_blocked_since: AtomicU64::new(0),
             http2: AtomicBool::new(false),
             first_read_done: AtomicBool::new(false),
+            changed: Notify::new(),
         }
     }
 
@@ -388,6 +393,7 @@ impl Activity {
             && self.head_since.load(Ordering::Relaxed) == 0
         {
             self.head_since.store(self.stamp(), Ordering::Relaxed);
+            self.changed.notify_one();
         }
     }
 
@@ -396,6 +402,7 @@ impl Activity {
         if blocked && since == 0 {
             self.write_blocked_since
                 .store(self.stamp(), Ordering::Relaxed);
+            self.changed.notify_one();
         } else if !blocked && since != 0 {
             self.write_blocked_since.store(0, Ordering::Relaxed);
         }
@@ -404,6 +411,7 @@ impl Activity {
     fn request_started(self: &Arc<Self>) -> RequestGuard {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_since.store(0, Ordering::Relaxed);
+        self.changed.notify_one();
         RequestGuard(self.clone())
     }
 

@@ -464,3 +464,111 @@ async fn connections_beyond_max_connections_wait_in_the_backlog() {
         .expect("wharf_http_connections gauge");
     assert!((1.0..=20.0).contains(&open), "{open} open connections");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_are_served_on_the_same_port_with_their_address_logged() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &pypi_repo("pypi", UNREACHED, ""),
+        "server:\n  header_timeout: 2s\n",
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let mut requests = Vec::new();
+    for _ in 0..50 {
+        let request = client.get(wharf.url("/healthz")).send();
+        requests.push(tokio::spawn(request));
+    }
+    for request in requests {
+        let resp = request.await.expect("task").expect("h2 request");
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), 200);
+    }
+    // A connection that has answered requests is not held to the header timeout between them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let resp = client
+        .get(wharf.url("/pypi/simple/"))
+        .send()
+        .await
+        .expect("h2 request after a pause");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let metrics = client
+        .get(wharf.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        !metrics.contains("reason=\"header_timeout\""),
+        "an HTTP/2 connection was closed between requests:\n{metrics}"
+    );
+    let logged = wharf.wait_log(|r| r["path"] == "/pypi/simple/");
+    assert_eq!(logged["client"], "127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_download_is_dropped_after_the_body_timeout() {
+    let file = wheel_with_payload("big", "1.0", 32 << 20, 11);
+    let up = PypiUpstream::start(vec![Project::new("big", vec![file.clone()])]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &pypi_repo("pypi", &up.index_url(), ""),
+        "server:\n  body_timeout: 1s\n",
+    );
+    let path = format!("/pypi/files/big/{}", file.filename);
+    // Cached first, so the stall below is the client's alone.
+    let mut warm = TcpStream::connect(wharf.addr).await.expect("connect");
+    let (status, body) = exchange(
+        &mut warm,
+        &format!("GET {path} HTTP/1.1\r\nHost: wharf\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+    .expect("download");
+    assert_eq!((status, body.len()), (200, file.bytes.len()));
+
+    // A small receive buffer, so loopback's autotuned buffers cannot swallow the whole file.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(64 * 1024).expect("SO_RCVBUF");
+    let mut stream = socket.connect(wharf.addr).await.expect("connect");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: wharf\r\n\r\n").as_bytes())
+        .await
+        .expect("request");
+    // Read nothing while the socket buffers fill and the server's writes block.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stalled download was never ended ({received} bytes received)"
+    );
+    eprintln!(
+        "a client that stopped reading received {received} of {} bytes",
+        file.bytes.len()
+    );
+    assert!(
+        received < file.bytes.len(),
+        "the whole file arrived: the server never gave up on the stalled client"
+    );
+    let (_, metrics) = get(wharf.addr, "/metrics").await;
+    assert!(
+        metrics.contains("wharf_http_connections_closed_total{reason=\"body_timeout\"} 1"),
+        "{metrics}"
+    );
+}
