@@ -160,7 +160,7 @@ impl OciRepo {
         }
         let segments = match wharf_cache::path::segments(&req.path) {
             Ok(s) => s,
-            Err(e) => return oci_error(StatusCode::BAD_REQUEST, "NAME_INVALID", &e),
+            Err(e) => return oci_error(StatusCode::BAD_REQUEST, "NAME_INVALID", &e.to_string()),
         };
         let route = match route::parse(&segments) {
             Ok(route) => route,
