@@ -35,6 +35,10 @@ pub enum FetchError {
         expected: String,
         actual: String,
     },
+    /// wharf's reach policy forbids a request (a redirect or link to a host outside the upstream and its
+    /// `file_hosts`, a special address, too many redirects).
+    #[error("refused to fetch {url}: {reason}")]
+    Refused { url: String, reason: String },
     /// The local store failed (disk full, permissions).
     #[error("cache store error: {0}")]
     Store(String),
@@ -66,6 +70,8 @@ impl FetchError {
             | FetchError::Timeout { .. }
             | FetchError::Abandoned { .. } => true,
             FetchError::Truncated { .. } | FetchError::DigestMismatch { .. } => true,
+            // A copy fetched before upstream began redirecting elsewhere was fetched under the policy.
+            FetchError::Refused { .. } => true,
             FetchError::NotFound { .. } | FetchError::Store(_) => false,
         }
     }
@@ -81,6 +87,7 @@ impl FetchError {
             FetchError::Timeout { .. } => "timeout",
             FetchError::Truncated { .. } => "truncated",
             FetchError::DigestMismatch { .. } => "digest_mismatch",
+            FetchError::Refused { .. } => "refused",
             FetchError::Store(_) => "store",
             FetchError::Abandoned { .. } => "abandoned",
         }

@@ -26,6 +26,7 @@ mod flight;
 mod metrics;
 mod pass_through;
 pub mod path;
+mod reach;
 mod request;
 mod respond;
 mod upstream;
@@ -36,6 +37,9 @@ pub use engine::Engine;
 pub use error::FetchError;
 pub use metrics::EngineMetrics;
 pub use pass_through::PassThrough;
+pub use reach::{
+    same_origin, secrets_allowed, special_class, Credential, Reach, Special, MAX_REDIRECTS,
+};
 pub use request::{FetchRequest, Freshness, Outcome};
 pub use respond::{
     error_response, fetch_error_response, read_only_segments, serve, BoxFuture, CacheInfo,

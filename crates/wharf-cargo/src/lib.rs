@@ -24,8 +24,8 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use sha2::Digest as _;
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, CacheInfo, Engine, Expected,
-    FetchError, FetchRequest, Freshness, RepoRequest, Repository, Served,
+    error_response, fetch_error_response, serve, BoxFuture, CacheInfo, Credential, Engine,
+    Expected, FetchError, FetchRequest, Freshness, Reach, RepoRequest, Repository, Served,
 };
 
 pub use client_settings::client_settings;
@@ -40,6 +40,8 @@ pub struct CargoRepo {
     dl: String,
     metadata_ttl: Duration,
     negative_ttl: Duration,
+    /// The upstream and `file_hosts` (where `dl` may point), with the upstream's credential.
+    reach: Arc<Reach>,
     engine: Arc<Engine>,
 }
 
@@ -54,7 +56,15 @@ pub fn build(
          top-level `public_url` (e.g. `public_url: \"http://wharf.ci:8080/\"`); wharf listens on a wildcard \
          address, which clients cannot use",
     )?;
+    let credential = match &cfg.credentials_file {
+        Some(path) => Some(Credential::read(path, &upstream)?),
+        None => None,
+    };
+    let reach = engine.register_reach(
+        Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential),
+    );
     Ok(Arc::new(CargoRepo {
+        reach,
         name: Arc::from(cfg.name.as_str()),
         upstream,
         dl: format!("{public_base}api/v1/crates"),
@@ -125,6 +135,7 @@ impl CargoRepo {
             Freshness::Revalidate(self.metadata_ttl),
         );
         fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
         Ok(fetch)
     }
 
@@ -254,9 +265,16 @@ impl CargoRepo {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| unreadable(dl, "the `dl` template gives no http(s) URL".into()))?;
+        self.reach
+            .check(&url)
+            .map_err(|reason| FetchError::Refused {
+                url: url.to_string(),
+                reason: format!("config.json's `dl` names a host wharf may not reach: {reason}"),
+            })?;
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
         fetch.expected = Some(Expected::Sha256(cksum));
         fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
         self.engine.get(fetch).await
     }
 }

@@ -281,14 +281,31 @@ pub(crate) fn repo_checks(repo: &RepoConfig, format: Option<Format>) -> Vec<Conf
                 .with_hint("remove it"),
             );
         }
-        if format != Format::Pypi && repo.file_hosts.is_some() {
+        if format == Format::Go && repo.file_hosts.is_some() {
             errors.push(
                 ConfigError::new(
                     at("file_hosts"),
-                    format!("`file_hosts` is only for pypi repositories, not {format}"),
+                    "`file_hosts` means nothing for go repositories: a Go module proxy serves every file \
+                     itself, so wharf fetches only from the upstream's host (redirects included)",
                 )
                 .with_hint("remove it"),
             );
+        }
+        if repo.credentials_file.is_some() && format != Format::Oci {
+            if let Some(url) = repo.upstream.as_ref().filter(|u| !secrets_allowed(u)) {
+                errors.push(
+                    ConfigError::new(
+                        at("credentials_file"),
+                        format!(
+                            "the upstream {} is plain http: credentials would travel in clear text",
+                            crate::net::shorten(url.as_str())
+                        ),
+                    )
+                    .with_hint(
+                        "use an https:// upstream (plain http carries credentials only to loopback addresses)",
+                    ),
+                );
+            }
         }
     }
 
@@ -333,6 +350,17 @@ pub(crate) fn repo_checks(repo: &RepoConfig, format: Option<Format>) -> Vec<Conf
         );
     }
     errors
+}
+
+/// Whether wharf sends credentials to `url`: https, or plain http to a loopback address.
+fn secrets_allowed(url: &url::Url) -> bool {
+    match url.host() {
+        _ if url.scheme() == "https" => true,
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 /// A placeholder upstream for hints; wharf ships no public registry address.
@@ -447,6 +475,19 @@ mod tests {
         let mut npm = RepoConfig::new("npm", Format::Npm);
         npm.file_hosts = Some(vec![]);
         config.repositories.push(npm);
+        let mut go = RepoConfig::new("go", Format::Go);
+        go.upstream = Some(url("https://proxy.example.org/"));
+        go.file_hosts = Some(vec!["cdn.example.org".into()]);
+        config.repositories.push(go);
+        let mut clear = RepoConfig::new("clear", Format::Cargo);
+        clear.upstream = Some(url("http://idx.example.org/"));
+        clear.credentials_file = Some("/etc/wharf/cargo-token".into());
+        config.repositories.push(clear);
+        let mut local = RepoConfig::new("local", Format::Pypi);
+        local.upstream = Some(url("http://127.0.0.1:3141/simple/"));
+        local.credentials_file = Some("/etc/wharf/pypi-credentials".into());
+        local.file_hosts = Some(vec!["files.example.org".into()]);
+        config.repositories.push(local);
 
         let errors = config.validate().unwrap_err();
         assert_eq!(
@@ -456,10 +497,13 @@ mod tests {
                 "repositories.images.upstream",
                 "repositories.images.upstreams",
                 "repositories.npm.upstream",
-                "repositories.npm.file_hosts",
+                "repositories.go.file_hosts",
+                "repositories.clear.credentials_file",
             ]
         );
         assert!(errors.0[0].message.contains("more than once"));
+        assert!(errors.0[4].message.contains("serves every file"));
+        assert!(errors.0[5].message.contains("clear text"));
     }
 
     #[test]

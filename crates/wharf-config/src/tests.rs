@@ -500,13 +500,24 @@ fn upstream_settings_match_the_format() {
     assert_eq!(error.message, "`upstreams` is only for oci repositories");
 
     let error = single(
-        "repositories:\n  npm:\n    format: npm\n    upstream: https://npm.example.org/\n    file_hosts: [files.example.org]\n",
-        "repositories.npm.file_hosts",
+        "repositories:\n  go:\n    format: go\n    upstream: https://proxy.example.org/\n    file_hosts: [files.example.org]\n",
+        "repositories.go.file_hosts",
     );
-    assert_eq!(
-        error.message,
-        "`file_hosts` is only for pypi repositories, not npm"
+    assert!(
+        error.message.contains("go repositories"),
+        "{}",
+        error.message
     );
+    for format in ["npm", "cargo"] {
+        let text = format!(
+            "repositories:\n  r:\n    format: {format}\n    upstream: https://r.example.org/\n    file_hosts: [files.example.org]\n"
+        );
+        let config = Config::from_yaml_str(&text).expect(format);
+        assert_eq!(
+            config.repositories[0].file_hosts,
+            Some(vec!["files.example.org".to_owned()])
+        );
+    }
 }
 
 #[test]

@@ -19,8 +19,8 @@ use axum::body::Body;
 use http::{header, HeaderValue, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, Engine, FetchRequest, Freshness,
-    PassThrough, RepoRequest, Repository,
+    error_response, fetch_error_response, serve, BoxFuture, Credential, Engine, FetchRequest,
+    Freshness, PassThrough, Reach, RepoRequest, Repository,
 };
 
 pub use client_settings::client_settings;
@@ -33,6 +33,8 @@ pub struct GoRepo {
     checksum_databases: Vec<String>,
     metadata_ttl: Duration,
     negative_ttl: Duration,
+    /// The upstream's own origin only (Go has no `file_hosts`), with its credential if configured.
+    reach: Arc<Reach>,
     engine: Arc<Engine>,
 }
 
@@ -42,7 +44,13 @@ pub fn build(
     engine: Arc<Engine>,
 ) -> Result<Arc<dyn Repository>, String> {
     let upstream = cfg.upstream.clone().ok_or("upstream: missing")?;
+    let credential = match &cfg.credentials_file {
+        Some(path) => Some(Credential::read(path, &upstream)?),
+        None => None,
+    };
+    let reach = engine.register_reach(Reach::new(&[&upstream], None).with_credential(credential));
     Ok(Arc::new(GoRepo {
+        reach,
         name: Arc::from(cfg.name.as_str()),
         upstream,
         checksum_databases: cfg.checksum_databases.clone(),
@@ -110,6 +118,7 @@ impl GoRepo {
         };
         let mut fetch = FetchRequest::new(self.name.clone(), format!("mod/{path}"), url, freshness);
         fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
         match self.engine.get(fetch).await {
             Ok(served) => {
                 let mut resp = serve(served, &req.method, &req.headers, Some(kind.content_type()));
@@ -150,6 +159,7 @@ impl GoRepo {
             url,
             headers: req.headers,
             body: Default::default(),
+            reach: Some(self.reach.clone()),
         };
         match self.engine.pass_through(forwarded).await {
             Ok(resp) => resp,

@@ -27,8 +27,8 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use sha2::Digest as _;
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, CacheInfo, Engine, FetchError,
-    FetchRequest, Freshness, PassThrough, RepoRequest, Repository,
+    error_response, fetch_error_response, serve, BoxFuture, CacheInfo, Credential, Engine,
+    FetchError, FetchRequest, Freshness, PassThrough, Reach, RepoRequest, Repository,
 };
 
 pub use client_settings::client_settings;
@@ -38,6 +38,9 @@ use route::{PackageName, Route};
 
 /// Largest package document wharf reads into memory (full documents of old, busy packages reach tens of MB).
 const DOCUMENT_LIMIT: u64 = 256 * 1024 * 1024;
+/// Largest audit report wharf forwards (npm sends the dependency tree, gzip-compressed: a large lock file
+/// gives a few hundred KiB).
+const AUDIT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// Bytes of rewritten documents kept in memory.
 const REWRITE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -103,6 +106,8 @@ pub struct NpmRepo {
     public_base: Url,
     metadata_ttl: Duration,
     negative_ttl: Duration,
+    /// The upstream and `file_hosts` (where tarballs may live), with the upstream's credential.
+    reach: Arc<Reach>,
     engine: Arc<Engine>,
     rewrites: RewriteCache,
 }
@@ -118,7 +123,15 @@ pub fn build(
          top-level `public_url` (e.g. `public_url: \"http://wharf.ci:8080/\"`); wharf listens on a wildcard \
          address, which clients cannot use",
     )?;
+    let credential = match &cfg.credentials_file {
+        Some(path) => Some(Credential::read(path, &upstream)?),
+        None => None,
+    };
+    let reach = engine.register_reach(
+        Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential),
+    );
     Ok(Arc::new(NpmRepo {
+        reach,
         name: Arc::from(cfg.name.as_str()),
         upstream,
         public_base,
@@ -175,6 +188,32 @@ impl NpmRepo {
     }
 
     async fn pass_through(&self, req: RepoRequest, path: &str) -> Response<Body> {
+        let audit = path.contains("/security/");
+        let allowed: &[Method] = if audit {
+            &[Method::POST]
+        } else {
+            &[Method::GET, Method::HEAD]
+        };
+        if !allowed.contains(&req.method) {
+            let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            let mut resp = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("`/{path}` takes only {}", names.join(" and ")),
+            );
+            if let Ok(value) = HeaderValue::from_str(&names.join(", ")) {
+                resp.headers_mut().insert(header::ALLOW, value);
+            }
+            return resp;
+        }
+        if req.body.len() > AUDIT_BODY_LIMIT || (!audit && !req.body.is_empty()) {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "`/{path}` takes a body of at most {} bytes",
+                    if audit { AUDIT_BODY_LIMIT } else { 0 }
+                ),
+            );
+        }
         let mut url = match self.upstream.join(path) {
             Ok(url) => url,
             Err(e) => return error_response(StatusCode::BAD_GATEWAY, e.to_string()),
@@ -186,6 +225,7 @@ impl NpmRepo {
             url,
             headers: req.headers,
             body: req.body,
+            reach: Some(self.reach.clone()),
         };
         match self.engine.pass_through(forwarded).await {
             Ok(resp) => resp,
@@ -217,6 +257,7 @@ impl NpmRepo {
             Freshness::Revalidate(self.metadata_ttl),
         );
         fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
         fetch.headers.insert(
             header::ACCEPT,
             HeaderValue::from_static(variant.upstream_accept()),
@@ -350,6 +391,13 @@ impl NpmRepo {
         let Some(source) = doc.rewritten.tarballs.get(file) else {
             return Err(TarballError::NotListed);
         };
+        // Checked here for a clear answer; the engine checks it again, and every redirect hop.
+        if let Err(reason) = self.reach.check(&source.url) {
+            return Err(TarballError::Fetch(FetchError::Refused {
+                url: source.url.to_string(),
+                reason: format!("the package document's `dist.tarball` names a host wharf may not reach: {reason}"),
+            }));
+        }
         let mut fetch = FetchRequest::new(
             self.name.clone(),
             key,
@@ -358,6 +406,7 @@ impl NpmRepo {
         );
         fetch.expected = source.expected.clone();
         fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
         self.engine.get(fetch).await.map_err(TarballError::Fetch)
     }
 }

@@ -85,9 +85,11 @@ pub fn build(
         None => HashMap::new(),
     };
     let auth = Authenticator::new(
+        Arc::from(cfg.name.as_str()),
+        engine.clone(),
         &upstreams,
+        cfg.file_hosts.as_deref(),
         credentials,
-        concat!("wharf/", env!("CARGO_PKG_VERSION")),
     )?;
     Ok(Arc::new(OciRepo {
         name: Arc::from(cfg.name.as_str()),
@@ -218,6 +220,7 @@ impl OciRepo {
         mut fetch: FetchRequest,
     ) -> Result<Served, Failure> {
         let mut renewed = false;
+        fetch.reach = Some(self.auth.reach(index));
         loop {
             match self.auth.header(index, name).await {
                 Ok(Some(value)) => {
