@@ -244,6 +244,10 @@ pub(crate) enum Source {
         rx: Receiver<FlightState>,
         len: Option<u64>,
     },
+    /// No body at hand: the answer to a `HEAD` that upstream's own `HEAD` gave, with the length it announced.
+    Headers {
+        len: Option<u64>,
+    },
 }
 
 impl Served {
@@ -252,7 +256,7 @@ impl Served {
     pub fn len(&self) -> Option<u64> {
         match &self.source {
             Source::File { len, .. } => Some(*len),
-            Source::Growing { len, .. } => *len,
+            Source::Growing { len, .. } | Source::Headers { len } => *len,
         }
     }
 
@@ -272,6 +276,7 @@ impl Served {
         match self.source {
             Source::File { file, len } => file_stream(file, start, end.unwrap_or(len).min(len)),
             Source::Growing { rx, .. } => growing_stream(rx, start, end),
+            Source::Headers { .. } => Box::pin(futures_util::stream::empty()),
         }
     }
 

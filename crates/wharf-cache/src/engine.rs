@@ -331,7 +331,10 @@ impl Engine {
             .await
         {
             if !matches!(error, FetchError::NotFound { .. }) {
-                tracing::warn!(repo = %req.repo, key = %req.key, %error, "upstream fetch failed");
+                // A refusal under load is counted, not logged: a scan would log one line per name.
+                if !matches!(error, FetchError::Busy { .. }) {
+                    tracing::warn!(repo = %req.repo, key = %req.key, %error, "upstream fetch failed");
+                }
                 self.metrics.error(&req.repo, error.kind());
             }
             tx.send_replace(FlightState::Failed(error));
@@ -369,6 +372,8 @@ impl Engine {
         if let Some(stale) = stale {
             add_validators(&mut headers, stale);
         }
+        self.check_declared_size(req)?;
+        let permit = self.miss_permit(req, stale).await?;
         let resp = match self.upstream.get(&req.url, &headers, &req.policy()).await {
             Ok(resp) => resp,
             Err(e) => {
@@ -376,6 +381,7 @@ impl Engine {
                 return Err(e);
             }
         };
+        drop(permit);
         self.metrics
             .upstream_latency
             .get_or_create(&crate::metrics::RepoLabel {
@@ -393,19 +399,133 @@ impl Engine {
             StatusCode::NOT_FOUND | StatusCode::GONE => {
                 let status = resp.status.as_u16();
                 if !req.negative_ttl.is_zero() {
-                    let entry = Entry {
-                        digest: None,
-                        size: 0,
-                        status,
-                        content_type: None,
-                        etag: None,
-                        last_modified: None,
-                        fetched_at: now_ms(),
-                        immutable: false,
-                        upstream_url: req.url.to_string(),
-                        headers: Vec::new(),
-                    };
-                    self.put_entry(req, entry).await?;
+                    self.put_entry(req, negative_entry(req, status)).await?;
+                }
+                Err(FetchError::NotFound {
+                    url: req.url.to_string(),
+                    status,
+                    from_negative_cache: false,
+                })
+            }
+            other => Err(FetchError::Status {
+                url: req.url.to_string(),
+                status: other.as_u16(),
+            }),
+        }
+    }
+
+    /// A turn to ask upstream when the store holds nothing for the key (the name may be made up), so that a
+    /// scan of missing names makes at most `max_concurrent_misses` upstream requests at once; `None` when a
+    /// stored entry is being revalidated.
+    async fn miss_permit(
+        &self,
+        req: &FetchRequest,
+        stale: Option<&Entry>,
+    ) -> Result<Option<crate::upstream::MissPermit>, FetchError> {
+        match stale {
+            Some(_) => Ok(None),
+            None => self.upstream.miss_permit(&req.url).await.map(Some),
+        }
+    }
+
+    /// The most bytes a body for `req` may have, and why: the size its metadata declares, or the store's
+    /// `max_size` (a body larger than the whole store could never be kept).
+    fn body_limit(&self, req: &FetchRequest) -> Option<(u64, &'static str)> {
+        let declared = req.declared_size.map(|n| (n, "the declared size"));
+        let store = self.store.max_size().map(|n| (n, "storage.max_size"));
+        match (declared, store) {
+            (Some(d), Some(s)) => Some(if d.0 <= s.0 { d } else { s }),
+            (one, other) => one.or(other),
+        }
+    }
+
+    /// Refuses, before any upstream request, a body whose declared size is more than the whole store.
+    fn check_declared_size(&self, req: &FetchRequest) -> Result<(), FetchError> {
+        match (req.declared_size, self.store.max_size()) {
+            (Some(declared), Some(max)) if declared > max => Err(FetchError::TooLarge {
+                url: req.url.to_string(),
+                what: format!("is declared as {declared} bytes"),
+                limit: max,
+                why: "storage.max_size",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Answers a `HEAD` without downloading the body: from the store when it holds a fresh copy, else from
+    /// upstream's own `HEAD` (one request, nothing stored, not shared with other requests). For immutable
+    /// files, whose `GET` would fetch and keep the whole body just to answer with its length. An upstream
+    /// 404/410 is remembered like a `GET`'s.
+    pub async fn head(&self, req: &FetchRequest) -> Result<Served, FetchError> {
+        let stale = match self.classify(req)? {
+            Cached::Fresh(entry, blob) => {
+                self.metrics.outcome(&req.repo, Outcome::Hit);
+                return Ok(served_from_blob(Outcome::Hit, entry, blob));
+            }
+            Cached::Negative(entry) => {
+                self.metrics.outcome(&req.repo, Outcome::Negative);
+                return Err(negative(req, &entry));
+            }
+            Cached::Stale(entry) => Some(entry),
+            Cached::Absent => None,
+        };
+        let permit = self.miss_permit(req, stale.as_ref()).await?;
+        let resp = match self
+            .upstream
+            .request(http::Method::HEAD, &req.url, &req.headers, &req.policy())
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.metrics.upstream_status(&req.repo, "error");
+                return Err(e);
+            }
+        };
+        drop(permit);
+        self.metrics
+            .upstream_status(&req.repo, resp.status.as_str());
+        match resp.status {
+            StatusCode::OK => {
+                let len = header_text(&resp.headers, "content-length")
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if let (Some(len), Some((limit, why))) = (len, self.body_limit(req)) {
+                    if len > limit {
+                        return Err(FetchError::TooLarge {
+                            url: req.url.to_string(),
+                            what: format!("announced {len} bytes"),
+                            limit,
+                            why,
+                        });
+                    }
+                }
+                let entry = Entry {
+                    digest: None,
+                    size: len.unwrap_or(0),
+                    status: 200,
+                    content_type: header_text(&resp.headers, "content-type"),
+                    etag: header_text(&resp.headers, "etag"),
+                    last_modified: header_text(&resp.headers, "last-modified"),
+                    fetched_at: now_ms(),
+                    immutable: req.freshness == Freshness::Immutable,
+                    upstream_url: req.url.to_string(),
+                    headers: req
+                        .keep_headers
+                        .iter()
+                        .filter_map(|n| header_text(&resp.headers, n).map(|v| (n.to_string(), v)))
+                        .collect(),
+                };
+                self.metrics.outcome(&req.repo, Outcome::Miss);
+                Ok(Served {
+                    outcome: Outcome::Miss,
+                    entry,
+                    upstream_bytes: Some(Arc::new(AtomicU64::new(0))),
+                    source: Source::Headers { len },
+                })
+            }
+            StatusCode::NOT_FOUND | StatusCode::GONE => {
+                let status = resp.status.as_u16();
+                if !req.negative_ttl.is_zero() {
+                    self.put_entry(req, negative_entry(req, status)).await?;
                 }
                 Err(FetchError::NotFound {
                     url: req.url.to_string(),
@@ -491,6 +611,17 @@ impl Engine {
     ) -> Result<(), FetchError> {
         let url = req.url.to_string();
         let announced = resp.inner.content_length();
+        let limit = self.body_limit(req);
+        if let (Some(len), Some((limit, why))) = (announced, limit) {
+            if len > limit {
+                return Err(FetchError::TooLarge {
+                    url,
+                    what: format!("announced {len} bytes"),
+                    limit,
+                    why,
+                });
+            }
+        }
         let mut kept: Vec<(String, String)> = req
             .keep_headers
             .iter()
@@ -557,6 +688,16 @@ impl Engine {
                     })
                 }
                 Some(Ok(chunk)) => {
+                    if let Some((limit, why)) = limit {
+                        if sha.len() + chunk.len() as u64 > limit {
+                            return Err(FetchError::TooLarge {
+                                url,
+                                what: "sent".into(),
+                                limit,
+                                why,
+                            });
+                        }
+                    }
                     sha.update(&chunk);
                     checker.update(&chunk);
                     upstream_bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -666,13 +807,17 @@ impl Engine {
             .await
             .map_err(|e| FetchError::Store(e.to_string()))?
             .map_err(store_err)?;
+        let negative = shared_entry.is_negative();
         self.store.share(&req.repo, &shared_key, &shared_entry);
+        if negative {
+            // The index counts in max_size too, and a scan of missing names grows nothing else.
+            self.evict_in_background();
+        }
         Ok(())
     }
 
     fn evict_in_background(&self) {
-        let usage = self.store.usage();
-        if usage.max_bytes.is_some_and(|max| usage.bytes > max) {
+        if self.store.over_max_size() {
             let store = self.store.clone();
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = store.evict_if_needed() {
@@ -725,6 +870,22 @@ fn served_from_blob(outcome: Outcome, entry: Entry, blob: BlobFile) -> Served {
             file: Arc::new(blob.file),
             len,
         },
+    }
+}
+
+/// The entry remembering upstream's 404/410 for `req`.
+fn negative_entry(req: &FetchRequest, status: u16) -> Entry {
+    Entry {
+        digest: None,
+        size: 0,
+        status,
+        content_type: None,
+        etag: None,
+        last_modified: None,
+        fetched_at: now_ms(),
+        immutable: false,
+        upstream_url: req.url.to_string(),
+        headers: Vec::new(),
     }
 }
 

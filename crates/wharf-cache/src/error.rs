@@ -39,6 +39,19 @@ pub enum FetchError {
     /// `file_hosts`, a special address, too many redirects).
     #[error("refused to fetch {url}: {reason}")]
     Refused { url: String, reason: String },
+    /// The body is larger than wharf may keep: upstream announced, or sent, more than the declared size or
+    /// the store's `max_size`. Nothing is stored.
+    #[error("upstream {url} {what}, more than the {limit} bytes allowed ({why}); discarded")]
+    TooLarge {
+        url: String,
+        what: String,
+        limit: u64,
+        why: &'static str,
+    },
+    /// Too many upstream requests for keys wharf holds nothing for are waiting for an answer
+    /// (`http.max_concurrent_misses`); the client may try again shortly.
+    #[error("too many upstream requests for uncached names in progress; try again in {retry_after_secs} s ({url})")]
+    Busy { url: String, retry_after_secs: u64 },
     /// The local store failed (disk full, permissions).
     #[error("cache store error: {0}")]
     Store(String),
@@ -57,8 +70,18 @@ impl FetchError {
                 StatusCode::BAD_GATEWAY
             }
             FetchError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            FetchError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            FetchError::Store(_) | FetchError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Seconds a client should wait before asking again (`Retry-After`), for errors that are about load.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            FetchError::Busy {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 
@@ -69,7 +92,10 @@ impl FetchError {
             FetchError::Unreachable { .. }
             | FetchError::Timeout { .. }
             | FetchError::Abandoned { .. } => true,
-            FetchError::Truncated { .. } | FetchError::DigestMismatch { .. } => true,
+            FetchError::Truncated { .. }
+            | FetchError::DigestMismatch { .. }
+            | FetchError::TooLarge { .. }
+            | FetchError::Busy { .. } => true,
             // A copy fetched before upstream began redirecting elsewhere was fetched under the policy.
             FetchError::Refused { .. } => true,
             FetchError::NotFound { .. } | FetchError::Store(_) => false,
@@ -88,6 +114,8 @@ impl FetchError {
             FetchError::Truncated { .. } => "truncated",
             FetchError::DigestMismatch { .. } => "digest_mismatch",
             FetchError::Refused { .. } => "refused",
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::Busy { .. } => "busy",
             FetchError::Store(_) => "store",
             FetchError::Abandoned { .. } => "abandoned",
         }

@@ -1,12 +1,30 @@
 //! Request-path hygiene shared by every format: split a raw (still percent-encoded) path into decoded
 //! segments, refusing anything that could escape or confuse: `.` and `..`, encoded slashes or backslashes,
-//! NUL, invalid UTF-8.
+//! NUL, invalid UTF-8, and paths longer than [`MAX_PATH_BYTES`].
 
 use percent_encoding::percent_decode_str;
+
+/// Longest request path (after the repository name, still percent-encoded) any format accepts. Every
+/// format's names fit well inside it (an OCI name is at most 255 bytes, a Go module path 500, a file name
+/// 255); a longer path is refused before it becomes a cache key or an upstream request. Formats bound their
+/// own names more tightly.
+pub const MAX_PATH_BYTES: usize = 2048;
+
+/// Refuses a raw path longer than [`MAX_PATH_BYTES`].
+pub fn check_length(raw: &str) -> Result<(), String> {
+    if raw.len() > MAX_PATH_BYTES {
+        return Err(format!(
+            "the request path is {} bytes long; at most {MAX_PATH_BYTES} are accepted",
+            raw.len()
+        ));
+    }
+    Ok(())
+}
 
 /// The path segments of `raw` (no leading slash), decoded. A trailing slash yields a final empty segment, so
 /// `simple/numpy/` → `["simple", "numpy", ""]`.
 pub fn segments(raw: &str) -> Result<Vec<String>, String> {
+    check_length(raw)?;
     let mut out = Vec::new();
     for (i, part) in raw.split('/').enumerate() {
         let decoded = percent_decode_str(part)
@@ -57,5 +75,13 @@ mod tests {
         ] {
             assert!(segments(bad).is_err(), "{bad} must be refused");
         }
+    }
+
+    #[test]
+    fn overlong_paths_are_refused_before_decoding() {
+        let long = format!("mod/{}", "a/".repeat(super::MAX_PATH_BYTES));
+        let err = segments(&long).unwrap_err();
+        assert!(err.contains("at most 2048"), "{err}");
+        assert!(segments(&"a".repeat(super::MAX_PATH_BYTES)).is_ok());
     }
 }

@@ -46,6 +46,10 @@ pub struct FetchRequest {
     /// The repository's reach policy (hosts, credential), checked on `url` and on every redirect hop. `None`:
     /// only `url`'s own origin, without credentials.
     pub reach: Option<Arc<Reach>>,
+    /// The body's size as the format's metadata declares it (an OCI descriptor's `size`): a longer body is
+    /// cut off at this many bytes, and an upstream announcing another length is refused before any byte is
+    /// stored. Every download is also bounded by the store's `max_size`.
+    pub declared_size: Option<u64>,
 }
 
 impl FetchRequest {
@@ -67,6 +71,7 @@ impl FetchRequest {
             head_validator: None,
             digest_key_prefix: None,
             reach: None,
+            declared_size: None,
         }
     }
 

@@ -86,6 +86,10 @@ pub fn read_only_segments(
 /// The response for a failed fetch, carrying the negative-cache outcome when that is where it came from.
 pub fn fetch_error_response(error: &FetchError) -> Response<Body> {
     let mut resp = error_response(error.client_status(), error.to_string());
+    if let Some(secs) = error.retry_after() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     if let FetchError::NotFound {
         from_negative_cache: true,
         ..

@@ -9,10 +9,12 @@
 //! [`Reach`] (at most [`MAX_REDIRECTS`] of them), `Authorization` and cookies are dropped on hops that leave
 //! the first URL's origin, and the repository's credential is added only on hops to its own origin.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
 use crate::reach::{
@@ -33,6 +35,11 @@ pub struct UpstreamOptions {
     pub user_agent: String,
     /// Base delay of the exponential backoff between retries.
     pub backoff: Duration,
+    /// Most upstream requests at once for keys the store holds nothing for, until their response headers
+    /// arrive (see [`Upstream::miss_permit`]).
+    pub max_concurrent_misses: usize,
+    /// Longest wait for such a turn before the request is refused as [`FetchError::Busy`].
+    pub miss_wait: Duration,
 }
 
 impl Default for UpstreamOptions {
@@ -44,6 +51,8 @@ impl Default for UpstreamOptions {
             retries: 2,
             user_agent: concat!("wharf/", env!("CARGO_PKG_VERSION")).to_string(),
             backoff: Duration::from_millis(200),
+            max_concurrent_misses: 64,
+            miss_wait: Duration::from_secs(10),
         }
     }
 }
@@ -56,6 +65,12 @@ pub struct Upstream {
     client: reqwest::Client,
     options: UpstreamOptions,
     trusted: TrustedNames,
+    misses: Arc<Semaphore>,
+}
+
+/// A turn to ask upstream about a key the store holds nothing for; given back when dropped.
+pub(crate) struct MissPermit {
+    _permit: OwnedSemaphorePermit,
 }
 
 /// An upstream response whose headers have arrived.
@@ -81,13 +96,15 @@ impl Upstream {
             .tcp_nodelay(true)
             .user_agent(options.user_agent.clone())
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(std::sync::Arc::new(resolver))
+            .dns_resolver(Arc::new(resolver))
             .build()
             .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+        let misses = Arc::new(Semaphore::new(options.max_concurrent_misses.max(1)));
         Ok(Upstream {
             client,
             options,
             trusted,
+            misses,
         })
     }
 
@@ -98,6 +115,20 @@ impl Upstream {
 
     pub fn options(&self) -> &UpstreamOptions {
         &self.options
+    }
+
+    /// Waits (at most `miss_wait`) for a turn to ask upstream about a key the store holds nothing for: a
+    /// name a client may have made up. Requests that revalidate or fill known keys never wait here, so a scan
+    /// of missing names slows only itself.
+    pub(crate) async fn miss_permit(&self, url: &Url) -> Result<MissPermit, FetchError> {
+        let acquire = self.misses.clone().acquire_owned();
+        match tokio::time::timeout(self.options.miss_wait, acquire).await {
+            Ok(Ok(permit)) => Ok(MissPermit { _permit: permit }),
+            _ => Err(FetchError::Busy {
+                url: url.to_string(),
+                retry_after_secs: self.options.miss_wait.as_secs().clamp(1, 60),
+            }),
+        }
     }
 
     /// GET `url` with `headers`, retrying connection failures, timeouts, 5xx and 429 with exponential backoff
@@ -533,6 +564,25 @@ mod tests {
             landed.starts_with("post /landed") && landed.ends_with("{\"audit\":1}"),
             "{landed}"
         );
+    }
+
+    #[tokio::test]
+    async fn miss_permits_are_bounded_and_refused_after_the_wait() {
+        let upstream = Upstream::new(UpstreamOptions {
+            max_concurrent_misses: 2,
+            miss_wait: Duration::from_millis(50),
+            ..UpstreamOptions::default()
+        })
+        .unwrap();
+        let url = Url::parse("http://127.0.0.1:1/x").unwrap();
+        let first = upstream.miss_permit(&url).await.unwrap();
+        let _second = upstream.miss_permit(&url).await.unwrap();
+        let refused = upstream.miss_permit(&url).await.err().unwrap();
+        assert!(matches!(refused, FetchError::Busy { .. }), "{refused}");
+        assert_eq!(refused.client_status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.retry_after(), Some(1));
+        drop(first);
+        assert!(upstream.miss_permit(&url).await.is_ok());
     }
 
     #[test]

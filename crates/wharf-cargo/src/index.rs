@@ -33,8 +33,10 @@ pub(crate) fn index_file_crate<'a>(segments: &[&'a str]) -> Option<&'a str> {
     valid.then_some(name)
 }
 
-/// The `cksum` (sha256 hex) of `name` `version` in an index file (one JSON object per line).
-pub(crate) fn cksum_of(index_file: &[u8], name: &str, version: &str) -> Option<String> {
+/// The crate's name as the index spells it and the `cksum` (sha256 hex) of `name` `version` in an index file
+/// (one JSON object per line). Crate names are unique regardless of case, so `name` matches any spelling; the
+/// index's own spelling is what download URLs are built from.
+pub(crate) fn cksum_of(index_file: &[u8], name: &str, version: &str) -> Option<(String, String)> {
     String::from_utf8_lossy(index_file)
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -44,8 +46,12 @@ pub(crate) fn cksum_of(index_file: &[u8], name: &str, version: &str) -> Option<S
                     .as_str()
                     .is_some_and(|n| n.eq_ignore_ascii_case(name))
         })
-        .and_then(|entry| entry["cksum"].as_str().map(str::to_string))
-        .filter(|c| c.len() == 64 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|entry| {
+            let real = entry["name"].as_str().filter(|n| is_crate_name(n))?;
+            let cksum = entry["cksum"].as_str()?;
+            let valid = cksum.len() == 64 && cksum.bytes().all(|b| b.is_ascii_hexdigit());
+            valid.then(|| (real.to_string(), cksum.to_string()))
+        })
 }
 
 /// Expands a `dl` template (`{crate}`, `{version}`, `{prefix}`, `{lowerprefix}`, `{sha256-checksum}`); a
@@ -104,7 +110,10 @@ mod tests {
         let file = br#"{"name":"Foo","vers":"1.0.0","cksum":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}
 {"name":"Foo","vers":"1.1.0","cksum":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}
 not json"#;
-        assert_eq!(cksum_of(file, "foo", "1.1.0").unwrap(), "b".repeat(64));
+        assert_eq!(
+            cksum_of(file, "FOO", "1.1.0").unwrap(),
+            ("Foo".to_string(), "b".repeat(64))
+        );
         assert_eq!(cksum_of(file, "foo", "2.0.0"), None);
     }
 

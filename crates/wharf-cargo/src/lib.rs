@@ -219,12 +219,18 @@ impl CargoRepo {
 
     async fn download(&self, req: &RepoRequest, name: &str, version: &str) -> Response<Body> {
         if !index::is_crate_name(name) || !is_version(version) {
-            return error_response(StatusCode::NOT_FOUND, "not a valid crate name or version");
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "not a valid crate name (at most 64 letters, digits, `-`, `_`) or version (at most 128 characters)",
+            );
         }
         let key = format!("crates/{}/{version}.crate", name.to_ascii_lowercase());
         let served = match self.engine.cached(&self.name, &key, Freshness::Immutable) {
             Ok(Some(served)) => Ok(served),
-            Ok(None) => self.fetch_crate(name, version, key).await,
+            Ok(None) => {
+                self.fetch_crate(name, version, key, req.method == Method::HEAD)
+                    .await
+            }
             Err(e) => Err(e),
         };
         match served {
@@ -245,6 +251,7 @@ impl CargoRepo {
         name: &str,
         version: &str,
         key: String,
+        head_only: bool,
     ) -> Result<Served, FetchError> {
         let index_file = self.fetch_index_file(name).await?;
         let index_url = index_file.entry.upstream_url.clone();
@@ -252,16 +259,20 @@ impl CargoRepo {
             .into_bytes(INDEX_FILE_LIMIT)
             .await
             .map_err(|e| unreadable(&index_url, e.to_string()))?;
-        let cksum = index::cksum_of(&raw, name, version).ok_or_else(|| FetchError::NotFound {
-            url: format!("{index_url} (no version {version} of `{name}`)"),
-            status: 404,
-            from_negative_cache: false,
-        })?;
+        let (name, cksum) =
+            index::cksum_of(&raw, name, version).ok_or_else(|| FetchError::NotFound {
+                url: format!("{index_url} (no version {version} of `{name}`)"),
+                status: 404,
+                from_negative_cache: false,
+            })?;
         let (config, _) = self.upstream_config().await?;
         let dl = config["dl"]
             .as_str()
             .ok_or_else(|| unreadable(self.upstream.as_str(), "config.json has no `dl`".into()))?;
-        let url = Url::parse(&index::download_url(dl, name, version, &cksum))
+        // The URL is built from the index's spelling of the name, which lower-cases to the key's: a client
+        // asking for `FOO` must not make wharf ask a case-sensitive upstream for `FOO` and remember its 404
+        // under the key of `foo`.
+        let url = Url::parse(&index::download_url(dl, &name, version, &cksum))
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| unreadable(dl, "the `dl` template gives no http(s) URL".into()))?;
@@ -275,6 +286,10 @@ impl CargoRepo {
         fetch.expected = Some(Expected::Sha256(cksum));
         fetch.negative_ttl = self.negative_ttl;
         fetch.reach = Some(self.reach.clone());
+        // A `HEAD` is answered from upstream's `HEAD`, without downloading and keeping the crate.
+        if head_only {
+            return self.engine.head(&fetch).await;
+        }
         self.engine.get(fetch).await
     }
 }

@@ -14,6 +14,11 @@ pub const RESERVED_NAMES: [&str; 10] = [
     "v2", "metrics", "healthz", "readyz", "status", "admin", "ui", "static", "api", "-",
 ];
 
+/// Largest `http.max_concurrent_misses`.
+pub const MAX_CONCURRENT_MISSES: u32 = 10_000;
+/// Largest `storage.max_negative_entries`.
+pub const MAX_NEGATIVE_ENTRIES: u64 = 100_000_000;
+
 /// Most retries allowed: more would turn an upstream outage into a storm of requests.
 pub(crate) const MAX_RETRIES: u32 = 10;
 
@@ -144,6 +149,7 @@ pub(crate) fn http(http: &HttpConfig) -> Vec<ConfigError> {
         ("connect_timeout", http.connect_timeout),
         ("timeout", http.timeout),
         ("read_timeout", http.read_timeout),
+        ("miss_wait", http.miss_wait),
     ] {
         if value.is_zero() {
             errors.push(

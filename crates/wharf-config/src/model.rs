@@ -21,6 +21,9 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr
 pub const DEFAULT_STORAGE_PATH: &str = "./wharf-data";
 /// Default `metadata_ttl` of a repository.
 pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(10 * 60);
+/// Default `storage.max_negative_entries`.
+pub const DEFAULT_MAX_NEGATIVE_ENTRIES: u64 = 100_000;
+
 /// Default `negative_ttl` of a repository.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(60 * 60);
 
@@ -57,6 +60,8 @@ pub struct StorageConfig {
     /// Share content with other replicas through an S3-compatible bucket, beside `path`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Config>,
+    /// Most negative entries (remembered upstream 404s) kept; the oldest are dropped beyond it.
+    pub max_negative_entries: u64,
 }
 
 /// An S3-compatible object store. Credentials are not part of the config.
@@ -106,6 +111,13 @@ pub struct HttpConfig {
     /// `User-Agent` sent upstream; `None` = wharf's own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+    /// Most upstream requests at once for keys wharf holds nothing for (names upstream may never have heard
+    /// of), counted until upstream's response headers arrive; a scan of made-up names cannot turn wharf into
+    /// an amplifier. At least 1, at most [`crate::check::MAX_CONCURRENT_MISSES`].
+    pub max_concurrent_misses: u32,
+    /// How long such a request waits for its turn before the client is answered 503 with `Retry-After`.
+    #[serde(serialize_with = "ser::duration")]
+    pub miss_wait: Duration,
 }
 
 impl Default for HttpConfig {
@@ -116,6 +128,8 @@ impl Default for HttpConfig {
             read_timeout: Duration::from_secs(60),
             retries: 2,
             user_agent: None,
+            max_concurrent_misses: 64,
+            miss_wait: Duration::from_secs(10),
         }
     }
 }
@@ -335,6 +349,7 @@ impl Default for StorageConfig {
             path: PathBuf::from(DEFAULT_STORAGE_PATH),
             max_size: None,
             s3: None,
+            max_negative_entries: DEFAULT_MAX_NEGATIVE_ENTRIES,
         }
     }
 }

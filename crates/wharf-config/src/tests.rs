@@ -298,7 +298,7 @@ fn unknown_keys_without_a_close_match_list_the_allowed_ones() {
     let error = single("http:\n  colour: blue\n", "http.colour");
     assert_eq!(
         hint(&error),
-        "allowed keys here: connect_timeout, timeout, read_timeout, retries, user_agent"
+        "allowed keys here: connect_timeout, timeout, read_timeout, retries, user_agent, max_concurrent_misses, miss_wait"
     );
 }
 
@@ -829,4 +829,28 @@ fn checksum_databases_are_names_for_go_only() {
         "repositories.pypi.checksum_databases",
     );
     assert!(error.to_string().contains("only for go repositories"));
+}
+
+#[test]
+fn miss_limits_and_negative_cap_are_read_and_checked() {
+    let config = parse(
+        "http:\n  max_concurrent_misses: 8\n  miss_wait: 2s\nstorage:\n  max_negative_entries: 500\n",
+    );
+    assert_eq!(config.http.max_concurrent_misses, 8);
+    assert_eq!(config.http.miss_wait, Duration::from_secs(2));
+    assert_eq!(config.storage.max_negative_entries, 500);
+    let error = single(
+        "http:\n  max_concurrent_misses: 0\n",
+        "http.max_concurrent_misses",
+    );
+    assert!(hint(&error).contains("from 1 to"), "{}", hint(&error));
+    single(
+        "http:\n  max_concurrent_misses: \"8\"\n",
+        "http.max_concurrent_misses",
+    );
+    single("http:\n  miss_wait: 0s\n", "http.miss_wait");
+    single(
+        "storage:\n  max_negative_entries: -1\n",
+        "storage.max_negative_entries",
+    );
 }

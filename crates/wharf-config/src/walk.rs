@@ -28,7 +28,7 @@ const TOP_KEYS: &[&str] = &[
     "log",
     "repositories",
 ];
-const STORAGE_KEYS: &[&str] = &["path", "max_size", "s3"];
+const STORAGE_KEYS: &[&str] = &["path", "max_size", "s3", "max_negative_entries"];
 const S3_KEYS: &[&str] = &[
     "bucket",
     "endpoint",
@@ -44,6 +44,8 @@ const HTTP_KEYS: &[&str] = &[
     "read_timeout",
     "retries",
     "user_agent",
+    "max_concurrent_misses",
+    "miss_wait",
 ];
 const LOG_KEYS: &[&str] = &["format", "level", "access_log"];
 const REPO_KEYS: &[&str] = &[
@@ -335,6 +337,30 @@ impl Walker {
         }
     }
 
+    /// A whole number from 1 to `max`.
+    fn count(&mut self, value: &Value, path: &str, max: u64) -> Option<u64> {
+        let hint = format!("use a whole number from 1 to {max}");
+        match value {
+            Value::Number(n) => match n.as_u64().filter(|n| (1..=max).contains(n)) {
+                Some(n) => Some(n),
+                None => {
+                    self.report(
+                        ConfigError::new(path, format!("{n} is out of range")).with_hint(hint),
+                    );
+                    None
+                }
+            },
+            other => {
+                let hint = match other {
+                    Value::String(s) => format!("write the number without quotes ({})", shorten(s)),
+                    _ => hint,
+                };
+                self.wrong_type(path, "a number", other, Some(hint));
+                None
+            }
+        }
+    }
+
     fn path(&mut self, value: &Value, path: &str) -> Option<PathBuf> {
         self.string(value, path).map(PathBuf::from)
     }
@@ -519,6 +545,15 @@ impl Walker {
         if let Some(v) = section.get("max_size") {
             storage.max_size = self.size(v, "storage.max_size");
         }
+        if let Some(n) = section.get("max_negative_entries").and_then(|v| {
+            self.count(
+                v,
+                "storage.max_negative_entries",
+                check::MAX_NEGATIVE_ENTRIES,
+            )
+        }) {
+            storage.max_negative_entries = n;
+        }
         if let Some(v) = section.get("s3") {
             let empty_mapping = v.as_mapping().is_some_and(|m| m.is_empty());
             if !empty_mapping {
@@ -578,6 +613,7 @@ impl Walker {
             ("connect_timeout", &mut http.connect_timeout),
             ("timeout", &mut http.timeout),
             ("read_timeout", &mut http.read_timeout),
+            ("miss_wait", &mut http.miss_wait),
         ] {
             if let Some(duration) = section
                 .get(key)
@@ -614,6 +650,15 @@ impl Walker {
         }
         if let Some(v) = section.get("user_agent") {
             http.user_agent = self.string(v, "http.user_agent");
+        }
+        if let Some(n) = section.get("max_concurrent_misses").and_then(|v| {
+            self.count(
+                v,
+                "http.max_concurrent_misses",
+                u64::from(check::MAX_CONCURRENT_MISSES),
+            )
+        }) {
+            http.max_concurrent_misses = u32::try_from(n).unwrap_or(u32::MAX);
         }
     }
 
@@ -860,9 +905,13 @@ fn top_level_hint(key: &str) -> Option<String> {
             _ => belongs_under(key, "storage"),
         },
         "token_file" => belongs_under(key, "admin"),
-        "connect_timeout" | "timeout" | "read_timeout" | "retries" | "user_agent" => {
-            belongs_under(key, "http")
-        }
+        "connect_timeout"
+        | "timeout"
+        | "read_timeout"
+        | "retries"
+        | "user_agent"
+        | "max_concurrent_misses"
+        | "miss_wait" => belongs_under(key, "http"),
         "level" | "access_log" | "log_level" => {
             belongs_under(key.trim_start_matches("log_"), "log")
         }

@@ -1,8 +1,8 @@
 //! The Go format: a module proxy (the GOPROXY protocol) in front of one upstream proxy.
 //!
 //! Routes under `/{repo}/`, module paths and versions case-encoded (`!x`) and passed upstream unchanged:
-//! - `{module}/@v/list`, `{module}/@latest` and `.info` of non-canonical versions (branch names): cached,
-//!   revalidated after `metadata_ttl`, because they change;
+//! - `{module}/@v/list`, `{module}/@latest` and `.info`, `.mod` and `.zip` of non-canonical versions (branch
+//!   names such as `master`, `v1.2`): cached, revalidated after `metadata_ttl`, because they change;
 //! - `{module}/@v/{version}.info|.mod|.zip` of canonical versions: immutable, cached forever;
 //! - upstream 404 and 410 are answered as such (the go command then tries the next GOPROXY entry) and
 //!   remembered for `negative_ttl`;
@@ -88,7 +88,10 @@ impl GoRepo {
             };
         let route = match route::parse(&segments) {
             Ok(route) => route,
-            Err(e) => return error_response(StatusCode::NOT_FOUND, e),
+            Err(route::Refusal::BadRequest(e)) => {
+                return error_response(StatusCode::BAD_REQUEST, e)
+            }
+            Err(route::Refusal::NotFound(e)) => return error_response(StatusCode::NOT_FOUND, e),
         };
         match route {
             Route::Module {
@@ -119,7 +122,13 @@ impl GoRepo {
         let mut fetch = FetchRequest::new(self.name.clone(), format!("mod/{path}"), url, freshness);
         fetch.negative_ttl = self.negative_ttl;
         fetch.reach = Some(self.reach.clone());
-        match self.engine.get(fetch).await {
+        // A `HEAD` of an immutable file is answered from upstream's `HEAD`, without downloading it.
+        let result = if req.method == http::Method::HEAD && !mutable {
+            self.engine.head(&fetch).await
+        } else {
+            self.engine.get(fetch).await
+        };
+        match result {
             Ok(served) => {
                 let mut resp = serve(served, &req.method, &req.headers, Some(kind.content_type()));
                 let cache_control = if mutable {

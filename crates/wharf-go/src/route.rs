@@ -33,8 +33,34 @@ impl FileKind {
     }
 }
 
+/// Longest module path accepted (case-encoded, so an upper-case letter counts twice). Real module paths are
+/// far shorter; this bounds what a client can turn into a cache key or an upstream request.
+pub(crate) const MAX_MODULE_PATH: usize = 500;
+/// Longest version (or query such as a branch name) accepted.
+pub(crate) const MAX_VERSION: usize = 255;
+
+/// Why a path is not served: malformed beyond what any module proxy serves (400), or simply not a module
+/// proxy path (404, which makes the go command try its next proxy).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    BadRequest(String),
+    NotFound(String),
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Refusal {
+        Refusal::NotFound(message)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(message: &str) -> Refusal {
+        Refusal::NotFound(message.to_string())
+    }
+}
+
 /// Classifies the decoded path segments of a request.
-pub(crate) fn parse(segments: &[String]) -> Result<Route, String> {
+pub(crate) fn parse(segments: &[String]) -> Result<Route, Refusal> {
     let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
     if let ["sumdb", name, rest @ ..] = parts.as_slice() {
         if rest.is_empty() || !rest.iter().all(|s| is_safe(s)) || !is_safe(name) {
@@ -56,18 +82,36 @@ pub(crate) fn parse(segments: &[String]) -> Result<Route, String> {
             } else if let Some(v) = file.strip_suffix(".zip") {
                 (v, FileKind::Zip)
             } else {
-                return Err(format!("`{file}` is not a .info, .mod or .zip file"));
+                return Err(format!("`{file}` is not a .info, .mod or .zip file").into());
             };
-            if !is_safe(version) {
-                return Err(format!("`{version}` is not a version"));
+            if version.len() > MAX_VERSION {
+                return Err(Refusal::BadRequest(format!(
+                    "the version is {} bytes long; at most {MAX_VERSION} are accepted",
+                    version.len()
+                )));
             }
-            // A query such as `master.info` resolves differently over time; canonical versions never change.
-            let mutable = kind == FileKind::Info && !is_canonical_semver(version);
+            if !is_safe(version) {
+                return Err(format!("`{version}` is not a version").into());
+            }
+            // A query such as `master` resolves differently over time, for `.info`, `.mod` and `.zip` alike;
+            // only canonical versions never change.
+            let mutable = !is_canonical_semver(version);
             (module, kind, mutable)
         }
         _ => return Err("not a module proxy path".into()),
     };
-    if module.is_empty() || !module.iter().all(|s| is_safe(s) && !s.contains('@')) {
+    let module_len = module.iter().map(|s| s.len() + 1).sum::<usize>();
+    if module_len > MAX_MODULE_PATH + 1 {
+        return Err(Refusal::BadRequest(format!(
+            "the module path is {} bytes long; at most {MAX_MODULE_PATH} are accepted",
+            module_len - 1
+        )));
+    }
+    if module.is_empty()
+        || !module
+            .iter()
+            .all(|s| is_safe(s) && !s.contains('@') && !s.ends_with('.'))
+    {
         return Err("not a valid module path".into());
     }
     Ok(Route::Module {
@@ -118,7 +162,7 @@ fn is_canonical_semver(version: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn route(path: &str) -> Result<Route, String> {
+    fn route(path: &str) -> Result<Route, Refusal> {
         parse(&path.split('/').map(str::to_string).collect::<Vec<_>>())
     }
 
@@ -142,6 +186,9 @@ mod tests {
                 false,
             ),
             ("example.com/x/@v/v2.0.0+incompatible.mod", false),
+            ("example.com/x/@v/master.zip", true),
+            ("example.com/x/@v/master.mod", true),
+            ("example.com/x/@v/v1.2.zip", true),
         ] {
             match route(path) {
                 Ok(Route::Module { mutable: m, .. }) => assert_eq!(m, mutable, "{path}"),
@@ -169,5 +216,19 @@ mod tests {
         ] {
             assert!(route(bad).is_err(), "{bad} must be refused");
         }
+    }
+
+    #[test]
+    fn overlong_module_paths_and_versions_are_bad_requests() {
+        let long = format!("example.com/{}/@v/list", "a".repeat(MAX_MODULE_PATH));
+        assert!(matches!(route(&long), Err(Refusal::BadRequest(_))));
+        let fits = format!("example.com/{}/@v/list", "a".repeat(400));
+        assert!(route(&fits).is_ok());
+        let version = format!("example.com/x/@v/v{}.zip", "1".repeat(MAX_VERSION));
+        assert!(matches!(route(&version), Err(Refusal::BadRequest(_))));
+        assert!(matches!(
+            route("example.com./x/@v/list"),
+            Err(Refusal::NotFound(_))
+        ));
     }
 }

@@ -171,6 +171,9 @@ struct Document {
 
 impl NpmRepo {
     async fn route(&self, req: RepoRequest) -> Response<Body> {
+        if let Err(e) = wharf_cache::path::check_length(&req.path) {
+            return error_response(StatusCode::BAD_REQUEST, e);
+        }
         let route = match route::parse(&req.path) {
             Ok(route) => route,
             Err(e) => return error_response(StatusCode::NOT_FOUND, e),
@@ -273,27 +276,42 @@ impl NpmRepo {
             .clone()
             .filter(|t| t.contains("json"))
             .unwrap_or_else(|| variant.default_content_type().to_string());
-        let stored_digest = served.entry.digest.clone();
-        if let Some(rewritten) = stored_digest.as_deref().and_then(|d| self.rewrites.get(d)) {
-            return Ok(Document {
-                rewritten,
-                digest: stored_digest.unwrap_or_default(),
-                content_type,
-                info,
-            });
-        }
         let unreadable = |reason: String| FetchError::Unreachable {
             url: url.to_string(),
             reason,
         };
-        let raw = served
-            .into_bytes(DOCUMENT_LIMIT)
+        // A body still downloading has no digest yet: it is read and rewritten for this request alone.
+        let Some(digest) = served.entry.digest.clone() else {
+            let raw = served
+                .into_bytes(DOCUMENT_LIMIT)
+                .await
+                .map_err(|e| unreadable(e.to_string()))?;
+            let digest = hex::encode(sha2::Sha256::digest(&raw));
+            let rewritten = rewrite_off_thread(raw, url.clone(), self.package_base(name))
+                .await
+                .map_err(unreadable)?;
+            return Ok(Document {
+                rewritten,
+                digest,
+                content_type,
+                info,
+            });
+        };
+        // The rewritten document depends on the package (its tarball URLs) and the variant as well as on
+        // upstream's bytes: two packages with identical documents must not share one.
+        let cache_key = format!("{}\0{}\0{digest}", name.as_str(), variant.key_suffix());
+        let (base, doc_url) = (self.package_base(name), url.clone());
+        let rewritten = self
+            .rewrites
+            .get_or_rewrite(&cache_key, || async move {
+                let raw = served
+                    .into_bytes(DOCUMENT_LIMIT)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                rewrite_off_thread(raw, doc_url, base).await
+            })
             .await
-            .map_err(|e| unreadable(e.to_string()))?;
-        let digest = stored_digest.unwrap_or_else(|| hex::encode(sha2::Sha256::digest(&raw)));
-        let rewritten =
-            Arc::new(document::rewrite(&raw, &url, &self.package_base(name)).map_err(unreadable)?);
-        self.rewrites.put(&digest, rewritten.clone());
+            .map_err(unreadable)?;
         Ok(Document {
             rewritten,
             digest,
@@ -350,7 +368,10 @@ impl NpmRepo {
         let key = format!("tarballs/{}/{file}", name.as_str());
         let served = match self.engine.cached(&self.name, &key, Freshness::Immutable) {
             Ok(Some(served)) => Ok(served),
-            Ok(None) => self.fetch_tarball(name, file, key).await,
+            Ok(None) => {
+                self.fetch_tarball(name, file, key, req.method == Method::HEAD)
+                    .await
+            }
             Err(e) => Err(TarballError::Fetch(e)),
         };
         match served {
@@ -383,6 +404,7 @@ impl NpmRepo {
         name: &PackageName,
         file: &str,
         key: String,
+        head_only: bool,
     ) -> Result<wharf_cache::Served, TarballError> {
         let doc = self
             .fetch_document(name, Variant::Abbreviated)
@@ -407,7 +429,13 @@ impl NpmRepo {
         fetch.expected = source.expected.clone();
         fetch.negative_ttl = self.negative_ttl;
         fetch.reach = Some(self.reach.clone());
-        self.engine.get(fetch).await.map_err(TarballError::Fetch)
+        // A `HEAD` is answered from upstream's `HEAD`, without downloading and keeping the tarball.
+        let result = if head_only {
+            self.engine.head(&fetch).await
+        } else {
+            self.engine.get(fetch).await
+        };
+        result.map_err(TarballError::Fetch)
     }
 }
 
@@ -418,8 +446,23 @@ enum TarballError {
     Fetch(FetchError),
 }
 
-/// Rewritten documents by the digest of upstream's bytes, so a cached document is parsed and rewritten once
-/// however often it is asked for. Bounded by bytes; oldest out first.
+/// Parses and rewrites a document on the blocking pool: documents of busy packages are tens of MB, and
+/// parsing one on an async worker stalls every other request that worker serves.
+async fn rewrite_off_thread(
+    raw: bytes::Bytes,
+    url: Url,
+    package_base: String,
+) -> Result<Arc<Rewritten>, String> {
+    tokio::task::spawn_blocking(move || document::rewrite(&raw, &url, &package_base).map(Arc::new))
+        .await
+        .map_err(|e| format!("rewriting the document failed: {e}"))?
+}
+
+type Rewriting = Arc<tokio::sync::OnceCell<Arc<Rewritten>>>;
+
+/// Rewritten documents by package, variant and digest of upstream's bytes, so a cached document is parsed
+/// and rewritten once however often it is asked for, and requests arriving while it is being rewritten wait
+/// for that one rewrite. Bounded by bytes; oldest out first.
 #[derive(Default)]
 struct RewriteCache {
     inner: Mutex<RewriteCacheInner>,
@@ -427,9 +470,33 @@ struct RewriteCache {
 
 #[derive(Default)]
 struct RewriteCacheInner {
-    by_digest: HashMap<String, Arc<Rewritten>>,
+    by_key: HashMap<String, Arc<Rewritten>>,
     order: VecDeque<String>,
     bytes: usize,
+    /// Rewrites in progress; the entry leaves when its rewrite ends, however it ends.
+    in_progress: HashMap<String, Rewriting>,
+}
+
+/// Removes a rewrite from the in-progress map when the request that started waiting on it is done.
+struct InProgress<'a> {
+    cache: &'a RewriteCache,
+    key: &'a str,
+    cell: Rewriting,
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.cache.lock();
+        let same = inner
+            .in_progress
+            .get(self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.cell));
+        // Requests already waiting on this cell keep it; later ones find the result in `by_key` (or, after a
+        // failure or a cancelled request, start again).
+        if same {
+            inner.in_progress.remove(self.key);
+        }
+    }
 }
 
 impl RewriteCache {
@@ -437,22 +504,50 @@ impl RewriteCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, digest: &str) -> Option<Arc<Rewritten>> {
-        self.lock().by_digest.get(digest).cloned()
+    /// The rewritten document under `key`, from memory, from a rewrite in progress, or from `rewrite`
+    /// (started by the first request; if it fails, that request gets the error and the next waiter tries).
+    async fn get_or_rewrite<F, Fut>(&self, key: &str, rewrite: F) -> Result<Arc<Rewritten>, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<Rewritten>, String>>,
+    {
+        let cell = {
+            let mut inner = self.lock();
+            if let Some(doc) = inner.by_key.get(key) {
+                return Ok(doc.clone());
+            }
+            inner
+                .in_progress
+                .entry(key.to_string())
+                .or_default()
+                .clone()
+        };
+        let guard = InProgress {
+            cache: self,
+            key,
+            cell: cell.clone(),
+        };
+        let doc = cell.get_or_try_init(rewrite).await?.clone();
+        self.put(key, doc.clone());
+        drop(guard);
+        Ok(doc)
     }
 
-    fn put(&self, digest: &str, doc: Arc<Rewritten>) {
+    fn put(&self, key: &str, doc: Arc<Rewritten>) {
         let mut inner = self.lock();
         let size = doc.body.len();
-        if inner.by_digest.insert(digest.to_string(), doc).is_none() {
-            inner.order.push_back(digest.to_string());
+        if size > REWRITE_CACHE_BYTES {
+            return;
+        }
+        if inner.by_key.insert(key.to_string(), doc).is_none() {
+            inner.order.push_back(key.to_string());
             inner.bytes += size;
         }
         while inner.bytes > REWRITE_CACHE_BYTES {
             let Some(oldest) = inner.order.pop_front() else {
                 break;
             };
-            if let Some(old) = inner.by_digest.remove(&oldest) {
+            if let Some(old) = inner.by_key.remove(&oldest) {
                 inner.bytes -= old.body.len();
             }
         }
@@ -462,6 +557,43 @@ impl RewriteCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn concurrent_requests_for_one_document_share_one_rewrite() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache = Arc::new(RewriteCache::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (cache, runs) = (cache.clone(), runs.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_rewrite("pkg\0full\0abc", || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(Arc::new(Rewritten {
+                            body: bytes::Bytes::from_static(b"{}"),
+                            tarballs: HashMap::new(),
+                        }))
+                    })
+                    .await
+            }));
+        }
+        for task in tasks {
+            assert!(task.await.unwrap().is_ok());
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(cache.lock().in_progress.is_empty());
+        let other = cache
+            .get_or_rewrite("other\0full\0abc", || async {
+                Err::<Arc<Rewritten>, _>("unreadable".to_string())
+            })
+            .await;
+        assert!(
+            other.is_err(),
+            "another package's key is rewritten on its own"
+        );
+    }
 
     #[test]
     fn accept_picks_the_variant() {

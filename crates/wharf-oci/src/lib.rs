@@ -23,6 +23,7 @@ mod auth;
 pub mod client_settings;
 mod media;
 mod route;
+mod sizes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub struct OciRepo {
     accept: HeaderValue,
     engine: Arc<Engine>,
     auth: Authenticator,
+    /// Sizes declared by the manifests served, bounding the downloads of what they reference.
+    sizes: sizes::DeclaredSizes,
 }
 
 /// Builds the repository from its configuration (the one line of wiring in the server).
@@ -102,6 +105,7 @@ pub fn build(
             .map_err(|e| format!("invalid Accept header: {e}"))?,
         engine,
         auth,
+        sizes: sizes::DeclaredSizes::default(),
     }))
 }
 
@@ -208,16 +212,17 @@ impl OciRepo {
             Ok(None) => {}
             Err(e) => return Err(Failure::Fetch(e)),
         }
-        self.fetch(index, name, fetch).await
+        self.fetch(index, name, fetch, Method::GET).await
     }
 
     /// Fetches with upstream's authorization; a token upstream rejects (expired early, revoked) is renewed
-    /// once.
+    /// once. With `method` `HEAD`, only upstream's `HEAD` is asked (see [`Engine::head`]).
     async fn fetch(
         &self,
         index: usize,
         name: &str,
         mut fetch: FetchRequest,
+        method: Method,
     ) -> Result<Served, Failure> {
         let mut renewed = false;
         fetch.reach = Some(self.auth.reach(index));
@@ -234,7 +239,12 @@ impl OciRepo {
                     tracing::warn!(repo = %self.name, error = %e, "no upstream token; trying without");
                 }
             }
-            match self.engine.get(fetch.clone()).await {
+            let result = if method == Method::HEAD {
+                self.engine.head(&fetch).await
+            } else {
+                self.engine.get(fetch.clone()).await
+            };
+            match result {
                 Err(FetchError::Status { status: 401, .. }) if !renewed => {
                     self.auth.forget(index, name);
                     renewed = true;
@@ -276,10 +286,13 @@ impl OciRepo {
                 fetch.head_validator = Some(DIGEST_HEADER);
                 fetch.digest_key_prefix = Some(manifest_digest_key(""));
             }
-            Reference::Digest(hex) => fetch.expected = Some(Expected::Sha256(hex.clone())),
+            Reference::Digest(hex) => {
+                fetch.expected = Some(Expected::Sha256(hex.clone()));
+                fetch.declared_size = self.sizes.get(hex);
+            }
         }
         match self.cached_or_fetch(index, name, fetch).await {
-            Ok(served) => respond_manifest(req, served, &tail).await,
+            Ok(served) => respond_manifest(req, served, &tail, &self.sizes).await,
             Err(failure) => failure_response(failure, "MANIFEST_UNKNOWN"),
         }
     }
@@ -297,7 +310,15 @@ impl OciRepo {
         };
         let mut fetch = self.request(format!("blobs/sha256/{sha256}"), url, Freshness::Immutable);
         fetch.expected = Some(Expected::Sha256(sha256.to_string()));
-        match self.cached_or_fetch(index, name, fetch).await {
+        fetch.declared_size = self.sizes.get(sha256);
+        // A `HEAD` (clients ask whether a layer exists, and its size) is answered from upstream's `HEAD`:
+        // fetching and keeping a whole layer to answer it would cost its full size upstream and on disk.
+        let result = if req.method == Method::HEAD {
+            self.fetch(index, name, fetch, Method::HEAD).await
+        } else {
+            self.cached_or_fetch(index, name, fetch).await
+        };
+        match result {
             Ok(served) => {
                 let mut resp = serve(
                     served,
@@ -325,6 +346,19 @@ impl OciRepo {
                     .collect()
             })
             .unwrap_or_default();
+        // Both become part of the cache key: `n` a count, `last` a tag.
+        let bounded = paging.len() <= 2
+            && paging.iter().all(|(k, v)| match k.as_str() {
+                "n" => v.len() <= 6 && v.bytes().all(|b| b.is_ascii_digit()),
+                _ => route::is_tag(v),
+            });
+        if !bounded {
+            return oci_error(
+                StatusCode::BAD_REQUEST,
+                "PAGINATION_NUMBER_INVALID",
+                "tags/list takes at most one `n` (a number up to 999999) and one `last` (a tag)",
+            );
+        }
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&paging)
             .finish();
@@ -355,7 +389,12 @@ fn manifest_digest_key(hex: &str) -> String {
     format!("manifests/sha256/{hex}")
 }
 
-async fn respond_manifest(req: &RepoRequest, served: Served, reference: &str) -> Response<Body> {
+async fn respond_manifest(
+    req: &RepoRequest,
+    served: Served,
+    reference: &str,
+    sizes: &sizes::DeclaredSizes,
+) -> Response<Body> {
     let info = CacheInfo {
         outcome: Some(served.outcome),
         upstream_bytes: served.upstream_bytes.clone(),
@@ -371,6 +410,7 @@ async fn respond_manifest(req: &RepoRequest, served: Served, reference: &str) ->
             )
         }
     };
+    sizes.learn(&body);
     let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
     let media_type = media::manifest_type(content_type.as_deref(), &body);
     if !media::accepts(&req.headers, &media_type) {

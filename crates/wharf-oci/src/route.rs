@@ -79,13 +79,7 @@ fn parse_reference(reference: &str) -> Result<Reference, Refusal> {
     if reference.contains(':') {
         return parse_digest(reference).map(Reference::Digest);
     }
-    let bytes = reference.as_bytes();
-    let valid = (1..=128).contains(&bytes.len())
-        && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if valid {
+    if is_tag(reference) {
         Ok(Reference::Tag(reference.to_string()))
     } else {
         Err(refuse(
@@ -94,6 +88,16 @@ fn parse_reference(reference: &str) -> Result<Reference, Refusal> {
             format!("invalid tag {reference:?}: up to 128 letters, digits, '_', '.' and '-'"),
         ))
     }
+}
+
+/// A tag by the distribution spec: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+pub(crate) fn is_tag(reference: &str) -> bool {
+    let bytes = reference.as_bytes();
+    (1..=128).contains(&bytes.len())
+        && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// The hex of a `sha256:<64 hex>` digest. Other algorithms are refused: the store verifies sha256.
@@ -122,6 +126,10 @@ fn parse_digest(digest: &str) -> Result<String, Refusal> {
     Ok(hex.to_ascii_lowercase())
 }
 
+/// Longest repository name accepted (as the client sends it, alias included): the limit registries and
+/// clients put on a name, which also bounds the cache keys and upstream URLs built from it.
+pub(crate) const MAX_NAME: usize = 255;
+
 /// The alias of the upstream that Docker's `registry-mirrors` (which sends neither `ns` nor an alias) reaches,
 /// and the only one whose single-component names get the `library/` prefix.
 pub(crate) const DOCKER_HUB: &str = "docker.io";
@@ -137,6 +145,20 @@ pub(crate) fn select(
     name: &[String],
 ) -> Result<(usize, String), Refusal> {
     let configured = || aliases.join(", ");
+    let sent_len = name
+        .iter()
+        .map(|c| c.len() + 1)
+        .sum::<usize>()
+        .saturating_sub(1);
+    if sent_len > MAX_NAME {
+        return Err(refuse(
+            400,
+            "NAME_INVALID",
+            format!(
+                "the repository name is {sent_len} bytes long; at most {MAX_NAME} are accepted"
+            ),
+        ));
+    }
     let (index, name) = if let Some(ns) = ns {
         let index = aliases.iter().position(|a| a == ns).ok_or_else(|| {
             refuse(
@@ -180,7 +202,7 @@ pub(crate) fn select(
                 400,
                 "NAME_INVALID",
                 format!(
-                    "invalid repository name component {component:?}: lowercase letters and digits separated by '.', '_' or '-'"
+                    "invalid repository name component {component:?}: lowercase letters and digits separated by one '.', one or two '_', or '-'s"
                 ),
             ));
         }
@@ -192,15 +214,36 @@ pub(crate) fn select(
     Ok((index, joined))
 }
 
+/// A path component by the distribution spec's grammar: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
 fn valid_component(component: &str) -> bool {
     let bytes = component.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 255
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-        })
+    if bytes.is_empty() || bytes.len() > MAX_NAME {
+        return false;
+    }
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let mut i = 0;
+    loop {
+        let start = i;
+        while i < bytes.len() && alnum(&bytes[i]) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+        if i == bytes.len() {
+            return true;
+        }
+        let sep = i;
+        while i < bytes.len() && !alnum(&bytes[i]) {
+            i += 1;
+        }
+        let separator = &bytes[sep..i];
+        let allowed =
+            matches!(separator, b"." | b"_" | b"__") || separator.iter().all(|&b| b == b'-');
+        if !allowed {
+            return false;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -308,5 +351,23 @@ mod tests {
                 .code,
             "NAME_INVALID"
         );
+    }
+
+    #[test]
+    fn names_follow_the_spec_grammar_and_length() {
+        let list = aliases(&["docker.io"]);
+        for good in ["a", "a.b", "a_b", "a__b", "a---b", "0x/y-z.w"] {
+            assert!(select(&list, None, &segs(good)).is_ok(), "{good}");
+        }
+        for bad in ["a..b", "a___b", "a.-b", "-a", "a-", "a._b", "A"] {
+            let err = select(&list, None, &segs(bad)).unwrap_err();
+            assert_eq!((err.status, err.code), (400, "NAME_INVALID"), "{bad}");
+        }
+        let long = vec!["a".to_string(); 200];
+        let err = select(&list, None, &long).unwrap_err();
+        assert_eq!((err.status, err.code), (400, "NAME_INVALID"));
+        assert!(err.message.contains("399 bytes"), "{}", err.message);
+        let fits = vec!["ab".to_string(); 85];
+        assert!(select(&list, None, &fits).is_ok());
     }
 }

@@ -394,7 +394,13 @@ impl PypiRepo {
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
         fetch.expected = expected.map(Expected::Sha256);
         fetch.reach = Some(self.reach.clone());
-        match self.engine.get(fetch).await {
+        // A `HEAD` is answered from upstream's `HEAD`, without downloading and keeping the file.
+        let result = if req.method == Method::HEAD {
+            self.engine.head(&fetch).await
+        } else {
+            self.engine.get(fetch).await
+        };
+        match result {
             Ok(served) => {
                 let mut resp = serve(served, &req.method, &req.headers, None);
                 resp.headers_mut().insert(

@@ -78,11 +78,14 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
             allow_http: s3.allow_http,
         }),
     })?;
+    store.set_max_negative_entries(config.storage.max_negative_entries);
     let mut options = UpstreamOptions {
         connect_timeout: config.http.connect_timeout,
         timeout: config.http.timeout,
         read_timeout: config.http.read_timeout,
         retries: config.http.retries,
+        max_concurrent_misses: config.http.max_concurrent_misses as usize,
+        miss_wait: config.http.miss_wait,
         ..UpstreamOptions::default()
     };
     if let Some(ua) = &config.http.user_agent {
@@ -260,15 +263,26 @@ pub async fn serve(
     served.map_err(|e| ServerError::Other(format!("server error: {e}")))
 }
 
-/// Periodic work: persist access times (so eviction order survives restarts) and evict when over the limit.
+/// Periodic work: persist access times (so eviction order survives restarts), drop negative entries no
+/// repository remembers any more (older than the longest `negative_ttl`) and the oldest beyond
+/// `storage.max_negative_entries`, and evict when over the limit.
 async fn maintain(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(15));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let negative_age = state
+        .config
+        .repositories
+        .iter()
+        .map(|r| r.negative_ttl)
+        .max()
+        .unwrap_or_default();
+    let keep_negatives = state.config.storage.max_negative_entries;
     loop {
         tick.tick().await;
         let store = state.engine.store().clone();
         let result = tokio::task::spawn_blocking(move || {
             store.flush_access_times()?;
+            store.prune_negatives(negative_age, keep_negatives)?;
             store.evict_if_needed()
         })
         .await;

@@ -80,6 +80,8 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
             "path": state.engine.store().root(),
             "bytes": usage.bytes,
             "blobs": usage.blobs,
+            "index_bytes": usage.index_bytes,
+            "negative_entries": usage.negative_entries,
             "max_bytes": usage.max_bytes,
             "evictions": usage.evictions,
             "evicted_bytes": usage.evicted_bytes,

@@ -25,6 +25,7 @@ pub use blobs::{BlobFile, TempBlob};
 pub use digest::{Digest, Sha256Writer};
 pub use entry::{now_ms, Entry};
 pub use error::StoreError;
+pub use index::PruneReport;
 pub use lru::EvictionReport;
 pub use shared::{SharedOptions, SharedUsage};
 
@@ -49,13 +50,20 @@ pub struct Store {
     max_size: Option<u64>,
     root: PathBuf,
     shared: Option<shared::SharedTier>,
+    /// Held while evicting, so that concurrent triggers do not evict twice.
+    evicting: std::sync::Mutex<()>,
 }
 
 /// Usage figures for metrics and `/status`.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Usage {
+    /// Bytes of blobs.
     pub bytes: u64,
     pub blobs: u64,
+    /// Estimated bytes of the metadata index on disk; counted with `bytes` against `max_bytes`.
+    pub index_bytes: u64,
+    /// Negative entries (remembered upstream 404s) in the index.
+    pub negative_entries: u64,
     pub max_bytes: Option<u64>,
     pub evictions: u64,
     pub evicted_bytes: u64,
@@ -100,12 +108,45 @@ impl Store {
             max_size: options.max_size,
             root,
             shared,
+            evicting: std::sync::Mutex::new(()),
         };
         Ok(Arc::new(store))
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The most bytes blobs and index may take together (`storage.max_size`), if bounded.
+    pub fn max_size(&self) -> Option<u64> {
+        self.max_size
+    }
+
+    /// Whether blobs and index together are over `max_size`.
+    pub fn over_max_size(&self) -> bool {
+        self.max_size
+            .is_some_and(|max| self.lru.totals().0 + self.index.bytes() > max)
+    }
+
+    /// Caps the number of negative entries: recording one more drops the oldest
+    /// (`storage.max_negative_entries`).
+    pub fn set_max_negative_entries(&self, cap: u64) {
+        self.index.set_negative_cap(cap);
+    }
+
+    /// Drops negative entries recorded more than `max_age` ago (no repository remembers a 404 longer), and
+    /// the oldest beyond `keep`. For the periodic maintenance.
+    pub fn prune_negatives(
+        &self,
+        max_age: std::time::Duration,
+        keep: u64,
+    ) -> Result<PruneReport, StoreError> {
+        let before = now_ms().saturating_sub(max_age.as_millis() as u64);
+        let report = self.index.prune_negatives(before, keep, 0)?;
+        if report.entries > 0 {
+            tracing::debug!(entries = report.entries, "dropped old negative entries");
+        }
+        Ok(report)
     }
 
     /// The entry for `key` in `repo`, if one is recorded. The blob it names may have been evicted: check with
@@ -181,6 +222,8 @@ impl Store {
         Usage {
             bytes,
             blobs,
+            index_bytes: self.index.bytes(),
+            negative_entries: self.index.negatives(),
             max_bytes: self.max_size,
             evictions,
             evicted_bytes,
@@ -188,10 +231,14 @@ impl Store {
         }
     }
 
-    /// Evicts least-recently-used blobs until the total is at or below 90% of `max_size`, if it is above
-    /// `max_size`. Entries naming evicted blobs stay and are treated as absent when read.
+    /// When blobs and index together are above `max_size`, brings them to 90% of it: negative entries go
+    /// first (oldest first), then least-recently-used blobs with the entries that name them.
     pub fn evict_if_needed(&self) -> Result<EvictionReport, StoreError> {
         let Some(max) = self.max_size else {
+            return Ok(EvictionReport::default());
+        };
+        // Another eviction in progress brings the total down already.
+        let Ok(_evicting) = self.evicting.try_lock() else {
             return Ok(EvictionReport::default());
         };
         self.evict_to(max, max - max / 10)
@@ -203,8 +250,19 @@ impl Store {
     }
 
     fn evict_to(&self, trigger: u64, target: u64) -> Result<EvictionReport, StoreError> {
-        let victims = self.lru.pick_victims(trigger, target);
+        let total = self.lru.totals().0 + self.index.bytes();
+        if total > trigger && self.index.negatives() > 0 {
+            let pruned = self.index.prune_negatives(0, u64::MAX, total - target)?;
+            if pruned.entries > 0 {
+                tracing::info!(
+                    entries = pruned.entries,
+                    "over max_size: dropped the oldest negative entries"
+                );
+            }
+        }
+        let victims = self.lru.pick_victims(trigger, target, self.index.bytes());
         let mut report = EvictionReport::default();
+        let mut gone = Vec::with_capacity(victims.len());
         for (digest, size) in victims {
             self.blobs.delete(&digest)?;
             self.index.forget_blob(&digest)?;
@@ -212,7 +270,9 @@ impl Store {
                 report.blobs += 1;
                 report.bytes += size;
             }
+            gone.push(digest);
         }
+        self.index.remove_entries_of(&gone)?;
         self.lru.count_evictions(&report);
         if report.blobs > 0 {
             tracing::info!(

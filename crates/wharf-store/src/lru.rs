@@ -74,10 +74,11 @@ impl Lru {
         )
     }
 
-    /// When the total exceeds `trigger`, the least recently used blobs whose removal brings it to `target`.
-    pub(crate) fn pick_victims(&self, trigger: u64, target: u64) -> Vec<(Digest, u64)> {
+    /// When the total plus `extra` (bytes counted besides blobs: the index) exceeds `trigger`, the least
+    /// recently used blobs whose removal brings it to `target`.
+    pub(crate) fn pick_victims(&self, trigger: u64, target: u64, extra: u64) -> Vec<(Digest, u64)> {
         let inner = self.lock();
-        if inner.total <= trigger {
+        if inner.total + extra <= trigger {
             return Vec::new();
         }
         let mut by_age: Vec<(u64, Digest, u64)> = inner
@@ -86,7 +87,7 @@ impl Lru {
             .map(|(digest, &(size, access))| (access, *digest, size))
             .collect();
         by_age.sort_unstable();
-        let mut total = inner.total;
+        let mut total = inner.total + extra;
         let mut victims = Vec::new();
         for (_, digest, size) in by_age {
             if total <= target {

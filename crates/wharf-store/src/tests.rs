@@ -95,31 +95,31 @@ fn eviction_removes_least_recently_used_first() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(StoreOptions {
         root: dir.path().to_path_buf(),
-        max_size: Some(2500),
+        max_size: Some(25_000),
         shared: None,
     })
     .expect("open");
-    let a = put_blob(&store, &[1u8; 1000]);
+    let a = put_blob(&store, &[1u8; 10_000]);
     std::thread::sleep(std::time::Duration::from_millis(5));
-    let b = put_blob(&store, &[2u8; 1000]);
+    let b = put_blob(&store, &[2u8; 10_000]);
     std::thread::sleep(std::time::Duration::from_millis(5));
     // Reading `a` makes `b` the least recently used.
     assert!(store.open_blob(&a).expect("open").is_some());
     std::thread::sleep(std::time::Duration::from_millis(5));
-    let c = put_blob(&store, &[3u8; 1000]);
+    let c = put_blob(&store, &[3u8; 10_000]);
     let report = store.evict_if_needed().expect("evict");
     assert_eq!(
         report,
         EvictionReport {
             blobs: 1,
-            bytes: 1000
+            bytes: 10_000
         }
     );
     assert!(store.has_blob(&a));
     assert!(!store.has_blob(&b));
     assert!(store.has_blob(&c));
     assert!(store.open_blob(&b).expect("open").is_none());
-    assert!(store.usage().bytes <= 2500);
+    assert!(store.usage().bytes <= 25_000);
 }
 
 #[test]
@@ -176,4 +176,128 @@ fn prefix_removal_and_listing_stay_within_the_repository() {
         .lookup("pypi2", "simple/a/")
         .expect("lookup")
         .is_some());
+}
+
+fn negative_at(fetched_at: u64) -> Entry {
+    Entry {
+        digest: None,
+        size: 0,
+        status: 404,
+        content_type: None,
+        etag: None,
+        last_modified: None,
+        fetched_at,
+        immutable: false,
+        upstream_url: "http://127.0.0.1:1/missing".into(),
+        headers: vec![],
+    }
+}
+
+fn open_at(dir: &std::path::Path, max_size: Option<u64>) -> Arc<Store> {
+    Store::open(StoreOptions {
+        root: dir.to_path_buf(),
+        max_size,
+        shared: None,
+    })
+    .expect("open")
+}
+
+#[test]
+fn negative_entries_beyond_the_cap_drop_the_oldest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_at(dir.path(), None);
+    store.set_max_negative_entries(3);
+    for i in 0..5u64 {
+        store
+            .put_entry("go", &format!("mod/m{i}"), &negative_at(1000 + i))
+            .expect("put");
+    }
+    assert_eq!(store.usage().negative_entries, 3);
+    assert!(store.lookup("go", "mod/m0").expect("lookup").is_none());
+    assert!(store.lookup("go", "mod/m1").expect("lookup").is_none());
+    assert!(store.lookup("go", "mod/m4").expect("lookup").is_some());
+    // Replacing a negative entry by a positive one leaves the count in step.
+    let digest = put_blob(&store, b"now it exists");
+    store
+        .put_entry("go", "mod/m4", &entry_for(&digest, 13))
+        .expect("put");
+    assert_eq!(store.usage().negative_entries, 2);
+    drop(store);
+    let store = open_at(dir.path(), None);
+    assert_eq!(store.usage().negative_entries, 2, "counted again at open");
+}
+
+#[test]
+fn old_negative_entries_are_pruned_by_age_and_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_at(dir.path(), None);
+    let now = now_ms();
+    store
+        .put_entry("go", "old", &negative_at(now - 7_200_000))
+        .expect("put");
+    for i in 0..4 {
+        store
+            .put_entry("go", &format!("new{i}"), &negative_at(now - 10 + i))
+            .expect("put");
+    }
+    let before = store.usage().index_bytes;
+    let report = store
+        .prune_negatives(std::time::Duration::from_secs(3600), 2)
+        .expect("prune");
+    assert_eq!(report.entries, 3, "the old one by age, two more by count");
+    assert_eq!(store.usage().negative_entries, 2);
+    assert!(store.lookup("go", "new3").expect("lookup").is_some());
+    assert!(store.lookup("go", "new1").expect("lookup").is_none());
+    assert!(store.usage().index_bytes < before);
+}
+
+#[test]
+fn index_counts_in_max_size_and_negative_entries_go_before_blobs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_at(dir.path(), Some(200_000));
+    let digest = put_blob(&store, &[9u8; 50_000]);
+    store
+        .put_entry("pypi", "files/a/a.whl", &entry_for(&digest, 50_000))
+        .expect("put");
+    let long = "x".repeat(1000);
+    let mut i = 0;
+    while !store.over_max_size() {
+        store
+            .put_entry(
+                "pypi",
+                &format!("simple/{long}{i}/"),
+                &negative_at(1000 + i),
+            )
+            .expect("put");
+        i += 1;
+        assert!(i < 10_000, "the index never counted");
+    }
+    store.evict_if_needed().expect("evict");
+    let usage = store.usage();
+    assert!(usage.bytes + usage.index_bytes <= 180_000, "{usage:?}");
+    assert!(usage.negative_entries > 0 && usage.negative_entries < i);
+    assert!(
+        store.has_blob(&digest),
+        "the blob outlives the negative entries"
+    );
+    assert!(store
+        .lookup("pypi", &format!("simple/{long}0/"))
+        .expect("lookup")
+        .is_none());
+}
+
+#[test]
+fn evicting_a_blob_removes_the_entries_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_at(dir.path(), None);
+    let digest = put_blob(&store, b"evicted");
+    for key in ["a", "b"] {
+        store
+            .put_entry("npm", key, &entry_for(&digest, 7))
+            .expect("put");
+    }
+    let with_entries = store.usage().index_bytes;
+    store.evict_down_to(0).expect("evict");
+    assert!(store.list_entries("npm", "", 10).expect("list").is_empty());
+    assert!(store.usage().index_bytes < with_entries);
 }
