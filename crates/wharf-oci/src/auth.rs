@@ -501,6 +501,46 @@ mod tests {
     }
 
     #[test]
+    fn the_token_map_drops_expired_then_idle_tokens() {
+        let mut tokens = HashMap::new();
+        let now = Instant::now();
+        for i in 0..MAX_TOKENS {
+            let token = Token {
+                value: format!("t{i}"),
+                // Every other token has expired.
+                renew_at: if i % 2 == 0 {
+                    now - Duration::from_secs(1)
+                } else {
+                    now + Duration::from_secs(60)
+                },
+            };
+            tokens.insert(
+                format!("repository:n{i}:pull"),
+                Arc::new(tokio::sync::Mutex::new(Some(token))),
+            );
+        }
+        prune(&mut tokens);
+        assert_eq!(tokens.len(), MAX_TOKENS / 2, "expired tokens dropped");
+        assert!(tokens.contains_key("repository:n1:pull"));
+        assert!(!tokens.contains_key("repository:n0:pull"));
+        // All valid and full: idle slots make room, one held by a request is kept.
+        let held = tokens["repository:n1:pull"].clone();
+        for i in MAX_TOKENS..MAX_TOKENS * 2 {
+            tokens.insert(
+                format!("repository:m{i}:pull"),
+                Arc::new(tokio::sync::Mutex::new(Some(Token {
+                    value: String::new(),
+                    renew_at: now + Duration::from_secs(60),
+                }))),
+            );
+        }
+        prune(&mut tokens);
+        assert!(tokens.len() < MAX_TOKENS);
+        assert!(tokens.contains_key("repository:n1:pull"));
+        drop(held);
+    }
+
+    #[test]
     fn credentials_errors_name_the_line() {
         let err = parse_credentials("quay.io a:b\n", &aliases()).unwrap_err();
         assert!(err.contains("line 1") && err.contains("quay.io"), "{err}");

@@ -99,7 +99,7 @@ impl ScriptedServer {
         format!("http://{}", self.addr())
     }
 
-    /// Answers `path` (path and query, as requested) with `answer`.
+    /// Answers `path` with `answer`: a request's path and query are matched first, then its path alone.
     pub fn script(&self, path: &str, answer: Answer) {
         lock(&self.state.answers).insert(path.to_string(), answer);
     }
@@ -163,7 +163,11 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
             .body(Body::full(Bytes::from_static(b"credentials required")))
             .expect("response");
     }
-    let answer = lock(&state.answers).get(&path).cloned();
+    let bare = path.split('?').next().unwrap_or("/");
+    let answer = {
+        let answers = lock(&state.answers);
+        answers.get(&path).or_else(|| answers.get(bare)).cloned()
+    };
     let answer = answer.unwrap_or_else(|| Answer::new(404, "not scripted"));
     let mut builder = Response::builder().status(answer.status);
     for (name, value) in &answer.headers {

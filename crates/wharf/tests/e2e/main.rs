@@ -11,6 +11,7 @@ mod deploy;
 mod fault_suite;
 mod faults;
 mod go;
+mod hostile_reach;
 mod hostile_store;
 mod load;
 mod npm;
