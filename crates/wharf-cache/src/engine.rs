@@ -259,7 +259,7 @@ impl Engine {
             FlightState::Failed(error) => {
                 if let (true, Some(entry)) = (error.allows_stale(), stale) {
                     if let Some(blob) = self.open_blob(&req.repo, &req.key, &entry)? {
-                        tracing::warn!(repo = %req.repo, key = %req.key, %error, "upstream failed; serving stale copy");
+                        tracing::warn!(repo = %req.repo, key = %req.key, error = %crate::redact_secrets(&error.to_string()), "upstream failed; serving stale copy");
                         return Ok(served_from_blob(Outcome::Stale, entry, blob));
                     }
                 }
@@ -333,7 +333,7 @@ impl Engine {
             if !matches!(error, FetchError::NotFound { .. }) {
                 // A refusal under load is counted, not logged: a scan would log one line per name.
                 if !matches!(error, FetchError::Busy { .. }) {
-                    tracing::warn!(repo = %req.repo, key = %req.key, %error, "upstream fetch failed");
+                    tracing::warn!(repo = %req.repo, key = %req.key, error = %crate::redact_secrets(&error.to_string()), "upstream fetch failed");
                 }
                 self.metrics.error(&req.repo, error.kind());
             }

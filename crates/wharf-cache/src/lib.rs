@@ -23,9 +23,13 @@ mod body;
 mod engine;
 mod error;
 mod flight;
+mod format;
 mod metrics;
 mod pass_through;
 pub mod path;
+#[cfg(test)]
+mod props;
+pub mod range;
 mod reach;
 mod request;
 mod respond;
@@ -35,6 +39,7 @@ mod verify;
 pub use body::{BodyStream, Served};
 pub use engine::Engine;
 pub use error::FetchError;
+pub use format::{BuildError, FormatDescriptor, PurgeKeys, PurgeSelector};
 pub use metrics::EngineMetrics;
 pub use pass_through::PassThrough;
 pub use reach::{
@@ -42,9 +47,10 @@ pub use reach::{
 };
 pub use request::{FetchRequest, Freshness, Outcome};
 pub use respond::{
-    error_response, fetch_error_response, read_only_segments, serve, BoxFuture, CacheInfo,
-    RepoRequest, Repository, UpstreamLabel, REQUEST_BODY_LIMIT,
+    download_type, error_response, fetch_error_response, read_only_segments, serve, BoxFuture,
+    CacheInfo, RepoRequest, Repository, UpstreamLabel, REQUEST_BODY_LIMIT,
 };
 pub use upstream::{Upstream, UpstreamOptions};
 pub use verify::Expected;
+pub use wharf_config::redact_secrets;
 pub use wharf_store::{Entry, Store};

@@ -74,9 +74,21 @@ impl Engine {
             .upstream_status(&req.repo, resp.status.as_str());
         let mut builder = Response::builder().status(resp.status);
         for name in FORWARDED_RESPONSE_HEADERS {
-            if let Some(value) = resp.headers.get(&name) {
+            if let Some(value) = resp
+                .headers
+                .get(&name)
+                .filter(|_| name != header::CONTENT_TYPE)
+            {
                 builder = builder.header(name, value.clone());
             }
+        }
+        // Upstream's answer is served on wharf's origin: it may not be a page there.
+        let declared = resp
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if declared.is_some() {
+            builder = builder.header(header::CONTENT_TYPE, crate::download_type(declared));
         }
         let body = resp.inner.bytes_stream().map_err(std::io::Error::other);
         builder

@@ -174,9 +174,19 @@ impl Credential {
     /// [`Credential::parse`] of the file at `path`.
     pub fn read(path: &Path, upstream: &Url) -> Result<Credential, String> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("credentials_file {}: cannot read: {e}", path.display()))?;
-        Credential::parse(&text, upstream)
-            .map_err(|e| format!("credentials_file {}: {e}", path.display()))
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        Credential::parse(&text, upstream).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The credential a repository's `credentials_file` (if set) gives for `upstream`, as a build error at
+    /// that key when it cannot be used.
+    pub fn from_config(
+        path: Option<&Path>,
+        upstream: &Url,
+    ) -> Result<Option<Credential>, crate::BuildError> {
+        path.map(|p| Credential::read(p, upstream))
+            .transpose()
+            .map_err(|e| crate::BuildError::at("credentials_file", e))
     }
 
     /// The header value, if `url` is this credential's origin and may carry it.

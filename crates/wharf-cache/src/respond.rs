@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
+use crate::range::{self, RangeDecision, Validators};
 use crate::{FetchError, Outcome, Served};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -27,12 +28,10 @@ pub struct RepoRequest {
 /// Largest request body the server reads for a repository (POSTs such as npm's audit reports).
 pub const REQUEST_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
-/// One configured repository of some format. The server routes `/{name}/...` to [`Repository::handle`].
+/// One configured repository of some format: only what differs per format. Its name, format and upstreams
+/// are its `RepoConfig`'s, which the server keeps. The server routes `/{name}/...` to
+/// [`Repository::handle`].
 pub trait Repository: Send + Sync + 'static {
-    fn name(&self) -> &str;
-    fn format(&self) -> &'static str;
-    /// The upstream URL(s), for `/status` and `wharf env`.
-    fn upstreams(&self) -> Vec<String>;
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>>;
     /// A top-level path segment this repository also answers, besides its name (the OCI distribution API's
     /// `v2`, which clients always put at the root). The server routes `/{prefix}/...` here with `path` being
@@ -54,9 +53,10 @@ pub struct CacheInfo {
     pub upstream_bytes: Option<Arc<AtomicU64>>,
 }
 
-/// A plain-text error response: what went wrong, for humans and CI logs.
+/// A plain-text error response: what went wrong, for humans and CI logs (credentials in URLs redacted).
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    let mut text = message.into();
+    let message = message.into();
+    let mut text = crate::redact_secrets(&message).into_owned();
     text.push('\n');
     let mut resp = Response::new(Body::from(text));
     *resp.status_mut() = status;
@@ -103,8 +103,10 @@ pub fn fetch_error_response(error: &FetchError) -> Response<Body> {
     resp
 }
 
-/// Serves an engine answer: status 200 (or 206 for a satisfiable `Range` on a body of known length), the
-/// stored content type unless `content_type` overrides it, `Content-Length` when known, no body for `HEAD`.
+/// Serves an engine answer: status 200 (or 206 for a satisfiable `Range` on a body of known length, 416 for
+/// one past the end; see [`crate::range`]), the content type the format gives (`content_type`) or else the
+/// stored one if it cannot render as a page ([`download_type`]), the stored `ETag` and `Last-Modified`
+/// (what `If-Range` is compared with), `Content-Length` when known, no body for `HEAD`.
 pub fn serve(
     served: Served,
     method: &Method,
@@ -116,26 +118,43 @@ pub fn serve(
         upstream_bytes: served.upstream_bytes.clone(),
     };
     let len = served.len();
-    let ctype = content_type
-        .map(str::to_string)
-        .or_else(|| served.entry.content_type.clone())
-        .unwrap_or_else(|| "application/octet-stream".to_string());
+    let ctype = match content_type {
+        Some(given) => given.to_string(),
+        None => download_type(served.entry.content_type.as_deref()).to_string(),
+    };
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, ctype)
         .header(header::ACCEPT_RANGES, "bytes");
-    let range = len.and_then(|len| {
-        req_headers
-            .get(header::RANGE)
-            .map(|r| (len, parse_range(r, len)))
-    });
-    let resp = match range {
-        Some((len, Err(()))) => {
+    let etag = served
+        .entry
+        .etag
+        .as_deref()
+        .filter(|t| t.starts_with('"'))
+        .and_then(|t| HeaderValue::from_str(t).ok());
+    let last_modified = served
+        .entry
+        .last_modified
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok());
+    let validators = Validators {
+        etag: etag.as_ref().and_then(|v| v.to_str().ok()),
+        last_modified: last_modified.as_ref().and_then(|v| v.to_str().ok()),
+    };
+    let decision = len.map(|len| (len, range::decide(req_headers, len, validators)));
+    if let Some(etag) = &etag {
+        builder = builder.header(header::ETAG, etag);
+    }
+    if let Some(last_modified) = &last_modified {
+        builder = builder.header(header::LAST_MODIFIED, last_modified);
+    }
+    let resp = match decision {
+        Some((len, RangeDecision::Unsatisfiable)) => {
             builder = builder
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header(header::CONTENT_RANGE, format!("bytes */{len}"));
             builder.body(Body::empty())
         }
-        Some((len, Ok((start, end)))) => {
+        Some((len, RangeDecision::Partial { start, end })) => {
             builder = builder
                 .status(StatusCode::PARTIAL_CONTENT)
                 .header(
@@ -151,7 +170,7 @@ pub fn serve(
                 ))
             }
         }
-        None => {
+        Some((_, RangeDecision::Full)) | None => {
             if let Some(len) = len {
                 builder = builder.header(header::CONTENT_LENGTH, len);
             }
@@ -168,53 +187,83 @@ pub fn serve(
     resp
 }
 
-/// Parses a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range into `[start, end)`. Multiple ranges are not
-/// supported and are answered as if absent would be wrong, so they count as unsatisfiable.
-fn parse_range(value: &HeaderValue, len: u64) -> Result<(u64, u64), ()> {
-    let text = value.to_str().map_err(|_| ())?.trim();
-    let spec = text.strip_prefix("bytes=").ok_or(())?;
-    if spec.contains(',') {
-        return Err(());
-    }
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let (a, b) = (a.trim(), b.trim());
-    let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
-        if n == 0 {
-            return Err(());
-        }
-        (len.saturating_sub(n), len)
-    } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
-        let end = if b.is_empty() {
-            len
-        } else {
-            b.parse::<u64>().map_err(|_| ())?.saturating_add(1).min(len)
-        };
-        (start, end)
+/// The content type to serve a stored file with, given the one upstream declared: kept when it names an
+/// archive, a digest-addressed registry object, JSON or plain text, and `application/octet-stream` for
+/// anything else. A file fetched from upstream must never become a page (HTML, SVG, XML, script) on wharf's
+/// origin, whatever its host said it was.
+pub fn download_type(declared: Option<&str>) -> &str {
+    const KEPT: &[&str] = &[
+        "application/octet-stream",
+        "application/zip",
+        "application/gzip",
+        "application/x-gzip",
+        "application/x-tar",
+        "application/x-bzip2",
+        "application/x-xz",
+        "application/zstd",
+        "application/json",
+        "text/plain",
+    ];
+    const OCTET_STREAM: &str = "application/octet-stream";
+    let Some(declared) = declared else {
+        return OCTET_STREAM;
     };
-    if start >= end || start >= len {
-        return Err(());
+    let essence = declared
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let registry_object = (essence.starts_with("application/vnd.oci.")
+        || essence.starts_with("application/vnd.docker."))
+        && !essence.contains("html")
+        && !essence.contains("xml");
+    if KEPT.contains(&essence.as_str()) || registry_object {
+        declared
+    } else {
+        OCTET_STREAM
     }
-    Ok((start, end))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::download_type;
 
-    fn r(s: &'static str, len: u64) -> Result<(u64, u64), ()> {
-        parse_range(&HeaderValue::from_static(s), len)
+    #[test]
+    fn files_never_keep_a_type_a_browser_renders() {
+        for page in [
+            "text/html",
+            "text/html; charset=utf-8",
+            "TEXT/HTML",
+            "application/xhtml+xml",
+            "image/svg+xml",
+            "text/xml",
+            "application/javascript",
+            "text/css",
+            "application/pdf",
+            "multipart/x-mixed-replace; boundary=x",
+            "application/vnd.docker.html",
+            "",
+        ] {
+            assert_eq!(
+                download_type(Some(page)),
+                "application/octet-stream",
+                "{page}"
+            );
+        }
+        assert_eq!(download_type(None), "application/octet-stream");
     }
 
     #[test]
-    fn ranges() {
-        assert_eq!(r("bytes=0-9", 100), Ok((0, 10)));
-        assert_eq!(r("bytes=90-", 100), Ok((90, 100)));
-        assert_eq!(r("bytes=-10", 100), Ok((90, 100)));
-        assert_eq!(r("bytes=95-200", 100), Ok((95, 100)));
-        assert_eq!(r("bytes=100-", 100), Err(()));
-        assert_eq!(r("bytes=0-1,5-6", 100), Err(()));
-        assert_eq!(r("items=0-1", 100), Err(()));
+    fn archives_and_registry_objects_keep_their_type() {
+        for kept in [
+            "application/zip",
+            "application/x-gzip",
+            "text/plain; charset=utf-8",
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        ] {
+            assert_eq!(download_type(Some(kept)), kept);
+        }
     }
 }

@@ -173,12 +173,12 @@ impl Upstream {
             let give_up = attempt >= self.options.retries;
             match (outcome, retry_after) {
                 (Ok(resp), Some(wait)) if !give_up && wait <= MAX_RETRY_AFTER => {
-                    tracing::debug!(%url, status = resp.status().as_u16(), attempt, "retrying upstream");
+                    tracing::debug!(url = %crate::redact_secrets(url.as_str()), status = resp.status().as_u16(), attempt, "retrying upstream");
                     drop(resp);
                     self.backoff(attempt, wait).await;
                 }
                 (Err(e), Some(_)) if !give_up => {
-                    tracing::debug!(%url, error = %e, attempt, "retrying upstream");
+                    tracing::debug!(url = %crate::redact_secrets(url.as_str()), error = %crate::redact_secrets(&e.to_string()), attempt, "retrying upstream");
                     self.backoff(attempt, Duration::ZERO).await;
                 }
                 (Ok(resp), _) => {

@@ -24,9 +24,11 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use sha2::Digest as _;
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, CacheInfo, Credential, Engine,
-    Expected, FetchError, FetchRequest, Freshness, Reach, RepoRequest, Repository, Served,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Credential,
+    Engine, Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest,
+    Repository, Served,
 };
+use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
 pub use client_settings::client_settings;
 
@@ -45,21 +47,35 @@ pub struct CargoRepo {
     engine: Arc<Engine>,
 }
 
-/// Builds the repository from its configuration (the one line of wiring in the server).
-pub fn build(
-    cfg: &wharf_config::RepoConfig,
-    engine: Arc<Engine>,
-) -> Result<Arc<dyn Repository>, String> {
-    let upstream = cfg.upstream.clone().ok_or("upstream: missing")?;
-    let public_base = cfg.public_url.clone().ok_or(
+/// The cargo format's descriptor, listed in the server's format registry.
+pub const FORMAT: FormatDescriptor = FormatDescriptor {
+    config: FormatSpec {
+        // Tarballs, `dl` downloads, token realms and redirects may live on hosts listed here.
+        keys: &["file_hosts"],
+        ..FormatSpec::new(
+            Format::Cargo,
+            Upstreams::One {
+                example: "https://<your sparse cargo index>/",
+            },
+        )
+    },
+    build,
+    client_settings: |cfg, _base, repo_base| client_settings(&cfg.name, repo_base),
+    purge_selectors: &[],
+};
+
+/// Builds the repository from its configuration.
+pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
+    let upstream = cfg
+        .upstream
+        .clone()
+        .ok_or_else(|| BuildError::at("upstream", "missing"))?;
+    let public_base = cfg.public_url.clone().ok_or_else(|| BuildError::new(
         "cargo's config.json carries an absolute download URL, so wharf needs its own address: set the \
          top-level `public_url` (e.g. `public_url: \"http://wharf.ci:8080/\"`); wharf listens on a wildcard \
          address, which clients cannot use",
-    )?;
-    let credential = match &cfg.credentials_file {
-        Some(path) => Some(Credential::read(path, &upstream)?),
-        None => None,
-    };
+    ))?;
+    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
     let reach = engine.register_reach(
         Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential),
     );
@@ -75,18 +91,6 @@ pub fn build(
 }
 
 impl Repository for CargoRepo {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn format(&self) -> &'static str {
-        "cargo"
-    }
-
-    fn upstreams(&self) -> Vec<String> {
-        vec![self.upstream.to_string()]
-    }
-
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
         Box::pin(self.route(req))
     }

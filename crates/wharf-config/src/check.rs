@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use crate::error::ConfigError;
+use crate::formats::{self, FormatSpec, Upstreams};
 use crate::model::{Config, Format, HttpConfig, LogConfig, RepoConfig, StorageConfig};
 use crate::net::{check_base_url, parse_host_port, Problem, UrlRole};
 
@@ -22,8 +23,8 @@ pub const MAX_NEGATIVE_ENTRIES: u64 = 100_000_000;
 /// Most retries allowed: more would turn an upstream outage into a storm of requests.
 pub(crate) const MAX_RETRIES: u32 = 10;
 
-/// Every semantic check on a whole config.
-pub(crate) fn config(config: &Config) -> Vec<ConfigError> {
+/// Every semantic check on a whole config, for the formats in `formats`.
+pub(crate) fn config(config: &Config, formats: &[FormatSpec]) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     errors.extend(public_url(config));
     errors.extend(storage(&config.storage));
@@ -41,9 +42,24 @@ pub(crate) fn config(config: &Config) -> Vec<ConfigError> {
                 .with_hint("give each repository a unique name"),
             );
         }
-        errors.extend(repo_checks(repo, Some(repo.format)));
+        match formats::find(formats, repo.format) {
+            Some(spec) => errors.extend(repo_checks(repo, Some(spec), formats)),
+            None => {
+                errors.push(not_served(&repo_path(&repo.name), repo.format, formats));
+                errors.extend(repo_checks(repo, None, formats));
+            }
+        }
     }
     errors
+}
+
+/// The error for a repository whose format no crate of this binary serves.
+pub(crate) fn not_served(base: &str, format: Format, formats: &[FormatSpec]) -> ConfigError {
+    ConfigError::new(
+        format!("{base}.format"),
+        format!("format `{format}` is not served by this build of wharf"),
+    )
+    .with_hint(format!("use one of {}", formats::names(formats)))
 }
 
 pub(crate) fn repo_path(name: &str) -> String {
@@ -226,9 +242,14 @@ pub(crate) fn log(log: &LogConfig) -> Vec<ConfigError> {
     Vec::new()
 }
 
-/// Checks one repository. `format` is `None` when the format itself was invalid; format-dependent checks are
-/// then skipped, since they would only add noise to the format error.
-pub(crate) fn repo_checks(repo: &RepoConfig, format: Option<Format>) -> Vec<ConfigError> {
+/// Checks one repository. `spec` is `None` when the format itself was invalid or is not served; format-dependent
+/// checks are then skipped, since they would only add noise to the format error. `formats` is every format
+/// the binary serves, to say which take a key this one refuses.
+pub(crate) fn repo_checks(
+    repo: &RepoConfig,
+    spec: Option<&FormatSpec>,
+    formats: &[FormatSpec],
+) -> Vec<ConfigError> {
     let base = repo_path(&repo.name);
     let at = |key: &str| format!("{base}.{key}");
     let mut errors = Vec::new();
@@ -237,67 +258,74 @@ pub(crate) fn repo_checks(repo: &RepoConfig, format: Option<Format>) -> Vec<Conf
         errors.push(error(base.clone(), problem));
     }
 
-    if let Some(format) = format {
-        if format == Format::Oci {
-            if repo.upstream.is_some() {
-                errors.push(
-                    ConfigError::new(at("upstream"), "oci repositories do not take `upstream`")
-                        .with_hint(
-                            "list registries under `upstreams:` as alias: URL, e.g. `upstreams: {docker.io: \"https://<registry>\"}`",
-                        ),
-                );
-            }
-            if repo.upstreams.is_empty() {
-                errors.push(
-                    ConfigError::new(
-                        at("upstreams"),
-                        "an oci repository needs at least one upstream registry",
-                    )
-                    .with_hint("add `upstreams: {docker.io: \"https://<registry>\"}` (alias: URL)"),
-                );
-            }
-        } else {
-            if repo.upstream.is_none() {
-                errors.push(
-                    ConfigError::new(
-                        at("upstream"),
-                        format!(
-                            "missing `upstream`: {format} repositories need the URL they cache"
-                        ),
-                    )
-                    .with_hint(format!("add `upstream: \"{}\"`", example_upstream(format))),
-                );
-            }
-            if !repo.upstreams.is_empty() {
-                errors.push(
-                    ConfigError::new(at("upstreams"), "`upstreams` is only for oci repositories")
+    if let Some(spec) = spec {
+        let format = spec.format;
+        match spec.upstreams {
+            Upstreams::Aliased { example } => {
+                if repo.upstream.is_some() {
+                    errors.push(
+                        ConfigError::new(
+                            at("upstream"),
+                            format!("{format} repositories do not take `upstream`"),
+                        )
                         .with_hint(format!(
-                            "{format} repositories take one `upstream: \"{}\"`",
-                            example_upstream(format)
+                            "list registries under `upstreams:` as alias: URL, e.g. `upstreams: {{{example}}}`"
                         )),
+                    );
+                }
+                if repo.upstreams.is_empty() {
+                    errors.push(
+                        ConfigError::new(
+                            at("upstreams"),
+                            format!("an {format} repository needs at least one upstream registry"),
+                        )
+                        .with_hint(format!("add `upstreams: {{{example}}}` (alias: URL)")),
+                    );
+                }
+            }
+            Upstreams::One { example } => {
+                if repo.upstream.is_none() {
+                    errors.push(
+                        ConfigError::new(
+                            at("upstream"),
+                            format!(
+                                "missing `upstream`: {format} repositories need the URL they cache"
+                            ),
+                        )
+                        .with_hint(format!("add `upstream: \"{example}\"`")),
+                    );
+                }
+                if !repo.upstreams.is_empty() {
+                    errors.push(
+                        ConfigError::new(at("upstreams"), only_for("upstreams", formats, None))
+                            .with_hint(format!(
+                                "{format} repositories take one `upstream: \"{example}\"`"
+                            )),
+                    );
+                }
+            }
+        }
+        let given = [
+            ("checksum_databases", !repo.checksum_databases.is_empty()),
+            ("file_hosts", repo.file_hosts.is_some()),
+        ];
+        for (key, present) in given {
+            if present && !spec.accepts(key) {
+                let hint = if key == "file_hosts" {
+                    format!(
+                        "remove it: {format} repositories follow no links to other hosts, and wharf follows \
+                         their upstream's redirects only within the upstream's own host"
+                    )
+                } else {
+                    "remove it".to_owned()
+                };
+                errors.push(
+                    ConfigError::new(at(key), only_for(key, formats, Some(format))).with_hint(hint),
                 );
             }
         }
-        if format != Format::Go && !repo.checksum_databases.is_empty() {
-            errors.push(
-                ConfigError::new(
-                    at("checksum_databases"),
-                    format!("`checksum_databases` is only for go repositories, not {format}"),
-                )
-                .with_hint("remove it"),
-            );
-        }
-        if format == Format::Go && repo.file_hosts.is_some() {
-            errors.push(
-                ConfigError::new(
-                    at("file_hosts"),
-                    "`file_hosts` means nothing for go repositories: a Go module proxy serves every file \
-                     itself, so wharf fetches only from the upstream's host (redirects included)",
-                )
-                .with_hint("remove it"),
-            );
-        }
-        if repo.credentials_file.is_some() && format != Format::Oci {
+        errors.extend((spec.check)(repo));
+        if repo.credentials_file.is_some() {
             if let Some(url) = repo.upstream.as_ref().filter(|u| !secrets_allowed(u)) {
                 errors.push(
                     ConfigError::new(
@@ -369,15 +397,21 @@ fn secrets_allowed(url: &url::Url) -> bool {
     }
 }
 
-/// A placeholder upstream for hints; wharf ships no public registry address.
-pub(crate) fn example_upstream(format: Format) -> &'static str {
-    match format {
-        Format::Pypi => "https://<your index>/simple/",
-        Format::Oci => "https://<registry>/",
-        Format::Npm => "https://<your npm registry>/",
-        Format::Cargo => "https://<your sparse cargo index>/",
-        Format::Go => "https://<your Go module proxy>/",
-        Format::Generic => "https://downloads.example.com/",
+/// "`key` is only for pypi repositories[, not npm]": which served formats read `key`.
+fn only_for(key: &str, formats: &[FormatSpec], not: Option<Format>) -> String {
+    let takers: Vec<&str> = formats
+        .iter()
+        .filter(|spec| spec.accepts(key))
+        .map(|spec| spec.format.as_str())
+        .collect();
+    let takers = match takers.as_slice() {
+        [] => format!("`{key}` is read by no format this build of wharf serves"),
+        [one] => format!("`{key}` is only for {one} repositories"),
+        many => format!("`{key}` is only for {} repositories", many.join(", ")),
+    };
+    match not {
+        Some(format) => format!("{takers}, not {format}"),
+        None => takers,
     }
 }
 
@@ -495,7 +529,7 @@ mod tests {
         local.file_hosts = Some(vec!["files.example.org".into()]);
         config.repositories.push(local);
 
-        let errors = config.validate().unwrap_err();
+        let errors = config.validate(crate::fixture::FORMATS).unwrap_err();
         assert_eq!(
             paths(&errors.0),
             [
@@ -508,7 +542,14 @@ mod tests {
             ]
         );
         assert!(errors.0[0].message.contains("more than once"));
-        assert!(errors.0[4].message.contains("serves every file"));
+        let go = &errors.0[4];
+        assert!(
+            go.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("redirects only within"),
+            "{go:?}"
+        );
         assert!(errors.0[5].message.contains("clear text"));
     }
 

@@ -5,14 +5,13 @@
 //! and never includes secrets: config holds only *paths* to secret files, and URL credentials are redacted.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
 use url::Url;
 
-use crate::error::{ConfigError, ConfigErrors};
 use crate::ser;
 
 /// Default `listen` address.
@@ -237,6 +236,24 @@ impl RepoConfig {
             public_url: None,
         }
     }
+
+    /// The field path of one of this repository's keys, for errors: `repositories.{name}.{key}`.
+    pub fn key_path(&self, key: &str) -> String {
+        format!("repositories.{}.{key}", self.name)
+    }
+
+    /// The upstream URL(s) as shown in `/status` and logs: the URL, or `alias=URL` for each aliased upstream.
+    pub fn upstream_list(&self) -> Vec<String> {
+        self.upstream
+            .iter()
+            .map(crate::net::redacted)
+            .chain(
+                self.upstreams
+                    .iter()
+                    .map(|(alias, url)| format!("{alias}={}", crate::net::redacted(url))),
+            )
+            .collect()
+    }
 }
 
 /// A package format.
@@ -376,42 +393,6 @@ impl Config {
         }
     }
 
-    /// Parses and validates YAML text, reporting every problem found with its field path.
-    /// Empty text is the embedded default.
-    pub fn from_yaml_str(text: &str) -> Result<Config, ConfigErrors> {
-        crate::walk::parse(text)
-    }
-
-    /// Reads and parses a config file. A read failure is one error with an empty path naming the file.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            let hint = match error.kind() {
-                std::io::ErrorKind::NotFound => "check the path of the config file",
-                std::io::ErrorKind::PermissionDenied => "make the file readable by wharf's user",
-                std::io::ErrorKind::InvalidData => "the config file must be UTF-8 text",
-                _ => "check that the path is a readable file",
-            };
-            ConfigError::new(
-                "",
-                format!("cannot read config file `{}`: {error}", path.display()),
-            )
-            .with_hint(hint)
-        })?;
-        Self::from_yaml_str(&text)
-    }
-
-    /// Semantic checks, for a config built or changed in code (e.g. after CLI overrides): repository names
-    /// valid and unique, each format has the upstream settings it needs, URLs usable, sizes and timeouts
-    /// sensible. [`Config::from_yaml_str`] already runs them.
-    pub fn validate(&self) -> Result<(), ConfigErrors> {
-        let errors = crate::check::config(self);
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(errors))
-        }
-    }
-
     /// The repository called `name`.
     pub fn repository(&self, name: &str) -> Option<&RepoConfig> {
         self.repositories.iter().find(|repo| repo.name == name)
@@ -454,6 +435,6 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.storage.path, PathBuf::from("./wharf-data"));
         assert!(config.repositories.is_empty());
-        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.validate(crate::fixture::FORMATS), Ok(()));
     }
 }

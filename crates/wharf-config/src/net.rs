@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use std::borrow::Cow;
+
 use url::Url;
 
 /// What a URL in the config is for; decides the wording of hints.
@@ -232,25 +234,67 @@ pub(crate) fn with_trailing_slash(mut url: Url) -> Url {
     url
 }
 
-fn redacted(url: &Url) -> String {
-    crate::ser::redacted(url)
+/// The URL with any `user:password@` replaced, so a config built in code cannot leak credentials.
+pub(crate) fn redacted(url: &Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut clean = url.clone();
+    // Both fail only for URLs that cannot have credentials, which then have none to hide.
+    let _ = clean.set_username("redacted");
+    let _ = clean.set_password(None);
+    clean.to_string()
 }
 
-/// Hides `user:password@` in URL-ish text that did not parse, so error messages never echo secrets.
+/// `text` with the user information of every `scheme://user:password@host` in it replaced by `redacted`.
+/// For free text (messages, log lines): an authority ends at the first `/`, `?`, `#`, space, quote, bracket or
+/// comma.
+pub fn redact_secrets(text: &str) -> Cow<'_, str> {
+    redact_userinfo(text, |c| {
+        matches!(
+            c,
+            '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`' | ')' | ']' | ','
+        ) || c.is_whitespace()
+    })
+}
+
+fn redact_userinfo(text: &str, ends_authority: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.contains('@') || !text.contains("://") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(found) = rest.find("://") {
+        let authority_start = found + 3;
+        out.push_str(&rest[..authority_start]);
+        let after = &rest[authority_start..];
+        let authority_end = after.find(&ends_authority).unwrap_or(after.len());
+        match after[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("redacted");
+                out.push_str(&after[at..authority_end]);
+            }
+            None => out.push_str(&after[..authority_end]),
+        }
+        rest = &after[authority_end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// Hides `user:password@` in URL-ish text that did not parse (one value, or several separated by commas as
+/// in an oci `--repo` flag), before shortening it so a cut never leaves a password without its `@`: error
+/// messages never echo secrets.
 pub(crate) fn redact_url_text(text: &str) -> String {
-    let shortened = shorten(text);
-    let (scheme, rest) = match shortened.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, shortened.as_str()),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return shortened;
-    };
-    let host_and_after = &rest[at + 1..];
-    match scheme {
-        Some(scheme) => format!("{scheme}://redacted@{host_and_after}"),
-        None => format!("redacted@{host_and_after}"),
+    let redacted = redact_userinfo(text, |c| matches!(c, '/' | '?' | '#' | ','));
+    if redacted.contains("://") {
+        return shorten(&redacted);
+    }
+    // `user:password@host` without a scheme: the text before the first `/` is the authority.
+    let end = text.find(['/', '?', '#']).unwrap_or(text.len());
+    match text[..end].rfind('@') {
+        Some(at) => shorten(&format!("redacted{}", &text[at..])),
+        None => shorten(text),
     }
 }
 
@@ -430,5 +474,42 @@ mod tests {
         ] {
             assert!(parse_host_port(input).is_err(), "{input:?}");
         }
+    }
+
+    #[test]
+    fn user_information_is_replaced_everywhere() {
+        assert_eq!(
+            redact_secrets("upstream http://alice:PASSWORD@host:8080/simple/ answered 401"),
+            "upstream http://redacted@host:8080/simple/ answered 401"
+        );
+        assert_eq!(
+            redact_secrets("a=https://u:p@one/x,b=http://v:SECRET@two (and \"ftp://w@three\")"),
+            "a=https://redacted@one/x,b=http://redacted@two (and \"ftp://redacted@three\")"
+        );
+        assert_eq!(
+            redact_secrets("p=pypi+http://alice:pa@ss:word@host/"),
+            "p=pypi+http://redacted@host/"
+        );
+    }
+
+    #[test]
+    fn text_without_credentials_is_untouched() {
+        for text in [
+            "plain",
+            "mail me at a@b.example",
+            "http://host/path/@scope/pkg",
+            "http://host/?user=a@b",
+        ] {
+            assert_eq!(redact_secrets(text), text);
+        }
+    }
+
+    #[test]
+    fn long_flags_are_redacted_before_they_are_shortened() {
+        let text = format!("p=pypi+http://alice:{}@host/simple/", "P".repeat(120));
+        let shown = redact_url_text(&text);
+        assert!(!shown.contains("PPP"), "{shown}");
+        let many = "i=oci+a=http://u:p@one/,b=http://v:SECRET@two/";
+        assert!(!redact_url_text(many).contains("SECRET"));
     }
 }

@@ -4,6 +4,7 @@
 //! for the CLI to print.
 
 use crate::check;
+use crate::formats::{self, FormatSpec, Upstreams};
 use crate::model::{Format, RepoConfig};
 use crate::net::{self, redact_url_text, UrlRole};
 
@@ -19,10 +20,21 @@ NAME=oci+ALIAS=URL[,ALIAS=URL...], e.g. \"images=oci+docker.io=https://<registry
 ///   `images=oci+docker.io=https://reg.example.com,ghcr=https://mirror.example.com`
 ///
 /// TTLs take their defaults. The result passes the same checks as a repository in a config file.
-pub fn parse_repo_flag(s: &str) -> Result<RepoConfig, String> {
+pub fn parse_repo_flag(s: &str, formats: &[FormatSpec]) -> Result<RepoConfig, String> {
     let text = s.trim();
     let shown = redact_url_text(text);
-    let fail = |reason: String| format!("--repo {shown:?}: {reason}");
+    let secrets = userinfo_parts(text);
+    let fail = |reason: String| {
+        // Whatever part of the flag a reason quotes (a name, a format, an alias), no credential survives.
+        let mut message = format!("--repo {shown:?}: {reason}");
+        for secret in &secrets {
+            let quoted = secret.escape_debug().to_string();
+            message = message
+                .replace(*secret, "redacted")
+                .replace(&quoted, "redacted");
+        }
+        message
+    };
 
     let Some((head, target)) = text.split_once('+') else {
         return Err(fail(format!("missing `+URL`; {SYNTAX}")));
@@ -31,6 +43,12 @@ pub fn parse_repo_flag(s: &str) -> Result<RepoConfig, String> {
     let format = format_text
         .parse::<Format>()
         .map_err(|unknown| fail(unknown.to_string()))?;
+    let Some(spec) = formats::find(formats, format) else {
+        return Err(fail(format!(
+            "format `{format}` is not served by this build of wharf (hint: use one of {})",
+            formats::names(formats)
+        )));
+    };
     let mut repo = RepoConfig::new(name.trim(), format);
 
     let url = |text: &str| {
@@ -38,13 +56,14 @@ pub fn parse_repo_flag(s: &str) -> Result<RepoConfig, String> {
             .map(net::with_trailing_slash)
             .map_err(|p| fail(format!("{} (hint: {})", p.message, p.hint)))
     };
-    if format == Format::Oci {
+    if let Upstreams::Aliased { .. } = spec.upstreams {
         for entry in target.split(',') {
             let Some((alias, target)) = entry.split_once('=') else {
                 return Err(fail(format!(
-                    "oci upstream {:?} has no registry alias (hint: write ALIAS=URL, e.g. \
-                     \"docker.io=https://<registry>\")",
-                    redact_url_text(entry)
+                    "{format} upstream {:?} has no registry alias (hint: write ALIAS=URL, e.g. \
+                     \"{}\")",
+                    redact_url_text(entry),
+                    spec.example_upstream().replace(": ", "=").replace('"', "")
                 )));
             };
             repo.upstreams.push((alias.trim().to_owned(), url(target)?));
@@ -53,7 +72,7 @@ pub fn parse_repo_flag(s: &str) -> Result<RepoConfig, String> {
         repo.upstream = Some(url(target)?);
     }
 
-    let problems = check::repo_checks(&repo, Some(format));
+    let problems = check::repo_checks(&repo, Some(spec), formats);
     if problems.is_empty() {
         Ok(repo)
     } else {
@@ -68,13 +87,34 @@ pub fn parse_repo_flag(s: &str) -> Result<RepoConfig, String> {
     }
 }
 
+/// The parts of `text` that may be credentials: what stands before each `@`, back to the start of its URL
+/// authority (`//`) or of the flag's field (`=`, `+`, `,`, `/`, another `@`).
+fn userinfo_parts(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    for (at, _) in text.match_indices('@') {
+        let start = text[..at]
+            .rfind(['/', '=', '+', ',', '@'])
+            .map_or(0, |i| i + 1);
+        if start < at {
+            parts.push(&text[start..at]);
+        }
+    }
+    // Longest first, so a part that contains another is replaced whole.
+    parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn pypi_flag_gives_a_repository_with_defaults() {
-        let repo = parse_repo_flag("pypi=pypi+https://idx.example.org/simple").unwrap();
+        let repo = parse_repo_flag(
+            "pypi=pypi+https://idx.example.org/simple",
+            crate::fixture::FORMATS,
+        )
+        .unwrap();
         assert_eq!(repo.name, "pypi");
         assert_eq!(repo.format, Format::Pypi);
         assert_eq!(
@@ -88,7 +128,8 @@ mod tests {
 
     #[test]
     fn name_defaults_to_the_format() {
-        let repo = parse_repo_flag("npm+https://npm.example.org/").unwrap();
+        let repo =
+            parse_repo_flag("npm+https://npm.example.org/", crate::fixture::FORMATS).unwrap();
         assert_eq!((repo.name.as_str(), repo.format), ("npm", Format::Npm));
     }
 
@@ -96,6 +137,7 @@ mod tests {
     fn oci_flag_takes_aliased_upstreams() {
         let repo = parse_repo_flag(
             "images=oci+docker.io=https://reg.example.com,ghcr=http://10.0.0.5:5000",
+            crate::fixture::FORMATS,
         )
         .unwrap();
         assert_eq!(repo.format, Format::Oci);
@@ -143,7 +185,7 @@ mod tests {
                 "invalid registry alias",
             ),
         ] {
-            let error = parse_repo_flag(flag).unwrap_err();
+            let error = parse_repo_flag(flag, crate::fixture::FORMATS).unwrap_err();
             assert!(error.contains(reason), "{flag:?}: {error}");
             assert!(!error.contains("hunter2"), "{flag:?}: {error}");
         }

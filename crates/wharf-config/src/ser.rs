@@ -8,19 +8,8 @@ use serde::ser::{SerializeMap, Serializer};
 use url::Url;
 
 use crate::model::RepoConfig;
+use crate::net::redacted;
 use crate::units::format_duration;
-
-/// The URL with any `user:password@` replaced, so a config built in code cannot leak credentials.
-pub(crate) fn redacted(url: &Url) -> String {
-    if url.username().is_empty() && url.password().is_none() {
-        return url.to_string();
-    }
-    let mut clean = url.clone();
-    // Both fail only for URLs that cannot have credentials, which then have none to hide.
-    let _ = clean.set_username("redacted");
-    let _ = clean.set_password(None);
-    clean.to_string()
-}
 
 pub(crate) fn opt_url<S: Serializer>(url: &Option<Url>, serializer: S) -> Result<S::Ok, S::Error> {
     match url {

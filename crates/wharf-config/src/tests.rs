@@ -8,14 +8,14 @@ use crate::*;
 const EXAMPLE: &str = include_str!("../examples/wharf.yaml");
 
 fn parse(yaml: &str) -> Config {
-    match Config::from_yaml_str(yaml) {
+    match Config::from_yaml_str(yaml, crate::fixture::FORMATS) {
         Ok(config) => config,
         Err(errors) => panic!("expected a valid config, got:\n{errors}"),
     }
 }
 
 fn errors(yaml: &str) -> ConfigErrors {
-    match Config::from_yaml_str(yaml) {
+    match Config::from_yaml_str(yaml, crate::fixture::FORMATS) {
         Ok(config) => panic!("expected errors, got {config:#?}"),
         Err(errors) => errors,
     }
@@ -104,11 +104,12 @@ fn example_config_parses_with_every_field() {
         .collect();
     assert_eq!(
         names,
-        ["pypi", "images", "npm", "cargo", "go", "tools"],
+        ["pypi", "images", "npm", "cargo", "go"],
         "file order"
     );
+    // Every served format (generic is not served yet, so the example has no generic repository).
     let formats: Vec<Format> = config.repositories.iter().map(|r| r.format).collect();
-    assert_eq!(formats, Format::ALL);
+    assert_eq!(formats, Format::ALL[..5]);
 
     let pypi = config.repository("pypi").unwrap();
     assert_eq!(
@@ -139,11 +140,11 @@ fn example_config_parses_with_every_field() {
     );
     assert_eq!(images.metadata_ttl, Duration::from_secs(300));
     assert_eq!(
-        config.repository("tools").unwrap().negative_ttl,
+        config.repository("go").unwrap().negative_ttl,
         Duration::ZERO
     );
     assert!(config.repository("nope").is_none());
-    assert_eq!(config.validate(), Ok(()));
+    assert_eq!(config.validate(crate::fixture::FORMATS), Ok(()));
 }
 
 #[test]
@@ -177,7 +178,7 @@ fn serialization_never_shows_url_credentials() {
         "{json}"
     );
     assert!(
-        config.validate().is_err(),
+        config.validate(crate::fixture::FORMATS).is_err(),
         "credentials in a URL are also an error"
     );
 }
@@ -451,7 +452,7 @@ fn format_is_required_and_unknown_formats_list_the_valid_ones() {
     assert_eq!(error.message, "missing required key `format`");
     assert_eq!(
         hint(&error),
-        "add `format:` with one of pypi, oci, npm, cargo, go, generic"
+        "add `format:` with one of pypi, oci, npm, cargo, go"
     );
 
     // One error: no follow-up complaints about `upstream` for a format we do not know.
@@ -462,7 +463,7 @@ fn format_is_required_and_unknown_formats_list_the_valid_ones() {
     assert_eq!(error.message, "unknown format \"docker\"");
     assert_eq!(
         hint(&error),
-        "did you mean `oci`? valid formats: pypi, oci, npm, cargo, go, generic"
+        "did you mean `oci`? valid formats: pypi, oci, npm, cargo, go"
     );
 }
 
@@ -503,16 +504,12 @@ fn upstream_settings_match_the_format() {
         "repositories:\n  go:\n    format: go\n    upstream: https://proxy.example.org/\n    file_hosts: [files.example.org]\n",
         "repositories.go.file_hosts",
     );
-    assert!(
-        error.message.contains("go repositories"),
-        "{}",
-        error.message
-    );
+    assert!(error.message.ends_with("not go"), "{}", error.message);
     for format in ["npm", "cargo"] {
         let text = format!(
             "repositories:\n  r:\n    format: {format}\n    upstream: https://r.example.org/\n    file_hosts: [files.example.org]\n"
         );
-        let config = Config::from_yaml_str(&text).expect(format);
+        let config = parse(&text);
         assert_eq!(
             config.repositories[0].file_hosts,
             Some(vec!["files.example.org".to_owned()])
@@ -546,9 +543,8 @@ fn upstream_urls_must_be_plain_http_or_https() {
     let error = upstream("https://idx.example.org/simple/#frag");
     assert!(error.message.contains("fragment"), "{error}");
 
-    let config = parse(
-        "repositories:\n  g:\n    format: generic\n    upstream: https://dl.example.org/files\n",
-    );
+    let config =
+        parse("repositories:\n  g:\n    format: npm\n    upstream: https://dl.example.org/files\n");
     assert_eq!(
         config.repositories[0].upstream.as_ref().unwrap().as_str(),
         "https://dl.example.org/files/",
@@ -706,7 +702,7 @@ repositories:
     );
     assert_eq!(
         hint(&errors.0[8]),
-        "did you mean `npm`? valid formats: pypi, oci, npm, cargo, go, generic"
+        "did you mean `npm`? valid formats: pypi, oci, npm, cargo, go"
     );
     assert_eq!(errors.to_string().lines().count(), errors.len());
 }
@@ -716,22 +712,25 @@ fn load_reads_a_file_and_names_it_when_it_cannot() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wharf.yaml");
     std::fs::write(&path, PYPI).unwrap();
-    assert_eq!(Config::load(&path).unwrap(), parse(PYPI));
+    assert_eq!(
+        Config::load(&path, crate::fixture::FORMATS).unwrap(),
+        parse(PYPI)
+    );
 
     let missing = dir.path().join("missing.yaml");
-    let errors = Config::load(&missing).unwrap_err();
+    let errors = Config::load(&missing, crate::fixture::FORMATS).unwrap_err();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors.0[0].path, "");
     assert!(errors.0[0].message.contains("missing.yaml"), "{errors}");
 
     std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
-    let errors = Config::load(&path).unwrap_err();
+    let errors = Config::load(&path, crate::fixture::FORMATS).unwrap_err();
     assert_eq!(
         errors.0[0].hint.as_deref(),
         Some("the config file must be UTF-8 text")
     );
 
-    let errors = Config::load(Path::new("/")).unwrap_err();
+    let errors = Config::load(Path::new("/"), crate::fixture::FORMATS).unwrap_err();
     assert_eq!(errors.0[0].path, "");
 }
 
@@ -779,7 +778,7 @@ fn hostile_input_never_panics() {
         "public_url: \"data:text/plain,hi\"".into(),
     ];
     for input in &inputs {
-        let _ = Config::from_yaml_str(input);
+        let _ = Config::from_yaml_str(input, crate::fixture::FORMATS);
     }
 }
 
@@ -829,6 +828,45 @@ fn checksum_databases_are_names_for_go_only() {
         "repositories.pypi.checksum_databases",
     );
     assert!(error.to_string().contains("only for go repositories"));
+}
+
+#[test]
+fn formats_and_keys_no_served_format_reads_are_refused() {
+    // A known format without a crate serving it: refused like an unknown one, listing what is served.
+    let error = single(
+        "repositories:\n  tools:\n    format: generic\n    upstream: https://dl.example.org/\n",
+        "repositories.tools.format",
+    );
+    assert_eq!(
+        error.message,
+        "format `generic` is not served by this build of wharf"
+    );
+    assert_eq!(hint(&error), "use one of pypi, oci, npm, cargo, go");
+    // A synonym of an unserved format is not suggested.
+    let error = single(
+        "repositories:\n  tools:\n    format: files\n    upstream: https://dl.example.org/\n",
+        "repositories.tools.format",
+    );
+    assert_eq!(hint(&error), "valid formats: pypi, oci, npm, cargo, go");
+    // The same rule for a config built in code, and for `--repo`.
+    let mut config = Config::embedded_default();
+    let mut repo = RepoConfig::new("tools", Format::Generic);
+    repo.upstream = Some("https://dl.example.org/".parse().unwrap());
+    config.repositories.push(repo);
+    let errors = config.validate(crate::fixture::FORMATS).unwrap_err();
+    assert_eq!(paths(&errors), ["repositories.tools.format"]);
+    let error =
+        parse_repo_flag("generic+https://dl.example.org/", crate::fixture::FORMATS).unwrap_err();
+    assert!(error.contains("not served by this build"), "{error}");
+    // With the formats that read `file_hosts`, the key's error names them.
+    let error = single(
+        "repositories:\n  g:\n    format: go\n    upstream: https://g.example.org/\n    file_hosts: [a.example.org]\n",
+        "repositories.g.file_hosts",
+    );
+    assert_eq!(
+        error.message,
+        "`file_hosts` is only for pypi, oci, npm, cargo repositories, not go"
+    );
 }
 
 #[test]

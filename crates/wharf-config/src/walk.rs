@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::check::{self, repo_path};
 use crate::error::{ConfigError, ConfigErrors};
+use crate::formats::{self, FormatSpec};
 use crate::model::{Config, Format, LogFormat, RepoConfig, S3Config, StorageConfig};
 use crate::net::{self, shorten, UrlRole};
 use crate::suggest::closest;
@@ -59,15 +60,20 @@ const REPO_KEYS: &[&str] = &[
     "credentials_file",
 ];
 
-/// Parses YAML text into a validated config.
-pub(crate) fn parse(text: &str) -> Result<Config, ConfigErrors> {
+/// Parses YAML text into a config validated for the formats in `formats`.
+pub(crate) fn parse(text: &str, formats: &[FormatSpec]) -> Result<Config, ConfigErrors> {
+    crate::limits::check(text)?;
     let mut root: Value = if text.trim().is_empty() {
         Value::Null
     } else {
         serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e, text))?
     };
     root.apply_merge().map_err(|e| yaml_error(&e, text))?;
-    let mut walker = Walker::default();
+    let mut walker = Walker {
+        errors: Vec::new(),
+        failed: HashSet::new(),
+        formats,
+    };
     let config = walker.config(&root);
     if walker.errors.is_empty() {
         Ok(config)
@@ -209,14 +215,15 @@ impl<'a> Section<'a> {
     }
 }
 
-#[derive(Default)]
-struct Walker {
+struct Walker<'f> {
     errors: Vec<ConfigError>,
     /// Paths whose value was rejected; `check` errors at these paths would repeat the same mistake.
     failed: HashSet<String>,
+    /// The formats this binary serves.
+    formats: &'f [FormatSpec],
 }
 
-impl Walker {
+impl Walker<'_> {
     fn report(&mut self, error: ConfigError) {
         self.failed.insert(error.path.clone());
         self.errors.push(error);
@@ -745,13 +752,14 @@ impl Walker {
             self.report_checks(check::repo_checks(
                 &RepoConfig::new(name, Format::Generic),
                 None,
+                self.formats,
             ));
             return None;
         };
 
+        let valid = formats::names(self.formats);
         let format = match section.get("format") {
             None => {
-                let valid = Format::ALL.map(Format::as_str).join(", ");
                 self.report(
                     ConfigError::new(at("format"), "missing required key `format`")
                         .with_hint(format!("add `format:` with one of {valid}")),
@@ -759,17 +767,27 @@ impl Walker {
                 None
             }
             Some(Value::String(s)) => match s.parse::<Format>() {
-                Ok(format) => Some(format),
+                Ok(format) if formats::find(self.formats, format).is_some() => Some(format),
+                Ok(format) => {
+                    self.report(check::not_served(&base, format, self.formats));
+                    None
+                }
                 Err(unknown) => {
+                    let hint = match unknown
+                        .suggestion
+                        .filter(|f| formats::find(self.formats, *f).is_some())
+                    {
+                        Some(format) => format!("did you mean `{format}`? valid formats: {valid}"),
+                        None => format!("valid formats: {valid}"),
+                    };
                     self.report(
                         ConfigError::new(at("format"), format!("unknown format {:?}", shorten(s)))
-                            .with_hint(unknown.hint()),
+                            .with_hint(hint),
                     );
                     None
                 }
             },
             Some(other) => {
-                let valid = Format::ALL.map(Format::as_str).join(", ");
                 self.wrong_type(
                     &at("format"),
                     "a string",
@@ -812,7 +830,8 @@ impl Walker {
         if let Some(v) = section.get("credentials_file") {
             repo.credentials_file = self.path(v, &at("credentials_file"));
         }
-        self.report_checks(check::repo_checks(&repo, format));
+        let spec = format.and_then(|f| formats::find(self.formats, f));
+        self.report_checks(check::repo_checks(&repo, spec, self.formats));
         Some(repo)
     }
 

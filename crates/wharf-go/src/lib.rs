@@ -19,9 +19,10 @@ use axum::body::Body;
 use http::{header, HeaderValue, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, Credential, Engine, FetchRequest,
-    Freshness, PassThrough, Reach, RepoRequest, Repository,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, Credential, Engine,
+    FetchRequest, FormatDescriptor, Freshness, PassThrough, Reach, RepoRequest, Repository,
 };
+use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
 pub use client_settings::client_settings;
 
@@ -38,16 +39,31 @@ pub struct GoRepo {
     engine: Arc<Engine>,
 }
 
-/// Builds the repository from its configuration (the one line of wiring in the server).
-pub fn build(
-    cfg: &wharf_config::RepoConfig,
-    engine: Arc<Engine>,
-) -> Result<Arc<dyn Repository>, String> {
-    let upstream = cfg.upstream.clone().ok_or("upstream: missing")?;
-    let credential = match &cfg.credentials_file {
-        Some(path) => Some(Credential::read(path, &upstream)?),
-        None => None,
-    };
+/// The Go module proxy format's descriptor, listed in the server's format registry.
+pub const FORMAT: FormatDescriptor = FormatDescriptor {
+    config: FormatSpec {
+        keys: &["checksum_databases"],
+        ..FormatSpec::new(
+            Format::Go,
+            Upstreams::One {
+                example: "https://<your Go module proxy>/",
+            },
+        )
+    },
+    build,
+    client_settings: |cfg, _base, repo_base| {
+        client_settings(&cfg.name, repo_base, &cfg.checksum_databases)
+    },
+    purge_selectors: &[],
+};
+
+/// Builds the repository from its configuration.
+pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
+    let upstream = cfg
+        .upstream
+        .clone()
+        .ok_or_else(|| BuildError::at("upstream", "missing"))?;
+    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
     let reach = engine.register_reach(Reach::new(&[&upstream], None).with_credential(credential));
     Ok(Arc::new(GoRepo {
         reach,
@@ -61,18 +77,6 @@ pub fn build(
 }
 
 impl Repository for GoRepo {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn format(&self) -> &'static str {
-        "go"
-    }
-
-    fn upstreams(&self) -> Vec<String> {
-        vec![self.upstream.to_string()]
-    }
-
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
         Box::pin(self.route(req))
     }

@@ -43,6 +43,8 @@ pub(crate) fn rewrite(
                 .and_then(|t| upstream_doc_url.join(t).ok())
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
             else {
+                // Not a URL wharf would fetch (`javascript:`, `data:`, `file:`, ...): not one it passes on.
+                dist.remove("tarball");
                 continue;
             };
             let Some(file) = url
@@ -55,6 +57,8 @@ pub(crate) fn rewrite(
                 })
                 .filter(|f| !f.is_empty())
             else {
+                // No file name to serve it under: a link wharf cannot answer is not passed on either.
+                dist.remove("tarball");
                 continue;
             };
             let expected = expected_digest(dist);
@@ -107,7 +111,8 @@ mod tests {
             "versions": {
                 "1.0.0": {"dist": {"tarball": "https://up.example/@s/p/-/p-1.0.0.tgz", "integrity": sha512, "shasum": "00".repeat(20)}},
                 "0.9.0": {"dist": {"tarball": "/@s/p/-/p-0.9.0.tgz", "shasum": "11".repeat(20)}},
-                "0.1.0": {"dist": {"tarball": "ftp://elsewhere/p.tgz"}}
+                "0.1.0": {"dist": {"tarball": "ftp://elsewhere/p.tgz"}},
+                "0.0.1": {"dist": {"tarball": "javascript:alert(1)"}}
             }
         });
         let upstream = Url::parse("https://up.example/@s%2fp").unwrap();
@@ -126,10 +131,7 @@ mod tests {
             back["versions"]["0.9.0"]["dist"]["tarball"],
             "http://wharf.test/npm/@s/p/-/p-0.9.0.tgz"
         );
-        assert_eq!(
-            back["versions"]["0.1.0"]["dist"]["tarball"],
-            "ftp://elsewhere/p.tgz"
-        );
+        assert_eq!(back["versions"]["0.1.0"]["dist"].get("tarball"), None);
         assert!(matches!(
             out.tarballs["p-1.0.0.tgz"].expected,
             Some(Expected::Sha512(_))
@@ -142,6 +144,7 @@ mod tests {
             out.tarballs["p-0.9.0.tgz"].expected,
             Some(Expected::Sha1(_))
         ));
+        assert_eq!(back["versions"]["0.0.1"]["dist"].get("tarball"), None);
         assert_eq!(out.tarballs.len(), 2);
     }
 

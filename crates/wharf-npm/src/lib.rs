@@ -16,6 +16,8 @@
 
 pub mod client_settings;
 mod document;
+#[cfg(test)]
+mod props;
 mod route;
 
 use std::collections::{HashMap, VecDeque};
@@ -27,9 +29,11 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use sha2::Digest as _;
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, CacheInfo, Credential, Engine,
-    FetchError, FetchRequest, Freshness, PassThrough, Reach, RepoRequest, Repository,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Credential,
+    Engine, FetchError, FetchRequest, FormatDescriptor, Freshness, PassThrough, Reach, RepoRequest,
+    Repository,
 };
+use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
 pub use client_settings::client_settings;
 
@@ -112,21 +116,35 @@ pub struct NpmRepo {
     rewrites: RewriteCache,
 }
 
-/// Builds the repository from its configuration (the one line of wiring in the server).
-pub fn build(
-    cfg: &wharf_config::RepoConfig,
-    engine: Arc<Engine>,
-) -> Result<Arc<dyn Repository>, String> {
-    let upstream = cfg.upstream.clone().ok_or("upstream: missing")?;
-    let public_base = cfg.public_url.clone().ok_or(
+/// The npm format's descriptor, listed in the server's format registry.
+pub const FORMAT: FormatDescriptor = FormatDescriptor {
+    config: FormatSpec {
+        // Tarballs, `dl` downloads, token realms and redirects may live on hosts listed here.
+        keys: &["file_hosts"],
+        ..FormatSpec::new(
+            Format::Npm,
+            Upstreams::One {
+                example: "https://<your npm registry>/",
+            },
+        )
+    },
+    build,
+    client_settings: |cfg, _base, repo_base| client_settings(&cfg.name, repo_base),
+    purge_selectors: &[],
+};
+
+/// Builds the repository from its configuration.
+pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
+    let upstream = cfg
+        .upstream
+        .clone()
+        .ok_or_else(|| BuildError::at("upstream", "missing"))?;
+    let public_base = cfg.public_url.clone().ok_or_else(|| BuildError::new(
         "npm package documents carry absolute tarball URLs, so wharf needs its own address: set the \
          top-level `public_url` (e.g. `public_url: \"http://wharf.ci:8080/\"`); wharf listens on a wildcard \
          address, which clients cannot use",
-    )?;
-    let credential = match &cfg.credentials_file {
-        Some(path) => Some(Credential::read(path, &upstream)?),
-        None => None,
-    };
+    ))?;
+    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
     let reach = engine.register_reach(
         Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential),
     );
@@ -143,18 +161,6 @@ pub fn build(
 }
 
 impl Repository for NpmRepo {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn format(&self) -> &'static str {
-        "npm"
-    }
-
-    fn upstreams(&self) -> Vec<String> {
-        vec![self.upstream.to_string()]
-    }
-
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
         Box::pin(self.route(req))
     }
@@ -274,7 +280,7 @@ impl NpmRepo {
             .entry
             .content_type
             .clone()
-            .filter(|t| t.contains("json"))
+            .filter(|t| is_json_type(t))
             .unwrap_or_else(|| variant.default_content_type().to_string());
         let unreadable = |reason: String| FetchError::Unreachable {
             url: url.to_string(),
@@ -552,6 +558,19 @@ impl RewriteCache {
             }
         }
     }
+}
+
+/// `application/json` or `application/…+json`, parameters aside: the only types a document is served with
+/// as upstream declared them (an upstream's `text/html; x=json` is not one).
+fn is_json_type(declared: &str) -> bool {
+    let essence = declared
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 #[cfg(test)]

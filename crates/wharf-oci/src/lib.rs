@@ -22,6 +22,8 @@
 mod auth;
 pub mod client_settings;
 mod media;
+#[cfg(test)]
+mod props;
 mod route;
 mod sizes;
 
@@ -34,9 +36,10 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use sha2::Digest as _;
 use url::Url;
 use wharf_cache::{
-    fetch_error_response, serve, BoxFuture, CacheInfo, Engine, Expected, FetchError, FetchRequest,
-    Freshness, RepoRequest, Repository, Served, UpstreamLabel,
+    fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Engine, Expected, FetchError,
+    FetchRequest, FormatDescriptor, Freshness, RepoRequest, Repository, Served, UpstreamLabel,
 };
+use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
 use auth::{AuthError, Authenticator};
 use route::{Reference, Refusal, Route};
@@ -62,13 +65,32 @@ pub struct OciRepo {
     sizes: sizes::DeclaredSizes,
 }
 
-/// Builds the repository from its configuration (the one line of wiring in the server).
-pub fn build(
-    cfg: &wharf_config::RepoConfig,
-    engine: Arc<Engine>,
-) -> Result<Arc<dyn Repository>, String> {
+/// The OCI format's descriptor, listed in the server's format registry.
+pub const FORMAT: FormatDescriptor = FormatDescriptor {
+    config: FormatSpec {
+        // Tarballs, `dl` downloads, token realms and redirects may live on hosts listed here.
+        keys: &["file_hosts"],
+        ..FormatSpec::new(
+            Format::Oci,
+            Upstreams::Aliased {
+                example: "docker.io: \"https://<registry>\"",
+            },
+        )
+    },
+    build,
+    client_settings: |cfg, base, _repo_base| {
+        client_settings::client_settings(&cfg.name, &cfg.upstreams, base)
+    },
+    purge_selectors: &[],
+};
+
+/// Builds the repository from its configuration.
+pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
     if cfg.upstreams.is_empty() {
-        return Err("upstreams: an oci repository needs at least one upstream registry".into());
+        return Err(BuildError::at(
+            "upstreams",
+            "an oci repository needs at least one upstream registry",
+        ));
     }
     let upstreams: Vec<(String, Url)> = cfg
         .upstreams
@@ -84,7 +106,7 @@ pub fn build(
         .collect();
     let aliases: Vec<String> = upstreams.iter().map(|(a, _)| a.clone()).collect();
     let credentials = match &cfg.credentials_file {
-        Some(path) => auth::read_credentials(path, &aliases)?,
+        Some(path) => auth::read_credentials(path, &aliases).map_err(BuildError::new)?,
         None => HashMap::new(),
     };
     let auth = Authenticator::new(
@@ -93,7 +115,8 @@ pub fn build(
         &upstreams,
         cfg.file_hosts.as_deref(),
         credentials,
-    )?;
+    )
+    .map_err(|e| BuildError::at("credentials_file", e))?;
     Ok(Arc::new(OciRepo {
         name: Arc::from(cfg.name.as_str()),
         labels: aliases.iter().map(|a| Arc::from(a.as_str())).collect(),
@@ -102,7 +125,7 @@ pub fn build(
         metadata_ttl: cfg.metadata_ttl,
         negative_ttl: cfg.negative_ttl,
         accept: HeaderValue::from_str(&media::MANIFEST_TYPES.join(", "))
-            .map_err(|e| format!("invalid Accept header: {e}"))?,
+            .map_err(|e| BuildError::new(format!("invalid Accept header: {e}")))?,
         engine,
         auth,
         sizes: sizes::DeclaredSizes::default(),
@@ -110,21 +133,6 @@ pub fn build(
 }
 
 impl Repository for OciRepo {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn format(&self) -> &'static str {
-        "oci"
-    }
-
-    fn upstreams(&self) -> Vec<String> {
-        self.upstreams
-            .iter()
-            .map(|(alias, url)| format!("{alias}={url}"))
-            .collect()
-    }
-
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
         Box::pin(async move {
             let mut resp = self.route(req).await;

@@ -12,18 +12,30 @@ pub(crate) const MANIFEST_TYPES: [&str; 4] =
     [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
 
 /// The media type of a stored manifest: upstream's `Content-Type` when it names one, else the document's
-/// own `mediaType`, else an OCI manifest.
+/// own `mediaType`, else an OCI manifest. Only JSON types (`application/…+json`) are taken, so a manifest is
+/// never served as a page (`text/html`) on wharf's origin.
 pub(crate) fn manifest_type(content_type: Option<&str>, body: &[u8]) -> String {
     let declared = content_type
         .map(|t| t.split(';').next().unwrap_or("").trim())
-        .filter(|t| !t.is_empty() && *t != "application/octet-stream" && *t != "text/plain");
+        .filter(|t| is_json_media_type(t));
     if let Some(t) = declared {
         return t.to_string();
     }
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
+        .filter(|t| is_json_media_type(t))
         .unwrap_or_else(|| OCI_MANIFEST.to_string())
+}
+
+fn is_json_media_type(essence: &str) -> bool {
+    let lower = essence.to_ascii_lowercase();
+    lower.len() <= 255
+        && lower.starts_with("application/")
+        && lower.ends_with("+json")
+        && lower
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b))
 }
 
 /// Whether a client's `Accept` headers admit `media_type`. No `Accept` at all, or a wildcard, admits all.
@@ -94,5 +106,14 @@ mod tests {
             DOCKER_LIST
         );
         assert_eq!(manifest_type(None, b"{\"schemaVersion\":2}"), OCI_MANIFEST);
+    }
+
+    #[test]
+    fn a_manifest_is_never_served_as_a_page() {
+        assert_eq!(manifest_type(Some("text/html"), b"{}"), OCI_MANIFEST);
+        let body = br#"{"mediaType":"text/html"}"#;
+        assert_eq!(manifest_type(Some("text/plain"), body), OCI_MANIFEST);
+        let body = br#"{"mediaType":"application/x+json\r\nX: y"}"#;
+        assert_eq!(manifest_type(None, body), OCI_MANIFEST);
     }
 }

@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 
 use url::Url;
 
-use crate::model::{parse_hash_spec, FileLink, ProjectPage, RootPage};
+use crate::model::{is_usable_link, parse_hash_spec, FileLink, ProjectPage, RootPage};
+use crate::name::is_valid_project;
 
 /// Attribute name (lower case) and decoded value (`None` for a bare attribute such as `data-yanked`).
 type Attrs = Vec<(String, Option<String>)>;
@@ -183,7 +184,7 @@ pub(crate) fn escape(text: &str) -> String {
 }
 
 /// Reads a project page. Links are resolved against `base` (the page's URL); anchors whose URL cannot be
-/// resolved are skipped.
+/// resolved, is not `http(s)`, or whose file name wharf could not serve are skipped.
 pub fn parse_project(html: &str, name: &str, base: &Url) -> ProjectPage {
     let mut files = Vec::new();
     for a in anchors(html) {
@@ -203,6 +204,9 @@ pub fn parse_project(html: &str, name: &str, base: &Url) -> ProjectPage {
         } else {
             a.text.clone()
         };
+        if !is_usable_link(&url, &filename) {
+            continue;
+        }
         let core_metadata = a
             .attr("data-core-metadata")
             .or_else(|| a.attr("data-dist-info-metadata"))
@@ -233,12 +237,14 @@ pub fn parse_project(html: &str, name: &str, base: &Url) -> ProjectPage {
     }
 }
 
+/// Reads the root index: the names of its anchors that are valid project names (anything else could not be
+/// a link on wharf's page, and `javascript:x` would be one).
 pub fn parse_root(html: &str) -> RootPage {
     RootPage {
         projects: anchors(html)
             .into_iter()
             .map(|a| a.text)
-            .filter(|t| !t.is_empty())
+            .filter(|t| is_valid_project(t))
             .collect(),
     }
 }
@@ -365,6 +371,27 @@ mod tests {
         assert_eq!(f.yanked.as_deref(), Some("bad & broken"));
         assert_eq!(f.hashes, page.files[0].hashes);
         assert_eq!(f.core_metadata, page.files[0].core_metadata);
+    }
+
+    #[test]
+    fn links_a_browser_would_act_on_are_dropped() {
+        let base = Url::parse("http://up.example/simple/demo/").unwrap();
+        let html = r#"<a href="javascript:alert(1)">demo-1.0.whl</a>
+          <a href="JaVaScRiPt:alert(1)//x.whl">demo-1.1.whl</a>
+          <a href="data:text/html,<script>alert(1)</script>">demo-1.2.whl</a>
+          <a href="vbscript:x">demo-1.3.whl</a>
+          <a href="../../f/demo-1.4.whl">demo-1.4.whl</a>
+          <a href="../../f/x">"><script>alert(1)</script></a>"#;
+        let page = parse_project(html, "demo", &base);
+        let names: Vec<&str> = page.files.iter().map(|f| f.filename.as_str()).collect();
+        assert_eq!(names, ["demo-1.4.whl"]);
+        let root = parse_root(
+            r#"<a href="/simple/ok/">ok</a><a href="javascript:alert(1)">javascript:alert(1)</a>
+               <a href="x">&lt;script&gt;</a><a href="y"></a>"#,
+        );
+        assert_eq!(root.projects, ["ok"]);
+        let rendered = render_root(&root, |p| format!("{p}/"));
+        assert!(!rendered.contains("javascript"), "{rendered}");
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use crate::model::{FileLink, ProjectPage, RootPage};
+use crate::model::{is_usable_link, FileLink, ProjectPage, RootPage};
+use crate::name::is_valid_project;
 
 fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
     value
@@ -49,6 +50,9 @@ pub fn parse_project(text: &[u8], name: &str, base: &Url) -> Result<ProjectPage,
             continue;
         };
         url.set_fragment(None);
+        if !is_usable_link(&url, filename) {
+            continue;
+        }
         let yanked = match f.get("yanked") {
             Some(Value::Bool(true)) => Some(String::new()),
             Some(Value::String(reason)) => Some(reason.clone()),
@@ -101,6 +105,7 @@ pub fn parse_root(text: &[u8]) -> Result<RootPage, String> {
         projects: projects
             .iter()
             .filter_map(|p| p.get("name").and_then(Value::as_str))
+            .filter(|name| is_valid_project(name))
             .map(str::to_string)
             .collect(),
     })
@@ -191,6 +196,23 @@ mod tests {
         assert_eq!(out["files"][0]["core-metadata"]["sha256"], "bb");
         assert_eq!(out["files"][1]["core-metadata"], true);
         assert_eq!(out["files"][1]["yanked"], false);
+    }
+
+    #[test]
+    fn links_a_browser_would_act_on_are_dropped() {
+        let base = Url::parse("http://up.example/simple/demo/").unwrap();
+        let doc = br#"{"name":"demo","files":[
+            {"filename":"demo-1.0.whl","url":"javascript:alert(1)","hashes":{}},
+            {"filename":"demo-1.1.whl","url":"data:text/html,x","hashes":{}},
+            {"filename":"<b>.whl","url":"https://files.example/b.whl","hashes":{}},
+            {"filename":"demo-1.2.whl","url":"https://files.example/demo-1.2.whl","hashes":{}}]}"#;
+        let page = parse_project(doc, "demo", &base).unwrap();
+        let names: Vec<&str> = page.files.iter().map(|f| f.filename.as_str()).collect();
+        assert_eq!(names, ["demo-1.2.whl"]);
+        let root =
+            parse_root(br#"{"projects":[{"name":"ok"},{"name":"javascript:x"},{"name":""}]}"#)
+                .unwrap();
+        assert_eq!(root.projects, ["ok"]);
     }
 
     #[test]

@@ -18,6 +18,8 @@ mod html;
 mod json;
 mod model;
 mod name;
+#[cfg(test)]
+mod props;
 mod render_cache;
 
 use std::sync::Arc;
@@ -28,15 +30,21 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, CacheInfo, Credential, Engine,
-    Expected, FetchError, FetchRequest, Freshness, Outcome, Reach, RepoRequest, Repository,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Credential,
+    Engine, Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, Outcome, PurgeKeys,
+    PurgeSelector, Reach, RepoRequest, Repository,
 };
+use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
 pub use accept::{negotiate, Variant};
 pub use model::{FileLink, ProjectPage, RootPage};
 pub use name::{is_valid_project, normalize};
 
 use render_cache::RenderCache;
+
+/// What distribution and metadata files are served as, whatever their host declared: a download, never a
+/// page on wharf's origin.
+const FILE_TYPE: &str = "application/octet-stream";
 
 /// Largest index page wharf reads into memory (the root index of a large public index is tens of MB).
 const PAGE_LIMIT: u64 = 512 * 1024 * 1024;
@@ -53,23 +61,48 @@ pub struct PypiRepo {
     cache: RenderCache,
 }
 
-/// Builds the repository from its configuration (the one line of wiring in the server).
-pub fn build(
-    cfg: &wharf_config::RepoConfig,
-    engine: Arc<Engine>,
-) -> Result<Arc<dyn Repository>, String> {
+/// The PyPI format's descriptor, listed in the server's format registry.
+pub const FORMAT: FormatDescriptor = FormatDescriptor {
+    config: FormatSpec {
+        keys: &["file_hosts"],
+        ..FormatSpec::new(
+            Format::Pypi,
+            Upstreams::One {
+                example: "https://<your index>/simple/",
+            },
+        )
+    },
+    build,
+    client_settings: |cfg, _base, repo_base| client_settings::client_settings(&cfg.name, repo_base),
+    purge_selectors: &[PurgeSelector {
+        param: "project",
+        select: purge_project,
+    }],
+};
+
+/// `project=NAME`: the project's index page and every file under it, with the name normalised as pip does.
+fn purge_project(project: &str) -> Result<PurgeKeys, String> {
+    if !is_valid_project(project) {
+        return Err(format!("`{project}` is not a valid project name"));
+    }
+    let name = normalize(project);
+    Ok(PurgeKeys {
+        exact: vec![format!("simple/{name}/")],
+        prefixes: vec![format!("files/{name}/")],
+    })
+}
+
+/// Builds the repository from its configuration.
+pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
     let mut upstream = cfg
         .upstream
         .clone()
-        .ok_or_else(|| format!("repositories.{}.upstream: missing", cfg.name))?;
+        .ok_or_else(|| BuildError::at("upstream", "missing"))?;
     if !upstream.path().ends_with('/') {
         let path = format!("{}/", upstream.path());
         upstream.set_path(&path);
     }
-    let credential = match &cfg.credentials_file {
-        Some(path) => Some(Credential::read(path, &upstream)?),
-        None => None,
-    };
+    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
     let mut reach = Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential);
     if cfg.file_hosts.is_none() {
         reach = reach.open();
@@ -96,18 +129,6 @@ struct Fetched<T> {
 }
 
 impl Repository for PypiRepo {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn format(&self) -> &'static str {
-        "pypi"
-    }
-
-    fn upstreams(&self) -> Vec<String> {
-        vec![self.upstream.to_string()]
-    }
-
     fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
         Box::pin(self.route(req))
     }
@@ -124,7 +145,9 @@ impl PypiRepo {
         match parts.as_slice() {
             ["simple"] => redirect("simple/"),
             ["simple", ""] => self.root(&req).await,
-            ["simple", project] => redirect(&format!("{project}/")),
+            ["simple", project] if name::is_valid_project(project) => {
+                redirect(&format!("{project}/"))
+            }
             ["simple", project, ""] => self.project(&req, project).await,
             ["files", project, filename] => self.file(&req, project, filename).await,
             _ => error_response(
@@ -348,7 +371,7 @@ impl PypiRepo {
         let norm = normalize(project);
         let key = format!("files/{norm}/{filename}");
         match self.engine.cached(&self.name, &key, Freshness::Immutable) {
-            Ok(Some(served)) => return serve(served, &req.method, &req.headers, None),
+            Ok(Some(served)) => return serve(served, &req.method, &req.headers, Some(FILE_TYPE)),
             Ok(None) => {}
             Err(e) => return fetch_error_response(&e),
         }
@@ -402,7 +425,7 @@ impl PypiRepo {
         };
         match result {
             Ok(served) => {
-                let mut resp = serve(served, &req.method, &req.headers, None);
+                let mut resp = serve(served, &req.method, &req.headers, Some(FILE_TYPE));
                 resp.headers_mut().insert(
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("public, max-age=31536000, immutable"),

@@ -57,3 +57,10 @@ pub fn parse_hash_spec(spec: &str) -> BTreeMap<String, String> {
     }
     out
 }
+
+/// Whether a link read from an upstream page may be listed on wharf's: its URL is `http(s)` (never
+/// `javascript:`, `data:` or another scheme a browser would act on) and its file name is one wharf can
+/// serve.
+pub(crate) fn is_usable_link(url: &Url, filename: &str) -> bool {
+    matches!(url.scheme(), "http" | "https") && crate::name::is_valid_filename(filename)
+}

@@ -6,8 +6,9 @@
 //!   them fetches from upstream again. Exactly one selector:
 //!   - `path=P`: the one entry at `P`, the path after `/{repo}/` (`files/demo/demo-1.0-py3-none-any.whl`),
 //!     or the full URL path (`/pypi/files/demo/...`);
-//!   - `project=NAME` (pypi): the project's index page (`simple/{name}/`) and every file under
-//!     `files/{name}/`, with the name normalised as pip does;
+//!   - a selector of the repository's format, from its descriptor's `purge_selectors`: `project=NAME`
+//!     (pypi) is the project's index page (`simple/{name}/`) and every file under `files/{name}/`, with the
+//!     name normalised as pip does;
 //!   - `prefix=P` (non-empty): every entry whose path starts with `P`;
 //!   - `all=true`: every entry of the repository.
 //!
@@ -23,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, Uri};
 use serde::Deserialize;
 use serde_json::json;
-use wharf_cache::error_response;
+use wharf_cache::{error_response, FormatDescriptor};
 use wharf_store::{Store, StoreError};
 
 use crate::state::AppState;
@@ -153,14 +154,73 @@ fn audit(state: &AppState, caller: &Caller, action: &str, detail: serde_json::Va
     write_audit(Some(state.engine.store().root()), caller, action, detail);
 }
 
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+/// A purge's query: `repo=`, and the selectors given (each at most once).
+#[derive(Debug, Default)]
 struct PurgeParams {
     repo: String,
     path: Option<String>,
-    project: Option<String>,
     prefix: Option<String>,
     all: Option<bool>,
+    /// A format's own selector (`project=`): parameter name and value.
+    format_selector: Option<(&'static str, String)>,
+}
+
+/// Every selector, for messages: `path=`, those of the served formats (`project=`), `prefix=`, `all=true`.
+fn selector_names() -> String {
+    let mut names = vec!["path=".to_string()];
+    for selector in crate::FORMATS.iter().flat_map(|d| d.purge_selectors) {
+        let name = format!("{}=", selector.param);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.push("prefix=".into());
+    names.push("all=true".into());
+    names.join(", ")
+}
+
+/// Parses the query. Unknown or repeated parameters are refused, so a misspelt selector never widens a
+/// purge.
+fn purge_params(query: Option<&str>) -> Result<PurgeParams, String> {
+    let mut params = PurgeParams::default();
+    let mut repo = None;
+    let mut seen = std::collections::HashSet::new();
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let key: String = key.chars().take(64).collect();
+        if !seen.insert(key.clone()) {
+            return Err(format!("`{key}` is given twice"));
+        }
+        let value = value.into_owned();
+        match key.as_str() {
+            "repo" => repo = Some(value),
+            "path" => params.path = Some(value),
+            "prefix" => params.prefix = Some(value),
+            "all" => {
+                params.all = Some(value.parse().map_err(|_| {
+                    format!("all: expected true or false, found `{}`", shorten(&value))
+                })?)
+            }
+            other => {
+                let selector = crate::FORMATS
+                    .iter()
+                    .flat_map(|d| d.purge_selectors)
+                    .find(|s| s.param == other);
+                match selector {
+                    Some(s) if params.format_selector.is_none() => {
+                        params.format_selector = Some((s.param, value))
+                    }
+                    Some(_) => return Err("give exactly one selector".to_string()),
+                    None => return Err(format!("unknown parameter `{other}`")),
+                }
+            }
+        }
+    }
+    params.repo = repo.ok_or("missing field `repo`")?;
+    Ok(params)
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(64).collect()
 }
 
 /// What a purge removes: `exact` keys, and every key under each of `prefixes` (`""` is the whole repository).
@@ -172,18 +232,19 @@ struct Selection {
     prefixes: Vec<String>,
 }
 
-/// Turns the query into a selection, or says what is wrong with it.
-fn select(params: &PurgeParams, format: &str) -> Result<Selection, String> {
+/// Turns the query into a selection for a repository of `format`, or says what is wrong with it.
+fn select(params: &PurgeParams, format: &FormatDescriptor) -> Result<Selection, String> {
     let given = [
         params.path.is_some(),
-        params.project.is_some(),
+        params.format_selector.is_some(),
         params.prefix.is_some(),
         params.all.is_some(),
     ];
     if given.iter().filter(|g| **g).count() != 1 {
-        return Err(
-            "give exactly one of path=, project=, prefix= or all=true (with repo=)".to_string(),
-        );
+        return Err(format!(
+            "give exactly one of {} (with repo=)",
+            selector_names()
+        ));
     }
     if let Some(path) = &params.path {
         let key = match path.strip_prefix('/') {
@@ -208,22 +269,26 @@ fn select(params: &PurgeParams, format: &str) -> Result<Selection, String> {
             prefixes: Vec::new(),
         });
     }
-    if let Some(project) = &params.project {
-        if format != "pypi" {
+    if let Some((param, value)) = &params.format_selector {
+        let Some(selector) = format.purge_selectors.iter().find(|s| s.param == *param) else {
+            let owners: Vec<&str> = crate::FORMATS
+                .iter()
+                .filter(|d| d.purge_selectors.iter().any(|s| s.param == *param))
+                .map(|d| d.name())
+                .collect();
             return Err(format!(
-                "project= is defined for pypi repositories; `{}` is a {format} repository: use prefix=",
-                params.repo
+                "{param}= is defined for {} repositories; `{}` is a {} repository: use prefix=",
+                owners.join(", "),
+                params.repo,
+                format.name()
             ));
-        }
-        if !wharf_pypi::is_valid_project(project) {
-            return Err(format!("`{project}` is not a valid project name"));
-        }
-        let name = wharf_pypi::normalize(project);
+        };
+        let keys = (selector.select)(value)?;
         return Ok(Selection {
-            selector: "project",
-            value: project.clone(),
-            exact: vec![format!("simple/{name}/")],
-            prefixes: vec![format!("files/{name}/")],
+            selector: selector.param,
+            value: value.clone(),
+            exact: keys.exact,
+            prefixes: keys.prefixes,
         });
     }
     if let Some(prefix) = &params.prefix {
@@ -298,15 +363,12 @@ pub async fn purge(
     if let Err(resp) = authorize(&state, &headers, &caller, "purge") {
         return *resp;
     }
-    let params = match axum::extract::Query::<PurgeParams>::try_from_uri(&uri) {
-        Ok(q) => q.0,
+    let params = match purge_params(uri.query()) {
+        Ok(params) => params,
         Err(e) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
-                format!(
-                    "{}; expected repo= and one of path=, project=, prefix=, all=true",
-                    e.body_text()
-                ),
+                format!("{e}; expected repo= and one of {}", selector_names()),
             )
         }
     };
@@ -320,7 +382,7 @@ pub async fn purge(
             ),
         );
     };
-    let selection = match select(&params, repo.format()) {
+    let selection = match select(&params, repo.format) {
         Ok(s) => s,
         Err(message) => return error_response(StatusCode::BAD_REQUEST, message),
     };
@@ -396,13 +458,14 @@ mod tests {
     use super::*;
 
     fn params(query: &str) -> Result<PurgeParams, String> {
-        let uri: Uri = format!("/admin/purge?{query}").parse().unwrap();
-        axum::extract::Query::<PurgeParams>::try_from_uri(&uri)
-            .map(|q| q.0)
-            .map_err(|e| e.body_text())
+        purge_params(Some(query))
     }
 
     fn selection(query: &str, format: &str) -> Result<Selection, String> {
+        let format = crate::FORMATS
+            .iter()
+            .find(|d| d.name() == format)
+            .expect("a served format");
         select(&params(query)?, format)
     }
 

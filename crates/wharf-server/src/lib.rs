@@ -1,13 +1,16 @@
 //! wharf's HTTP server: builds the store, engine and repositories from a [`Config`], routes requests, and
 //! serves health, readiness, metrics, status, the admin API and the web UI.
 //!
-//! Adding a format = one crate with a `build(&RepoConfig, Arc<Engine>)` function, plus one line in
-//! [`builder_for`].
+//! Adding a format = one crate exporting a `FORMAT: FormatDescriptor`, plus one line in [`FORMATS`].
 
 mod access_log;
 mod admin;
+mod admin_token;
+mod formats;
+mod headers;
 mod metrics;
 mod routes;
+mod schema;
 mod state;
 mod stats;
 mod timefmt;
@@ -23,33 +26,23 @@ use std::time::{Duration, Instant};
 use axum::routing::{get, post};
 use axum::Router;
 use prometheus_client::registry::Registry;
-use wharf_cache::{Engine, EngineMetrics, Repository, Upstream, UpstreamOptions};
-use wharf_config::{Config, Format, RepoConfig};
+use wharf_cache::{Engine, EngineMetrics, Upstream, UpstreamOptions};
+use wharf_config::{Config, RepoConfig};
 use wharf_store::{SharedOptions, SharedUsage, Store, StoreOptions};
 
-pub use state::AppState;
+pub use admin_token::{read_admin_token, AdminToken, MIN_TOKEN_LEN};
+pub use formats::{descriptor, format_specs, FORMATS};
+pub use schema::values_schema;
+pub use state::{AppState, Mounted};
 pub use timefmt::rfc3339_ms;
-
-type Builder = fn(&RepoConfig, Arc<Engine>) -> Result<Arc<dyn Repository>, String>;
-
-/// The one place that knows which crate serves which format.
-fn builder_for(format: Format) -> Option<Builder> {
-    match format {
-        Format::Oci => Some(wharf_oci::build),
-        Format::Pypi => Some(wharf_pypi::build),
-        Format::Npm => Some(wharf_npm::build),
-        Format::Cargo => Some(wharf_cargo::build),
-        Format::Go => Some(wharf_go::build),
-        _ => None,
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("{0}")]
     Store(#[from] wharf_store::StoreError),
-    #[error("repositories.{repo}: {message}")]
-    Repository { repo: String, message: String },
+    /// A repository that cannot be served; `message` already names its field path.
+    #[error("{message}")]
+    Repository { message: String },
     #[error("admin.token_file {path}: {message}")]
     AdminToken { path: String, message: String },
     #[error("cannot listen on {addr}: {source} (is another process using that port?)")]
@@ -98,41 +91,42 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
     let http = metrics::HttpMetrics::new(&mut registry);
     let engine = Engine::new(store, upstream, engine_metrics);
 
-    let mut repos: HashMap<String, Arc<dyn Repository>> = HashMap::new();
+    let mut repos: HashMap<String, Mounted> = HashMap::new();
     let mut repo_order = Vec::new();
     for cfg in &config.repositories {
-        let build = builder_for(cfg.format).ok_or_else(|| ServerError::Repository {
-            repo: cfg.name.clone(),
+        let format = descriptor(cfg.format).ok_or_else(|| ServerError::Repository {
             message: format!(
-                "format `{}` is not supported by this build of wharf yet",
-                cfg.format.as_str()
+                "repositories.{}.format: format `{}` is not served by this build of wharf",
+                cfg.name, cfg.format
             ),
         })?;
-        let repo = build(&with_public_url(cfg, &config), engine.clone()).map_err(|message| {
-            ServerError::Repository {
-                repo: cfg.name.clone(),
-                message,
-            }
-        })?;
-        repos.insert(cfg.name.clone(), repo);
+        let cfg = with_public_url(cfg, &config);
+        let handler =
+            (format.build)(&cfg, engine.clone()).map_err(|e| ServerError::Repository {
+                message: e.render(&cfg.name),
+            })?;
         repo_order.push(cfg.name.clone());
+        repos.insert(
+            cfg.name.clone(),
+            Mounted {
+                config: cfg,
+                format,
+                handler,
+            },
+        );
     }
     check_route_prefixes(&repos, &repo_order)?;
     let admin_token = match &config.admin.token_file {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ServerError::AdminToken {
+            let read = read_admin_token(path).map_err(|message| ServerError::AdminToken {
                 path: path.display().to_string(),
-                message: format!("cannot read: {e}"),
+                message,
             })?;
-            let token = text.trim().to_string();
-            if token.len() < 16 {
-                return Err(ServerError::AdminToken {
-                    path: path.display().to_string(),
-                    message: "the token must be at least 16 characters".into(),
-                });
+            for warning in &read.warnings {
+                tracing::warn!("admin.token_file {}: {warning}", path.display());
             }
-            Some(token)
+            Some(read.token)
         }
     };
     let stats = stats::AllStats {
@@ -177,22 +171,21 @@ fn with_public_url(cfg: &RepoConfig, config: &Config) -> RepoConfig {
 /// At most one repository may claim a top-level prefix (OCI's `/v2/`), and no repository may be named like
 /// one: requests there could not be told apart.
 fn check_route_prefixes(
-    repos: &HashMap<String, Arc<dyn Repository>>,
+    repos: &HashMap<String, Mounted>,
     order: &[String],
 ) -> Result<(), ServerError> {
     let mut claims: HashMap<&str, &str> = HashMap::new();
     for name in order {
-        let Some(prefix) = repos.get(name).and_then(|r| r.route_prefix()) else {
+        let Some(prefix) = repos.get(name).and_then(|r| r.handler.route_prefix()) else {
             continue;
         };
         let refuse = |message: String| ServerError::Repository {
-            repo: name.clone(),
-            message,
+            message: format!("repositories.{name}: {message}"),
         };
         if let Some(other) = claims.insert(prefix, name) {
             return Err(refuse(format!(
                 "only one {} repository can serve /{prefix}/ and `{other}` already does: list every registry under `repositories.{other}.upstreams`",
-                repos[name].format()
+                repos[name].config.format
             )));
         }
         if repos.contains_key(prefix) {
@@ -224,6 +217,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             access_log::layer,
         ))
+        .layer(axum::middleware::from_fn(headers::layer))
         .with_state(state)
 }
 
@@ -240,7 +234,7 @@ pub async fn serve(
     let local = listener.local_addr().unwrap_or(addr);
     for name in &state.repo_order {
         if let Some(repo) = state.repos.get(name) {
-            tracing::info!(repo = %name, format = repo.format(), upstream = %repo.upstreams().join(", "), "repository ready");
+            tracing::info!(repo = %name, format = repo.config.format.as_str(), upstream = %repo.config.upstream_list().join(", "), "repository ready");
         }
     }
     tracing::info!(address = %local, "wharf is listening");

@@ -66,8 +66,8 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
                 .unwrap_or_default();
             Some(json!({
                 "name": name,
-                "format": repo.format(),
-                "upstreams": repo.upstreams(),
+                "format": repo.config.format.as_str(),
+                "upstreams": repo.config.upstream_list(),
                 "stats": stats,
             }))
         })
@@ -104,12 +104,11 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
     let claimed = state
         .repos
         .values()
-        .find(|r| r.route_prefix() == Some(name))
-        .cloned();
+        .find(|r| r.handler.route_prefix() == Some(name));
     let (repo, rest) = if let Some(repo) = claimed {
         (repo, raw.as_str())
     } else {
-        let Some(repo) = state.repos.get(name).cloned() else {
+        let Some(repo) = state.repos.get(name) else {
             let known = state.repo_order.join(", ");
             return error_response(
                 StatusCode::NOT_FOUND,
@@ -146,10 +145,10 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
         headers: parts.headers,
         body,
     };
-    let mut resp = repo.handle(repo_req).await;
+    let mut resp = repo.handler.handle(repo_req).await;
     resp.extensions_mut().insert(RepoName {
-        name: Arc::from(repo.name()),
-        format: repo.format(),
+        name: Arc::from(repo.config.name.as_str()),
+        format: repo.config.format.as_str(),
     });
     resp
 }

@@ -6,13 +6,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
-use wharf_cache::{Engine, Outcome, Repository};
+use wharf_cache::{Engine, FormatDescriptor, Outcome, Repository};
+use wharf_config::RepoConfig;
 
 use crate::metrics::{HttpMetrics, RepoLabel, RequestLabels, SharedEventLabel};
 use crate::stats::{AllStats, RepoStats};
 
+/// One repository as the server serves it: its configuration (name, format, upstreams), its format's
+/// descriptor and the format's handler.
+pub struct Mounted {
+    /// With `public_url` filled in.
+    pub config: RepoConfig,
+    pub format: &'static FormatDescriptor,
+    pub handler: Arc<dyn Repository>,
+}
+
 pub struct AppState {
-    pub repos: HashMap<String, Arc<dyn Repository>>,
+    pub repos: HashMap<String, Mounted>,
     /// Repository names in configuration order, for listings.
     pub repo_order: Vec<String>,
     pub engine: Arc<Engine>,

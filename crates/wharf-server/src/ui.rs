@@ -88,8 +88,9 @@ td.n,th.n{text-align:right;white-space:nowrap}td.p{word-break:break-all}.wrap{ov
 form{display:flex;gap:.4rem;margin:.5rem 0}input{flex:1;min-width:0;padding:.4rem;font:inherit}button{padding:.4rem .8rem;font:inherit}\
 code{font-size:.8rem;word-break:break-all}";
 
-fn page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
+/// A UI page, with the content security policy that lets its inline styles and filter form work.
+fn page(title: &str, body: &str) -> Response {
+    let html = Html(format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title}</title><style>{STYLE}</style></head><body>\
@@ -98,7 +99,12 @@ fn page(title: &str, body: &str) -> Html<String> {
          <a href=\"/status\">status JSON</a><a href=\"/metrics\">metrics</a></header><main>{body}</main></body></html>",
         title = esc(title),
         version = env!("CARGO_PKG_VERSION"),
-    ))
+    ));
+    (
+        [(header::CONTENT_SECURITY_POLICY, crate::headers::UI_POLICY)],
+        html,
+    )
+        .into_response()
 }
 
 /// "ok", "degraded" or "idle" with a sentence, from the last upstream success and failure.
@@ -125,7 +131,7 @@ fn health(s: &RepoSnapshot, now_ms: u64) -> (&'static str, String) {
     }
 }
 
-pub async fn index(State(state): State<Arc<AppState>>) -> Html<String> {
+pub async fn index(State(state): State<Arc<AppState>>) -> Response {
     let usage = state.refresh_store_metrics();
     let now = wharf_store::now_ms();
     let mut cards = String::new();
@@ -159,8 +165,8 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Html<String> {
              <dt>saved</dt><dd data-saved>{saved}</dd><dt>stale answers</dt><dd>{stale}</dd>\
              <dt>errors</dt><dd>{errors}</dd></dl></div>",
             n = esc(name),
-            f = repo.format(),
-            u = esc(&repo.upstreams().join(", ")),
+            f = repo.config.format,
+            u = esc(&repo.config.upstream_list().join(", ")),
             r = s.requests,
             h = percent(s.hit_ratio),
             served = human(s.bytes_served),
@@ -324,7 +330,7 @@ pub async fn browse(
         p = esc(&params.prefix),
         hint = esc(&purge_hint),
     );
-    page(&format!("wharf: {name}"), &body).into_response()
+    page(&format!("wharf: {name}"), &body)
 }
 
 /// Counts successful `GET`s of artifacts (paths under a repository not ending in `/`, so index pages are

@@ -101,8 +101,11 @@ fn print_config_errors(source: &str, errors: &ConfigErrors) {
 }
 
 fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
-    match Config::load(file) {
+    match Config::load(file, &wharf_server::format_specs()) {
         Ok(config) => {
+            if !check_admin_token(&config) {
+                return Ok(ExitCode::FAILURE);
+            }
             println!(
                 "{}: ok ({} repositor{})",
                 file.display(),
@@ -122,11 +125,31 @@ fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The admin token file, checked exactly as `serve` checks it (the same function): prints what is wrong or
+/// worth a warning; false when `serve` would refuse to start.
+fn check_admin_token(config: &Config) -> bool {
+    let Some(path) = &config.admin.token_file else {
+        return true;
+    };
+    match wharf_server::read_admin_token(path) {
+        Ok(read) => {
+            for warning in read.warnings {
+                eprintln!("warning: admin.token_file {}: {warning}", path.display());
+            }
+            true
+        }
+        Err(message) => {
+            eprintln!("error: admin.token_file {}: {message}", path.display());
+            false
+        }
+    }
+}
+
 /// The configuration from file, flags and, with neither, the embedded default in front of the user's own
 /// Python index.
 fn load_config(sources: &Sources) -> anyhow::Result<Result<Config, ExitCode>> {
     let mut config = match &sources.config {
-        Some(path) => match Config::load(path) {
+        Some(path) => match Config::load(path, &wharf_server::format_specs()) {
             Ok(c) => c,
             Err(errors) => {
                 print_config_errors(&path.display().to_string(), &errors);
@@ -136,8 +159,9 @@ fn load_config(sources: &Sources) -> anyhow::Result<Result<Config, ExitCode>> {
         None => Config::embedded_default(),
     };
     for flag in &sources.repos {
-        let repo = wharf_config::parse_repo_flag(flag)
-            .map_err(|e| anyhow::anyhow!("--repo {flag}: {e}"))?;
+        // The error names the flag itself, with any `user:password@` redacted: the raw value is never echoed.
+        let repo = wharf_config::parse_repo_flag(flag, &wharf_server::format_specs())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         config.repositories.retain(|r| r.name != repo.name);
         config.repositories.push(repo);
     }
@@ -149,7 +173,8 @@ fn load_config(sources: &Sources) -> anyhow::Result<Result<Config, ExitCode>> {
         )?;
         eprintln!(
             "wharf: no configuration given; serving /pypi/ in front of {} (from {})",
-            detected.url, detected.source
+            wharf_config::redact_secrets(detected.url.as_str()),
+            detected.source
         );
         let mut repo = RepoConfig::new("pypi", Format::Pypi);
         repo.upstream = Some(detected.url);
@@ -183,7 +208,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = args.data_dir {
         config.storage.path = dir;
     }
-    if let Err(errors) = config.validate() {
+    if let Err(errors) = config.validate(&wharf_server::format_specs()) {
         print_config_errors("configuration", &errors);
         return Ok(ExitCode::FAILURE);
     }
@@ -210,25 +235,11 @@ fn env(args: EnvArgs) -> anyhow::Result<ExitCode> {
         let repo_base = base
             .join(&format!("{}/", repo.name))
             .context("cannot form the repository URL")?;
-        match repo.format {
-            Format::Oci => println!(
-                "{}",
-                wharf_oci::client_settings::client_settings(&repo.name, &repo.upstreams, &base)
-            ),
-            Format::Pypi => println!(
-                "{}",
-                wharf_pypi::client_settings::client_settings(&repo.name, &repo_base)
-            ),
-            Format::Npm => println!("{}", wharf_npm::client_settings(&repo.name, &repo_base)),
-            Format::Cargo => println!("{}", wharf_cargo::client_settings(&repo.name, &repo_base)),
-            Format::Go => println!(
-                "{}",
-                wharf_go::client_settings(&repo.name, &repo_base, &repo.checksum_databases)
-            ),
-            other => println!(
-                "# {} ({}): client settings for this format are not available yet\n",
-                repo.name,
-                other.as_str()
+        match wharf_server::descriptor(repo.format) {
+            Some(format) => println!("{}", (format.client_settings)(repo, &base, &repo_base)),
+            None => println!(
+                "# {} ({}): this build of wharf does not serve this format\n",
+                repo.name, repo.format
             ),
         }
     }

@@ -1,0 +1,93 @@
+//! The format registry seen from the command line: `config check` refuses a format no crate of this binary
+//! serves and keys its format does not read, and `wharf env` prints each served format's settings.
+
+use std::process::Command;
+
+use crate::support::WHARF;
+
+fn run(args: &[&str], config: Option<&str>) -> (i32, String, String) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(WHARF);
+    cmd.args(args);
+    if let Some(yaml) = config {
+        let path = tmp.path().join("wharf.yaml");
+        std::fs::write(&path, yaml).expect("write");
+        cmd.arg(&path);
+    }
+    let out = cmd.output().expect("run wharf");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_refuses_what_the_binary_cannot_serve() {
+    let (code, _, err) = run(
+        &["config", "check"],
+        Some(
+            "repositories:\n  tools:\n    format: generic\n    upstream: \"https://dl.example/\"\n",
+        ),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "repositories.tools.format: format `generic` is not served by this build of wharf"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("use one of pypi, oci, npm, cargo, go"),
+        "{err}"
+    );
+
+    let (code, _, err) = run(
+        &["config", "check"],
+        Some("repositories:\n  mods:\n    format: go\n    upstream: \"https://proxy.example/\"\n    file_hosts: [files.example]\n"),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "repositories.mods.file_hosts: `file_hosts` is only for pypi repositories, not go"
+        ),
+        "{err}"
+    );
+
+    let (code, _, err) = run(
+        &["serve", "--repo", "tools=generic+https://dl.example/"],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not served by this build"), "{err}");
+}
+
+#[test]
+fn env_prints_settings_for_every_served_format() {
+    let yaml = "public_url: \"http://wharf.example:8080/\"\nrepositories:\n  \
+        pypi: {format: pypi, upstream: \"https://idx.example/simple/\"}\n  \
+        images: {format: oci, upstreams: {docker.io: \"https://reg.example/\"}}\n  \
+        npm: {format: npm, upstream: \"https://npm.example/\"}\n  \
+        crates: {format: cargo, upstream: \"https://index.example/\"}\n  \
+        mods: {format: go, upstream: \"https://proxy.example/\"}\n";
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("wharf.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    let out = Command::new(WHARF)
+        .args(["env", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run wharf");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        "http://wharf.example:8080/pypi/simple/",
+        "http://wharf.example:8080/npm/",
+        "http://wharf.example:8080/crates/",
+        "http://wharf.example:8080/mods",
+        "wharf.example:8080",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing:\n{text}");
+    }
+    assert!(!text.contains("does not serve"), "{text}");
+}
