@@ -282,6 +282,39 @@ impl Served {
 
     /// The whole body in memory, for small documents a format must parse (index pages). Fails when the body
     /// exceeds `limit` bytes or the download fails.
+    /// The whole body of a document the format must parse (`url` is where it came from, for messages): over
+    /// `limit` is [`FetchError::TooLarge`], a download that failed underway is upstream's failure, a stored
+    /// copy that cannot be read is the store's.
+    pub async fn into_document(self, limit: u64, url: &str) -> Result<Bytes, crate::FetchError> {
+        use crate::FetchError;
+        if let Some(len) = self.len().filter(|len| *len > limit) {
+            return Err(FetchError::TooLarge {
+                url: url.to_string(),
+                what: format!("sent a document of {len} bytes"),
+                limit,
+                why: "documents are read whole into memory",
+            });
+        }
+        let downloading = matches!(self.source, Source::Growing { .. });
+        self.into_bytes(limit).await.map_err(|e| {
+            if e.to_string().contains("-byte limit") {
+                FetchError::TooLarge {
+                    url: url.to_string(),
+                    what: "sent a larger document".into(),
+                    limit,
+                    why: "documents are read whole into memory",
+                }
+            } else if downloading {
+                FetchError::Unreachable {
+                    url: url.to_string(),
+                    reason: format!("the download failed: {e}"),
+                }
+            } else {
+                FetchError::Store(format!("cannot read the stored copy of {url}: {e}"))
+            }
+        })
+    }
+
     pub async fn into_bytes(self, limit: u64) -> io::Result<Bytes> {
         if let Some(len) = self.len() {
             if len > limit {

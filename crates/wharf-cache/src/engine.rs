@@ -123,11 +123,7 @@ impl Engine {
         if entry.is_negative() {
             return Ok(None);
         }
-        let fresh = match freshness {
-            Freshness::Immutable => true,
-            Freshness::Revalidate(ttl) => entry.age_ms(now_ms()) < ttl.as_millis() as u64,
-        };
-        if !fresh {
+        if !freshness.is_fresh(&entry, now_ms()) {
             return Ok(None);
         }
         let Some(blob) = self.open_blob(repo, key, &entry)? else {
@@ -150,11 +146,9 @@ impl Engine {
         let Some(entry) = self.store.lookup(repo, key).map_err(store_err)? else {
             return Ok(None);
         };
-        let fresh = match freshness {
-            Freshness::Immutable => true,
-            Freshness::Revalidate(ttl) => entry.age_ms(now_ms()) < ttl.as_millis() as u64,
-        };
-        if !fresh || !entry.blob_digest().is_some_and(|d| self.store.has_blob(&d)) {
+        if !freshness.is_fresh(&entry, now_ms())
+            || !entry.blob_digest().is_some_and(|d| self.store.has_blob(&d))
+        {
             return Ok(None);
         }
         let Some(derived) = derive(&entry) else {
@@ -285,11 +279,7 @@ impl Engine {
                 Cached::Absent
             });
         }
-        let fresh = match req.freshness {
-            Freshness::Immutable => true,
-            Freshness::Revalidate(ttl) => age < ttl.as_millis() as u64,
-        };
-        if !fresh {
+        if !req.freshness.is_fresh(&entry, now_ms()) {
             return Ok(Cached::Stale(entry));
         }
         match self.open_blob(&req.repo, &req.key, &entry)? {
@@ -351,10 +341,7 @@ impl Engine {
     ) -> Result<(), FetchError> {
         // Another replica may have fetched it already: a fresh entry in the shared tier saves the upstream trip.
         let now = now_ms();
-        let fresh = |entry: &Entry| match req.freshness {
-            Freshness::Immutable => true,
-            Freshness::Revalidate(ttl) => entry.age_ms(now) < ttl.as_millis() as u64,
-        };
+        let fresh = |entry: &Entry| req.freshness.is_fresh(entry, now);
         if let Some((entry, blob)) = self.store.pull_shared(&req.repo, &req.key, fresh).await {
             tx.send_replace(FlightState::Complete {
                 head: Arc::new(entry),
@@ -449,6 +436,34 @@ impl Engine {
                 why: "storage.max_size",
             }),
             _ => Ok(()),
+        }
+    }
+
+    /// Hit, else resolve, else fetch: the one path for artifacts whose upstream URL a format must look up
+    /// (in an index page, a package document). A fresh stored copy of `key` answers without any lookup or
+    /// upstream traffic; otherwise `resolve` gives the upstream request, which is fetched (for `head_only`,
+    /// only upstream's `HEAD` is asked, see [`Engine::head`]). A hit and a miss come back as the same
+    /// [`Served`], so the format turns both into a response in one place and they carry the same headers.
+    pub async fn get_or_resolve<E, Fut>(
+        self: &Arc<Self>,
+        repo: &str,
+        key: &str,
+        freshness: Freshness,
+        head_only: bool,
+        resolve: impl FnOnce() -> Fut,
+    ) -> Result<Served, E>
+    where
+        E: From<FetchError>,
+        Fut: std::future::Future<Output = Result<FetchRequest, E>>,
+    {
+        if let Some(served) = self.cached(repo, key, freshness)? {
+            return Ok(served);
+        }
+        let fetch = resolve().await?;
+        if head_only {
+            Ok(self.head(&fetch).await?)
+        } else {
+            Ok(self.get(fetch).await?)
         }
     }
 

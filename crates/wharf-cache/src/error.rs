@@ -52,6 +52,13 @@ pub enum FetchError {
     /// (`http.max_concurrent_misses`); the client may try again shortly.
     #[error("too many upstream requests for uncached names in progress; try again in {retry_after_secs} s ({url})")]
     Busy { url: String, retry_after_secs: u64 },
+    /// Upstream answered, but what it sent cannot be used: an index page or package document that does not
+    /// parse, or lacks what the format needs.
+    #[error("upstream {url} sent an unreadable document: {reason}")]
+    BadDocument { url: String, reason: String },
+    /// A fault of wharf's own, not upstream's: a URL that cannot be formed, a response that cannot be built.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The local store failed (disk full, permissions).
     #[error("cache store error: {0}")]
     Store(String),
@@ -70,6 +77,7 @@ impl FetchError {
                 StatusCode::BAD_GATEWAY
             }
             FetchError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            FetchError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             FetchError::Store(_) | FetchError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         }
@@ -94,11 +102,12 @@ impl FetchError {
             | FetchError::Abandoned { .. } => true,
             FetchError::Truncated { .. }
             | FetchError::DigestMismatch { .. }
+            | FetchError::BadDocument { .. }
             | FetchError::TooLarge { .. }
             | FetchError::Busy { .. } => true,
             // A copy fetched before upstream began redirecting elsewhere was fetched under the policy.
             FetchError::Refused { .. } => true,
-            FetchError::NotFound { .. } | FetchError::Store(_) => false,
+            FetchError::NotFound { .. } | FetchError::Store(_) | FetchError::Internal(_) => false,
         }
     }
 
@@ -116,6 +125,8 @@ impl FetchError {
             FetchError::Refused { .. } => "refused",
             FetchError::TooLarge { .. } => "too_large",
             FetchError::Busy { .. } => "busy",
+            FetchError::BadDocument { .. } => "bad_document",
+            FetchError::Internal(_) => "internal",
             FetchError::Store(_) => "store",
             FetchError::Abandoned { .. } => "abandoned",
         }

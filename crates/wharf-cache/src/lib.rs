@@ -48,7 +48,7 @@ pub use reach::{
 pub use request::{FetchRequest, Freshness, Outcome};
 pub use respond::{
     download_type, error_response, fetch_error_response, read_only_segments, serve, BoxFuture,
-    CacheInfo, RepoRequest, Repository, UpstreamLabel, REQUEST_BODY_LIMIT,
+    CacheInfo, Refusal, RepoRequest, Repository, UpstreamLabel, IMMUTABLE, REQUEST_BODY_LIMIT,
 };
 pub use upstream::{Upstream, UpstreamOptions};
 pub use verify::Expected;

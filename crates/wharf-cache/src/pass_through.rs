@@ -91,11 +91,8 @@ impl Engine {
             builder = builder.header(header::CONTENT_TYPE, crate::download_type(declared));
         }
         let body = resp.inner.bytes_stream().map_err(std::io::Error::other);
-        builder
-            .body(Body::from_stream(body))
-            .map_err(|e| FetchError::Unreachable {
-                url: req.url.to_string(),
-                reason: e.to_string(),
-            })
+        builder.body(Body::from_stream(body)).map_err(|e| {
+            FetchError::Internal(format!("cannot build the response for {}: {e}", req.url))
+        })
     }
 }

@@ -7,6 +7,7 @@ use http::HeaderMap;
 use url::Url;
 
 use crate::{Expected, Reach};
+use wharf_store::Entry;
 
 /// How long a stored answer may be served without asking upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,18 @@ pub enum Freshness {
     Immutable,
     /// Index pages, tags, metadata: revalidated (conditionally, when upstream gave validators) after this long.
     Revalidate(Duration),
+}
+
+impl Freshness {
+    /// Whether `entry` may be served at `now_ms` (milliseconds since the epoch) without asking upstream: the
+    /// one freshness rule, used for hits, for the store's second look under the flight lock and for entries
+    /// another replica shared.
+    pub fn is_fresh(self, entry: &Entry, now_ms: u64) -> bool {
+        match self {
+            Freshness::Immutable => true,
+            Freshness::Revalidate(ttl) => entry.age_ms(now_ms) < ttl.as_millis() as u64,
+        }
+    }
 }
 
 /// One cacheable upstream resource, as a format adapter describes it.

@@ -53,6 +53,26 @@ pub struct CacheInfo {
     pub upstream_bytes: Option<Arc<AtomicU64>>,
 }
 
+/// A response that ends a request early (a refusal, a failed fetch), for formats' `Result`s: any
+/// [`FetchError`] converts into one with [`fetch_error_response`].
+pub struct Refusal(pub Response<Body>);
+
+impl From<FetchError> for Refusal {
+    fn from(error: FetchError) -> Refusal {
+        Refusal(fetch_error_response(&error))
+    }
+}
+
+impl Refusal {
+    /// A plain-text refusal, as [`error_response`] builds.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal(error_response(status, message))
+    }
+}
+
+/// `Cache-Control` of immutable artifacts (files named by version or digest), the same on hits and misses.
+pub const IMMUTABLE: HeaderValue = HeaderValue::from_static("public, max-age=31536000, immutable");
+
 /// A plain-text error response: what went wrong, for humans and CI logs (credentials in URLs redacted).
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     let message = message.into();

@@ -125,13 +125,12 @@ impl CargoRepo {
     }
 
     fn metadata_request(&self, key: String, path: &str) -> Result<FetchRequest, FetchError> {
-        let url = self
-            .upstream
-            .join(path)
-            .map_err(|e| FetchError::Unreachable {
-                url: self.upstream.to_string(),
-                reason: format!("cannot form the URL of `{path}`: {e}"),
-            })?;
+        let url = self.upstream.join(path).map_err(|e| {
+            FetchError::Internal(format!(
+                "cannot form the URL of `{path}` on {}: {e}",
+                self.upstream
+            ))
+        })?;
         let mut fetch = FetchRequest::new(
             self.name.clone(),
             key,
@@ -175,10 +174,7 @@ impl CargoRepo {
         let url = fetch.url.to_string();
         let served = self.engine.get(fetch).await?;
         let info = cache_info(&served);
-        let raw = served
-            .into_bytes(INDEX_FILE_LIMIT)
-            .await
-            .map_err(|e| unreadable(&url, e.to_string()))?;
+        let raw = served.into_document(INDEX_FILE_LIMIT, &url).await?;
         let parsed = serde_json::from_slice(&raw)
             .map_err(|e| unreadable(&url, format!("config.json is not JSON: {e}")))?;
         Ok((parsed, info))
@@ -229,40 +225,37 @@ impl CargoRepo {
             );
         }
         let key = format!("crates/{}/{version}.crate", name.to_ascii_lowercase());
-        let served = match self.engine.cached(&self.name, &key, Freshness::Immutable) {
-            Ok(Some(served)) => Ok(served),
-            Ok(None) => {
-                self.fetch_crate(name, version, key, req.method == Method::HEAD)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        let head_only = req.method == Method::HEAD;
+        let served = self
+            .engine
+            .get_or_resolve(&self.name, &key, Freshness::Immutable, head_only, || {
+                self.resolve_crate(name, version, key.clone())
+            })
+            .await;
         match served {
             Ok(served) => {
                 let mut resp = serve(served, &req.method, &req.headers, Some("application/gzip"));
-                resp.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=31536000, immutable"),
-                );
+                resp.headers_mut()
+                    .insert(header::CACHE_CONTROL, wharf_cache::IMMUTABLE);
                 resp
             }
             Err(e) => not_found_or(&e),
         }
     }
 
-    async fn fetch_crate(
+    /// The upstream request for a crate: its URL from `config.json`'s `dl` and its sha256 from the (cached)
+    /// index file.
+    async fn resolve_crate(
         &self,
         name: &str,
         version: &str,
         key: String,
-        head_only: bool,
-    ) -> Result<Served, FetchError> {
+    ) -> Result<FetchRequest, FetchError> {
         let index_file = self.fetch_index_file(name).await?;
         let index_url = index_file.entry.upstream_url.clone();
         let raw = index_file
-            .into_bytes(INDEX_FILE_LIMIT)
-            .await
-            .map_err(|e| unreadable(&index_url, e.to_string()))?;
+            .into_document(INDEX_FILE_LIMIT, &index_url)
+            .await?;
         let (name, cksum) =
             index::cksum_of(&raw, name, version).ok_or_else(|| FetchError::NotFound {
                 url: format!("{index_url} (no version {version} of `{name}`)"),
@@ -290,11 +283,7 @@ impl CargoRepo {
         fetch.expected = Some(Expected::Sha256(cksum));
         fetch.negative_ttl = self.negative_ttl;
         fetch.reach = Some(self.reach.clone());
-        // A `HEAD` is answered from upstream's `HEAD`, without downloading and keeping the crate.
-        if head_only {
-            return self.engine.head(&fetch).await;
-        }
-        self.engine.get(fetch).await
+        Ok(fetch)
     }
 }
 
@@ -306,7 +295,7 @@ fn cache_info(served: &Served) -> CacheInfo {
 }
 
 fn unreadable(url: &str, reason: String) -> FetchError {
-    FetchError::Unreachable {
+    FetchError::BadDocument {
         url: url.to_string(),
         reason,
     }

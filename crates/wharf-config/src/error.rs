@@ -18,20 +18,28 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// An error at `path` without a hint.
+    /// An error at `path` without a hint. A `user:password@` in a URL the message quotes is redacted, so
+    /// no error, wherever it is printed, echoes a credential from the config.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),
-            message: message.into(),
+            message: redacted(message.into()),
             hint: None,
         }
     }
 
-    /// Adds (or replaces) the hint.
+    /// Adds (or replaces) the hint (redacted like the message).
     #[must_use]
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.hint = Some(redacted(hint.into()));
         self
+    }
+}
+
+fn redacted(text: String) -> String {
+    match crate::net::redact_secrets(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(clean) => clean,
     }
 }
 
@@ -132,5 +140,19 @@ mod tests {
             "storage.max_size: \"lots\" is not a size (hint: expected a size like \"50GiB\")\n\
              cannot read `wharf.yaml`"
         );
+    }
+
+    #[test]
+    fn no_error_echoes_a_credential_from_the_config() {
+        let yaml = "listen: \"http://alice:PASSWORD@h:8080\"\n\
+                    public_url: \"http://alice:PASSWORD@h:99999/\"\n\
+                    repositories:\n  p:\n    format: pypi\n\
+                    \x20   upstream: \"http://alice:PASSWORD@h/simple/\"\n\
+                    \x20   file_hosts: [\"alice:PASSWORD@h\", \"http://alice:PASSWORD@h/\"]\n\
+                    \x20   metadata_ttl: \"http://alice:PASSWORD@x\"\n";
+        let errors = crate::Config::from_yaml_str(yaml, crate::fixture::FORMATS).unwrap_err();
+        assert!(errors.len() >= 5, "{errors}");
+        let shown = errors.to_string();
+        assert!(!shown.contains("PASSWORD"), "{shown}");
     }
 }

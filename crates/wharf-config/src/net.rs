@@ -298,9 +298,11 @@ pub(crate) fn redact_url_text(text: &str) -> String {
     }
 }
 
-/// At most 80 chars of user text in messages.
+/// At most 80 chars of user text in messages, any `user:password@` in a URL redacted first (so a cut
+/// never leaves a password without the `@` that marks it).
 pub(crate) fn shorten(text: &str) -> String {
     const MAX: usize = 80;
+    let text = &*redact_secrets(text);
     if text.chars().count() <= MAX {
         text.to_owned()
     } else {

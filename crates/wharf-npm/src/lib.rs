@@ -252,13 +252,12 @@ impl NpmRepo {
         name: &PackageName,
         variant: Variant,
     ) -> Result<Document, FetchError> {
-        let url = self
-            .upstream
-            .join(&name.url_form())
-            .map_err(|e| FetchError::Unreachable {
-                url: self.upstream.to_string(),
-                reason: format!("cannot form the document URL: {e}"),
-            })?;
+        let url = self.upstream.join(&name.url_form()).map_err(|e| {
+            FetchError::Internal(format!(
+                "cannot form the document URL on {}: {e}",
+                self.upstream
+            ))
+        })?;
         let mut fetch = FetchRequest::new(
             self.name.clone(),
             format!("packages/{}/{}", name.as_str(), variant.key_suffix()),
@@ -282,16 +281,13 @@ impl NpmRepo {
             .clone()
             .filter(|t| is_json_type(t))
             .unwrap_or_else(|| variant.default_content_type().to_string());
-        let unreadable = |reason: String| FetchError::Unreachable {
+        let unreadable = |reason: String| FetchError::BadDocument {
             url: url.to_string(),
             reason,
         };
         // A body still downloading has no digest yet: it is read and rewritten for this request alone.
         let Some(digest) = served.entry.digest.clone() else {
-            let raw = served
-                .into_bytes(DOCUMENT_LIMIT)
-                .await
-                .map_err(|e| unreadable(e.to_string()))?;
+            let raw = served.into_document(DOCUMENT_LIMIT, url.as_str()).await?;
             let digest = hex::encode(sha2::Sha256::digest(&raw));
             let rewritten = rewrite_off_thread(raw, url.clone(), self.package_base(name))
                 .await
@@ -372,14 +368,13 @@ impl NpmRepo {
 
     async fn tarball(&self, req: &RepoRequest, name: &PackageName, file: &str) -> Response<Body> {
         let key = format!("tarballs/{}/{file}", name.as_str());
-        let served = match self.engine.cached(&self.name, &key, Freshness::Immutable) {
-            Ok(Some(served)) => Ok(served),
-            Ok(None) => {
-                self.fetch_tarball(name, file, key, req.method == Method::HEAD)
-                    .await
-            }
-            Err(e) => Err(TarballError::Fetch(e)),
-        };
+        let head_only = req.method == Method::HEAD;
+        let served = self
+            .engine
+            .get_or_resolve(&self.name, &key, Freshness::Immutable, head_only, || {
+                self.resolve_tarball(name, file, key.clone())
+            })
+            .await;
         match served {
             Ok(served) => {
                 let mut resp = serve(
@@ -388,10 +383,8 @@ impl NpmRepo {
                     &req.headers,
                     Some("application/octet-stream"),
                 );
-                resp.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=31536000, immutable"),
-                );
+                resp.headers_mut()
+                    .insert(header::CACHE_CONTROL, wharf_cache::IMMUTABLE);
                 resp
             }
             Err(TarballError::NotListed) => error_response(
@@ -405,13 +398,13 @@ impl NpmRepo {
         }
     }
 
-    async fn fetch_tarball(
+    /// The upstream request for a tarball: its URL and digest from the (cached) package document.
+    async fn resolve_tarball(
         &self,
         name: &PackageName,
         file: &str,
         key: String,
-        head_only: bool,
-    ) -> Result<wharf_cache::Served, TarballError> {
+    ) -> Result<FetchRequest, TarballError> {
         let doc = self
             .fetch_document(name, Variant::Abbreviated)
             .await
@@ -435,13 +428,7 @@ impl NpmRepo {
         fetch.expected = source.expected.clone();
         fetch.negative_ttl = self.negative_ttl;
         fetch.reach = Some(self.reach.clone());
-        // A `HEAD` is answered from upstream's `HEAD`, without downloading and keeping the tarball.
-        let result = if head_only {
-            self.engine.head(&fetch).await
-        } else {
-            self.engine.get(fetch).await
-        };
-        result.map_err(TarballError::Fetch)
+        Ok(fetch)
     }
 }
 
@@ -450,6 +437,12 @@ enum TarballError {
     /// No version in the package document has a tarball of that name.
     NotListed,
     Fetch(FetchError),
+}
+
+impl From<FetchError> for TarballError {
+    fn from(error: FetchError) -> TarballError {
+        TarballError::Fetch(error)
+    }
 }
 
 /// Parses and rewrites a document on the blocking pool: documents of busy packages are tens of MB, and

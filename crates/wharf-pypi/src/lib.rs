@@ -32,7 +32,7 @@ use url::Url;
 use wharf_cache::{
     error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Credential,
     Engine, Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, Outcome, PurgeKeys,
-    PurgeSelector, Reach, RepoRequest, Repository,
+    PurgeSelector, Reach, Refusal, RepoRequest, Repository,
 };
 use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
@@ -177,13 +177,12 @@ impl PypiRepo {
     }
 
     async fn fetch_project(&self, project: &str) -> Result<Fetched<ProjectPage>, FetchError> {
-        let url =
-            self.upstream
-                .join(&format!("{project}/"))
-                .map_err(|e| FetchError::Unreachable {
-                    url: self.upstream.to_string(),
-                    reason: format!("cannot form the project URL: {e}"),
-                })?;
+        let url = self.upstream.join(&format!("{project}/")).map_err(|e| {
+            FetchError::Internal(format!(
+                "cannot form the project URL on {}: {e}",
+                self.upstream
+            ))
+        })?;
         let key = format!("simple/{project}/");
         let freshness = Freshness::Revalidate(self.metadata_ttl);
         let parsed =
@@ -215,17 +214,11 @@ impl PypiRepo {
             .content_type
             .as_deref()
             .is_some_and(|t| t.contains("json"));
-        let raw = served
-            .into_bytes(PAGE_LIMIT)
-            .await
-            .map_err(|e| FetchError::Unreachable {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
+        let raw = served.into_document(PAGE_LIMIT, url.as_str()).await?;
         let mut page = if is_json {
-            json::parse_project(&raw, project, &url).map_err(|e| FetchError::Unreachable {
+            json::parse_project(&raw, project, &url).map_err(|e| FetchError::BadDocument {
                 url: url.to_string(),
-                reason: format!("unreadable page: {e}"),
+                reason: e,
             })?
         } else {
             html::parse_project(&String::from_utf8_lossy(&raw), project, &url)
@@ -370,37 +363,57 @@ impl PypiRepo {
         }
         let norm = normalize(project);
         let key = format!("files/{norm}/{filename}");
-        match self.engine.cached(&self.name, &key, Freshness::Immutable) {
-            Ok(Some(served)) => return serve(served, &req.method, &req.headers, Some(FILE_TYPE)),
-            Ok(None) => {}
-            Err(e) => return fetch_error_response(&e),
+        let head_only = req.method == Method::HEAD;
+        let result = self
+            .engine
+            .get_or_resolve(&self.name, &key, Freshness::Immutable, head_only, || {
+                self.resolve_file(&norm, filename, key.clone())
+            })
+            .await;
+        match result {
+            Ok(served) => {
+                let mut resp = serve(served, &req.method, &req.headers, Some(FILE_TYPE));
+                resp.headers_mut()
+                    .insert(header::CACHE_CONTROL, wharf_cache::IMMUTABLE);
+                resp
+            }
+            Err(Refusal(resp)) => resp,
         }
+    }
+
+    /// The upstream request for a file: its URL and sha256 from the project's (cached) index page.
+    async fn resolve_file(
+        &self,
+        norm: &str,
+        filename: &str,
+        key: String,
+    ) -> Result<FetchRequest, Refusal> {
         let (dist_name, metadata) = match filename.strip_suffix(".metadata") {
             Some(dist) => (dist, true),
             None => (filename, false),
         };
-        let fetched = match self.fetch_project(&norm).await {
+        let fetched = match self.fetch_project(norm).await {
             Ok(f) => f,
             Err(FetchError::NotFound { .. }) => {
-                return error_response(
+                return Err(Refusal::new(
                     StatusCode::NOT_FOUND,
                     format!("project `{norm}` is not on the upstream index"),
-                )
+                ))
             }
-            Err(e) => return fetch_error_response(&e),
+            Err(e) => return Err(e.into()),
         };
         let Some(link) = fetched.page.files.iter().find(|f| f.filename == dist_name) else {
-            return error_response(
+            return Err(Refusal::new(
                 StatusCode::NOT_FOUND,
                 format!("`{dist_name}` is not listed on the index page of `{norm}`"),
-            );
+            ));
         };
         let (url, expected) = if metadata {
             let Some(hashes) = &link.core_metadata else {
-                return error_response(
+                return Err(Refusal::new(
                     StatusCode::NOT_FOUND,
                     format!("upstream offers no metadata file for `{dist_name}`"),
-                );
+                ));
             };
             let mut url = link.url.clone();
             url.set_path(&format!("{}.metadata", url.path()));
@@ -409,31 +422,15 @@ impl PypiRepo {
             (link.url.clone(), link.sha256().map(str::to_string))
         };
         if !self.host_allowed(&url) {
-            return error_response(
+            return Err(Refusal::new(
                 StatusCode::NOT_FOUND,
                 "that file is hosted outside the repository's file_hosts",
-            );
+            ));
         }
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
         fetch.expected = expected.map(Expected::Sha256);
         fetch.reach = Some(self.reach.clone());
-        // A `HEAD` is answered from upstream's `HEAD`, without downloading and keeping the file.
-        let result = if req.method == Method::HEAD {
-            self.engine.head(&fetch).await
-        } else {
-            self.engine.get(fetch).await
-        };
-        match result {
-            Ok(served) => {
-                let mut resp = serve(served, &req.method, &req.headers, Some(FILE_TYPE));
-                resp.headers_mut().insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=31536000, immutable"),
-                );
-                resp
-            }
-            Err(e) => fetch_error_response(&e),
-        }
+        Ok(fetch)
     }
 }
 

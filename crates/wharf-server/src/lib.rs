@@ -72,62 +72,22 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         }),
     })?;
     store.set_max_negative_entries(config.storage.max_negative_entries);
-    let mut options = UpstreamOptions {
-        connect_timeout: config.http.connect_timeout,
-        timeout: config.http.timeout,
-        read_timeout: config.http.read_timeout,
-        retries: config.http.retries,
-        max_concurrent_misses: config.http.max_concurrent_misses as usize,
-        miss_wait: config.http.miss_wait,
-        ..UpstreamOptions::default()
-    };
-    if let Some(ua) = &config.http.user_agent {
-        options.user_agent = ua.clone();
-    }
-    let upstream = Upstream::new(options).map_err(ServerError::Other)?;
+    let upstream = Upstream::new(upstream_options(&config)).map_err(ServerError::Other)?;
     let mut registry = Registry::default();
     let engine_metrics = EngineMetrics::default();
     engine_metrics.register(&mut registry);
     let http = metrics::HttpMetrics::new(&mut registry);
     let engine = Engine::new(store, upstream, engine_metrics);
 
-    let mut repos: HashMap<String, Mounted> = HashMap::new();
-    let mut repo_order = Vec::new();
-    for cfg in &config.repositories {
-        let format = descriptor(cfg.format).ok_or_else(|| ServerError::Repository {
-            message: format!(
-                "repositories.{}.format: format `{}` is not served by this build of wharf",
-                cfg.name, cfg.format
-            ),
-        })?;
-        let cfg = with_public_url(cfg, &config);
-        let handler =
-            (format.build)(&cfg, engine.clone()).map_err(|e| ServerError::Repository {
-                message: e.render(&cfg.name),
-            })?;
-        repo_order.push(cfg.name.clone());
-        repos.insert(
-            cfg.name.clone(),
-            Mounted {
-                config: cfg,
-                format,
-                handler,
-            },
-        );
-    }
-    check_route_prefixes(&repos, &repo_order)?;
-    let admin_token = match &config.admin.token_file {
-        None => None,
-        Some(path) => {
-            let read = read_admin_token(path).map_err(|message| ServerError::AdminToken {
-                path: path.display().to_string(),
-                message,
-            })?;
-            for warning in &read.warnings {
-                tracing::warn!("admin.token_file {}: {warning}", path.display());
+    let (repos, repo_order) = mount_repositories(&config, &engine)?;
+    let admin_token = match admin_token(&config)? {
+        Some((token, warnings)) => {
+            for warning in &warnings {
+                tracing::warn!("{warning}");
             }
-            Some(read.token)
+            Some(token)
         }
+        None => None,
     };
     let stats = stats::AllStats {
         repos: repo_order
@@ -150,6 +110,98 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         evicted_bytes_seen: AtomicU64::new(0),
         shared_seen: Mutex::new(SharedUsage::default()),
     }))
+}
+
+/// The upstream HTTP client's settings from the config's `http` section.
+fn upstream_options(config: &Config) -> UpstreamOptions {
+    let mut options = UpstreamOptions {
+        connect_timeout: config.http.connect_timeout,
+        timeout: config.http.timeout,
+        read_timeout: config.http.read_timeout,
+        retries: config.http.retries,
+        max_concurrent_misses: config.http.max_concurrent_misses as usize,
+        miss_wait: config.http.miss_wait,
+        ..UpstreamOptions::default()
+    };
+    if let Some(ua) = &config.http.user_agent {
+        options.user_agent = ua.clone();
+    }
+    options
+}
+
+/// The repositories of `config`, built over `engine` as they will serve, in config order; refuses what cannot be
+/// served (a format this build lacks, settings its builder rejects, two repositories claiming one prefix).
+fn mount_repositories(
+    config: &Config,
+    engine: &Arc<Engine>,
+) -> Result<(HashMap<String, Mounted>, Vec<String>), ServerError> {
+    let mut repos: HashMap<String, Mounted> = HashMap::new();
+    let mut repo_order = Vec::new();
+    for cfg in &config.repositories {
+        let format = descriptor(cfg.format).ok_or_else(|| ServerError::Repository {
+            message: format!(
+                "repositories.{}.format: format `{}` is not served by this build of wharf",
+                cfg.name, cfg.format
+            ),
+        })?;
+        let cfg = with_public_url(cfg, config);
+        let handler =
+            (format.build)(&cfg, engine.clone()).map_err(|e| ServerError::Repository {
+                message: e.render(&cfg.name),
+            })?;
+        repo_order.push(cfg.name.clone());
+        repos.insert(
+            cfg.name.clone(),
+            Mounted {
+                config: cfg,
+                format,
+                handler,
+            },
+        );
+    }
+    check_route_prefixes(&repos, &repo_order)?;
+    Ok((repos, repo_order))
+}
+
+/// The admin token and the warnings about its file (each naming the field), or `None` without a token file.
+fn admin_token(config: &Config) -> Result<Option<(String, Vec<String>)>, ServerError> {
+    let Some(path) = &config.admin.token_file else {
+        return Ok(None);
+    };
+    let read = read_admin_token(path).map_err(|message| ServerError::AdminToken {
+        path: path.display().to_string(),
+        message,
+    })?;
+    let warnings = read
+        .warnings
+        .iter()
+        .map(|w| format!("admin.token_file {}: {w}", path.display()))
+        .collect();
+    Ok(Some((read.token, warnings)))
+}
+
+/// Everything `serve` checks before it binds, without touching the configured store: the HTTP client
+/// settings, every repository built as it would serve (over a scratch store in a temporary directory), and
+/// the admin token file. `wharf config check` calls this, so the two agree. Returns the warnings `serve`
+/// would log.
+pub fn check_startup(config: &Config) -> Result<Vec<String>, ServerError> {
+    let scratch = std::env::temp_dir().join(format!("wharf-config-check-{}", std::process::id()));
+    let result = (|| {
+        let store = Store::open(StoreOptions {
+            root: scratch.clone(),
+            max_size: config.storage.max_size,
+            shared: None,
+        })?;
+        let engine = Engine::new(
+            store,
+            Upstream::new(upstream_options(config)).map_err(ServerError::Other)?,
+            EngineMetrics::default(),
+        );
+        mount_repositories(config, &engine)?;
+        Ok(admin_token(config)?.map(|(_, w)| w).unwrap_or_default())
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
 }
 
 /// `cfg` with [`RepoConfig::public_url`] filled in: `{public_url}{name}/`, or `http://{listen}/{name}/` when

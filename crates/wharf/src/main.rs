@@ -103,7 +103,7 @@ fn print_config_errors(source: &str, errors: &ConfigErrors) {
 fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     match Config::load(file, &wharf_server::format_specs()) {
         Ok(config) => {
-            if !check_admin_token(&config) {
+            if !check_startup(&config) {
                 return Ok(ExitCode::FAILURE);
             }
             println!(
@@ -125,21 +125,19 @@ fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The admin token file, checked exactly as `serve` checks it (the same function): prints what is wrong or
-/// worth a warning; false when `serve` would refuse to start.
-fn check_admin_token(config: &Config) -> bool {
-    let Some(path) = &config.admin.token_file else {
-        return true;
-    };
-    match wharf_server::read_admin_token(path) {
-        Ok(read) => {
-            for warning in read.warnings {
-                eprintln!("warning: admin.token_file {}: {warning}", path.display());
+/// What `serve` checks before it binds (repositories built as they would serve, the admin token file), by
+/// the same function `serve`'s start-up uses: prints what is wrong or worth a warning; false when `serve`
+/// would refuse to start.
+fn check_startup(config: &Config) -> bool {
+    match wharf_server::check_startup(config) {
+        Ok(warnings) => {
+            for warning in warnings {
+                eprintln!("warning: {warning}");
             }
             true
         }
-        Err(message) => {
-            eprintln!("error: admin.token_file {}: {message}", path.display());
+        Err(e) => {
+            eprintln!("error: {e}");
             false
         }
     }

@@ -429,3 +429,77 @@ fn deeply_nested_config_is_refused_quickly_with_the_limit_named() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("1 MiB"), "{}", text(&out));
 }
+
+#[test]
+fn config_check_refuses_what_serve_refuses_at_start() {
+    // A repository whose builder refuses its settings: npm on a wildcard address needs `public_url`.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"0.0.0.0:{}\"\nstorage:\n  path: \"{}\"\nrepositories:\n  npm:\n    format: npm\n    upstream: \"http://127.0.0.1:9/\"\n",
+            free_port().port(),
+            tmp.path().join("data").display()
+        ),
+    )
+    .expect("write config");
+    let (check, _) = run_bounded(
+        Command::new(WHARF).args(["config", "check"]).arg(&config),
+        Duration::from_secs(20),
+    );
+    assert!(
+        !tmp.path().join("data").exists(),
+        "config check does not touch the configured store"
+    );
+    let (serve, finished) = run_bounded(
+        Command::new(WHARF).args(["serve", "--config"]).arg(&config),
+        Duration::from_secs(20),
+    );
+    assert!(finished, "serve did not stop:\n{}", text(&serve));
+    for (what, out) in [("config check", &check), ("serve", &serve)] {
+        assert_eq!(out.status.code(), Some(1), "{what}:\n{}", text(out));
+        assert!(text(out).contains("public_url"), "{what}:\n{}", text(out));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_documents_drop_tarball_links_wharf_would_not_fetch_and_stay_json() {
+    let up = FixtureUpstream::start().await;
+    let doc = serde_json::json!({
+        "name": "lure",
+        "versions": {
+            "1.0.0": {"dist": {"tarball": "javascript:alert(document.domain)"}},
+            "1.1.0": {"dist": {"tarball": "data:text/html,<script>alert(1)</script>"}},
+            "1.2.0": {"dist": {"tarball": format!("{}lure/-/lure-1.2.0.tgz", up.url())}}
+        }
+    });
+    // The upstream calls the document a page.
+    up.put("/lure", doc.to_string(), "text/html");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &format!("  npm:\n    format: npm\n    upstream: \"{}\"\n", up.url()),
+        "public_url: \"http://npm.wharf.test/\"",
+    );
+    let resp = http()
+        .get(wharf.url("/npm/lure"))
+        .header(header::ACCEPT, "application/json")
+        .send()
+        .await
+        .expect("get document");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header_text(&resp, header::CONTENT_TYPE), "application/json");
+    assert_eq!(
+        header_text(&resp, header::X_CONTENT_TYPE_OPTIONS),
+        "nosniff"
+    );
+    let body: serde_json::Value = resp.json().await.expect("json");
+    let versions = &body["versions"];
+    assert_eq!(versions["1.0.0"]["dist"].get("tarball"), None, "{body}");
+    assert_eq!(versions["1.1.0"]["dist"].get("tarball"), None, "{body}");
+    assert_eq!(
+        versions["1.2.0"]["dist"]["tarball"],
+        "http://npm.wharf.test/npm/lure/-/lure-1.2.0.tgz"
+    );
+}

@@ -12,6 +12,7 @@ mod fault_suite;
 mod faults;
 mod formats;
 mod go;
+mod hit_miss_headers;
 mod hostile_reach;
 mod hostile_serve;
 mod hostile_store;
