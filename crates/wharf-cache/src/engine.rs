@@ -16,6 +16,11 @@ use crate::{EngineMetrics, FetchError, FetchRequest, Freshness, Outcome, Reach, 
 
 /// Bytes gathered before one write to the temporary file (and one progress notification to readers).
 const WRITE_BATCH: usize = 64 * 1024;
+/// A download checks the free disk space before its first byte and each time this many more bytes arrived.
+const DISK_CHECK_EVERY: u64 = 64 * 1024 * 1024;
+/// Disk space a download leaves free (beyond its announced length): a body of unknown length must not fill
+/// the disk the index and other downloads need.
+const DISK_HEADROOM: u64 = 16 * 1024 * 1024;
 
 /// The engine: one per process, shared by every repository.
 pub struct Engine {
@@ -68,7 +73,8 @@ impl Engine {
                 return Err(e);
             }
         };
-        self.metrics.upstream_status(repo, resp.status.as_str());
+        self.metrics
+            .upstream_status(repo, crate::status_label(resp.status.as_u16()));
         let mut body = Vec::new();
         let mut stream = resp.inner.bytes_stream();
         let read_timeout = self.upstream.options().read_timeout;
@@ -376,7 +382,7 @@ impl Engine {
             })
             .observe(resp.latency.as_secs_f64());
         self.metrics
-            .upstream_status(&req.repo, resp.status.as_str());
+            .upstream_status(&req.repo, crate::status_label(resp.status.as_u16()));
         match resp.status {
             StatusCode::NOT_MODIFIED if stale.is_some() => {
                 let stale = stale.expect("checked above");
@@ -424,6 +430,22 @@ impl Engine {
             (Some(d), Some(s)) => Some(if d.0 <= s.0 { d } else { s }),
             (one, other) => one.or(other),
         }
+    }
+
+    /// Refuses a body when fewer than `needed` bytes are free on the store's disk.
+    fn check_free_disk(&self, url: &str, needed: u64) -> Result<(), FetchError> {
+        let Some(free) = self.store.free_bytes() else {
+            return Ok(());
+        };
+        if free < needed {
+            return Err(FetchError::TooLarge {
+                url: url.to_string(),
+                what: format!("needs {needed} bytes of disk"),
+                limit: free,
+                why: "free disk space",
+            });
+        }
+        Ok(())
     }
 
     /// Refuses, before any upstream request, a body whose declared size is more than the whole store.
@@ -498,7 +520,7 @@ impl Engine {
         };
         drop(permit);
         self.metrics
-            .upstream_status(&req.repo, resp.status.as_str());
+            .upstream_status(&req.repo, crate::status_label(resp.status.as_u16()));
         match resp.status {
             StatusCode::OK => {
                 let len = header_text(&resp.headers, "content-length")
@@ -577,7 +599,7 @@ impl Engine {
             }
         };
         self.metrics
-            .upstream_status(&req.repo, resp.status.as_str());
+            .upstream_status(&req.repo, crate::status_label(resp.status.as_u16()));
         match resp.status {
             StatusCode::OK => {
                 let current = header_text(&resp.headers, validator);
@@ -637,6 +659,8 @@ impl Engine {
                 });
             }
         }
+        self.check_free_disk(&url, announced.unwrap_or(0).saturating_add(DISK_HEADROOM))?;
+        let mut next_disk_check = DISK_CHECK_EVERY;
         let mut kept: Vec<(String, String)> = req
             .keep_headers
             .iter()
@@ -712,6 +736,10 @@ impl Engine {
                                 why,
                             });
                         }
+                    }
+                    if sha.len() + chunk.len() as u64 >= next_disk_check {
+                        self.check_free_disk(&url, DISK_HEADROOM)?;
+                        next_disk_check += DISK_CHECK_EVERY;
                     }
                     sha.update(&chunk);
                     checker.update(&chunk);

@@ -24,6 +24,7 @@ mod engine;
 mod error;
 mod flight;
 mod format;
+mod labels;
 mod metrics;
 mod pass_through;
 pub mod path;
@@ -32,6 +33,7 @@ mod props;
 pub mod range;
 mod reach;
 mod request;
+mod request_body;
 mod respond;
 mod upstream;
 mod verify;
@@ -40,15 +42,17 @@ pub use body::{BodyStream, Served};
 pub use engine::Engine;
 pub use error::FetchError;
 pub use format::{BuildError, FormatDescriptor, PurgeKeys, PurgeSelector};
+pub use labels::{method_label, status_label};
 pub use metrics::EngineMetrics;
 pub use pass_through::PassThrough;
 pub use reach::{
     same_origin, secrets_allowed, special_class, Credential, Reach, Special, MAX_REDIRECTS,
 };
 pub use request::{FetchRequest, Freshness, Outcome};
+pub use request_body::{BodyError, RequestBody};
 pub use respond::{
     download_type, error_response, fetch_error_response, read_only_segments, serve, BoxFuture,
-    CacheInfo, Refusal, RepoRequest, Repository, UpstreamLabel, IMMUTABLE, REQUEST_BODY_LIMIT,
+    CacheInfo, Refusal, RepoRequest, Repository, UpstreamLabel, IMMUTABLE,
 };
 pub use upstream::{Upstream, UpstreamOptions};
 pub use verify::Expected;

@@ -22,7 +22,8 @@ pub struct OutcomeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub repo: String,
-    pub status: String,
+    /// From [`crate::status_label`], or `error` when no response came.
+    pub status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,11 +105,11 @@ impl EngineMetrics {
             .inc();
     }
 
-    pub(crate) fn upstream_status(&self, repo: &str, status: &str) {
+    pub(crate) fn upstream_status(&self, repo: &str, status: &'static str) {
         self.upstream_requests
             .get_or_create(&StatusLabels {
                 repo: repo.to_string(),
-                status: status.to_string(),
+                status,
             })
             .inc();
     }

@@ -71,7 +71,7 @@ impl Engine {
             }
         };
         self.metrics
-            .upstream_status(&req.repo, resp.status.as_str());
+            .upstream_status(&req.repo, crate::status_label(resp.status.as_u16()));
         let mut builder = Response::builder().status(resp.status);
         for name in FORWARDED_RESPONSE_HEADERS {
             if let Some(value) = resp

@@ -10,23 +10,21 @@ use axum::body::Body;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use crate::range::{self, RangeDecision, Validators};
-use crate::{FetchError, Outcome, Served};
+use crate::{FetchError, Outcome, RequestBody, Served};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A request routed to one repository: `path` is what follows `/{repo}/`, still percent-encoded.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RepoRequest {
     pub method: Method,
     pub path: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
-    /// The request body (empty for `GET`/`HEAD`), read whole up to [`REQUEST_BODY_LIMIT`] by the server.
-    pub body: bytes::Bytes,
+    /// The request body, unread: a route that takes one reads it with its own limit
+    /// ([`RequestBody::bytes`]) or streams it; the others leave it alone.
+    pub body: RequestBody,
 }
-
-/// Largest request body the server reads for a repository (POSTs such as npm's audit reports).
-pub const REQUEST_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// One configured repository of some format: only what differs per format. Its name, format and upstreams
 /// are its `RepoConfig`'s, which the server keeps. The server routes `/{name}/...` to

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 
 use crate::error::ConfigError;
 use crate::formats::{self, FormatSpec, Upstreams};
-use crate::model::{Config, Format, HttpConfig, LogConfig, RepoConfig, StorageConfig};
+use crate::model::{
+    Config, Format, HttpConfig, LogConfig, RepoConfig, ServerConfig, StorageConfig,
+};
 use crate::net::{check_base_url, parse_host_port, Problem, UrlRole};
 
 /// Route names a repository may not take, because wharf serves its own endpoints there.
@@ -23,6 +25,13 @@ pub const MAX_NEGATIVE_ENTRIES: u64 = 100_000_000;
 /// Most retries allowed: more would turn an upstream outage into a storm of requests.
 pub(crate) const MAX_RETRIES: u32 = 10;
 
+/// Smallest and largest `server.max_header_size`: below 8 KiB ordinary requests (an OCI bearer token, a few
+/// cookies) no longer fit; above 1 MiB one connection's head buffer costs more than a request is worth.
+pub const MAX_HEADER_SIZE_RANGE: std::ops::RangeInclusive<u64> = 8 * 1024..=1024 * 1024;
+
+/// Most connections `server.max_connections` may allow (each holds a file descriptor and a task).
+pub(crate) const MAX_CONNECTIONS_LIMIT: u32 = 1_000_000;
+
 /// Every semantic check on a whole config, for the formats in `formats`.
 pub(crate) fn config(config: &Config, formats: &[FormatSpec]) -> Vec<ConfigError> {
     let mut errors = Vec::new();
@@ -30,6 +39,7 @@ pub(crate) fn config(config: &Config, formats: &[FormatSpec]) -> Vec<ConfigError
     errors.extend(storage(&config.storage));
     errors.extend(admin(config));
     errors.extend(http(&config.http));
+    errors.extend(server(&config.server));
     errors.extend(log(&config.log));
     let mut seen = HashSet::new();
     for repo in &config.repositories {
@@ -194,6 +204,57 @@ pub(crate) fn http(http: &HttpConfig) -> Vec<ConfigError> {
         errors.push(
             ConfigError::new("http.user_agent", "empty or contains control characters")
                 .with_hint("omit it to send wharf's own User-Agent"),
+        );
+    }
+    errors
+}
+
+pub(crate) fn server(server: &ServerConfig) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    for (key, value, example) in [
+        ("header_timeout", server.header_timeout, "10s"),
+        ("idle_timeout", server.idle_timeout, "60s"),
+        ("body_timeout", server.body_timeout, "30s"),
+    ] {
+        if value.is_zero() {
+            errors.push(
+                ConfigError::new(
+                    format!("server.{key}"),
+                    "a zero timeout would close every connection at once",
+                )
+                .with_hint(format!(
+                    "use a duration like \"{example}\", or omit the key for the default"
+                )),
+            );
+        }
+    }
+    if server.max_connections == 0 || server.max_connections > MAX_CONNECTIONS_LIMIT {
+        errors.push(
+            ConfigError::new(
+                "server.max_connections",
+                format!(
+                    "{} connections cannot be served",
+                    server.max_connections
+                ),
+            )
+            .with_hint(format!(
+                "use a number from 1 to {MAX_CONNECTIONS_LIMIT} (the default is {}), within the process's open-file limit",
+                crate::model::DEFAULT_MAX_CONNECTIONS
+            )),
+        );
+    }
+    if !MAX_HEADER_SIZE_RANGE.contains(&server.max_header_size) {
+        errors.push(
+            ConfigError::new(
+                "server.max_header_size",
+                format!(
+                    "{} is outside the allowed {} to {}",
+                    crate::units::format_size(server.max_header_size),
+                    crate::units::format_size(*MAX_HEADER_SIZE_RANGE.start()),
+                    crate::units::format_size(*MAX_HEADER_SIZE_RANGE.end())
+                ),
+            )
+            .with_hint("use a size from 8KiB to 1MiB, or omit the key for the default 32KiB"),
         );
     }
     errors

@@ -36,14 +36,14 @@ mod tests;
 
 use std::path::Path;
 
-pub use check::RESERVED_NAMES;
+pub use check::{MAX_HEADER_SIZE_RANGE, RESERVED_NAMES};
 pub use error::{ConfigError, ConfigErrors};
 pub use formats::{FormatSpec, Upstreams, COMMON_KEYS, OPTIONAL_KEYS};
 pub use limits::{MAX_CONFIG_BYTES, MAX_NESTING};
 pub use model::{
     AdminConfig, Config, Format, HttpConfig, LogConfig, LogFormat, RepoConfig, S3Config,
-    StorageConfig, UnknownFormat, DEFAULT_LISTEN, DEFAULT_METADATA_TTL, DEFAULT_NEGATIVE_TTL,
-    DEFAULT_STORAGE_PATH,
+    ServerConfig, StorageConfig, UnknownFormat, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_METADATA_TTL, DEFAULT_NEGATIVE_TTL, DEFAULT_STORAGE_PATH,
 };
 pub use net::{parse_listen, redact_secrets};
 pub use repo_flag::parse_repo_flag;

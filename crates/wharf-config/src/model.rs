@@ -41,6 +41,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Upstream HTTP client defaults.
     pub http: HttpConfig,
+    /// Limits on client connections to wharf's own HTTP server.
+    pub server: ServerConfig,
     pub log: LogConfig,
     /// Repositories in file order. Serialised as a map keyed by name, like the file.
     #[serde(serialize_with = "ser::repositories")]
@@ -129,6 +131,44 @@ impl Default for HttpConfig {
             user_agent: None,
             max_concurrent_misses: 64,
             miss_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Limits on the connections clients open to wharf: each bounds what one slow, stalled or hostile client can
+/// hold (a file descriptor, a task, buffers) and how long a shutdown waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerConfig {
+    /// Time allowed from a connection's first byte (or its opening) to the end of a request's head.
+    #[serde(serialize_with = "ser::duration")]
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this.
+    #[serde(serialize_with = "ser::duration")]
+    pub idle_timeout: Duration,
+    /// Longest silence while a request body is being read (and while a response waits for the client to read).
+    #[serde(serialize_with = "ser::duration")]
+    pub body_timeout: Duration,
+    /// Open connections at most; further connections wait in the kernel's listen backlog until one closes.
+    pub max_connections: u32,
+    /// On SIGTERM, in-flight requests get this long to finish before their connections are dropped.
+    #[serde(serialize_with = "ser::duration")]
+    pub shutdown_timeout: Duration,
+    /// Largest request head (request line and headers) in bytes, over HTTP/1.1 and HTTP/2.
+    pub max_header_size: u64,
+}
+
+/// Default `server.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4096;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_timeout: Duration::from_secs(30),
+            max_header_size: 32 * 1024,
         }
     }
 }
@@ -388,6 +428,7 @@ impl Config {
             storage: StorageConfig::default(),
             admin: AdminConfig::default(),
             http: HttpConfig::default(),
+            server: ServerConfig::default(),
             log: LogConfig::default(),
             repositories: Vec::new(),
         }

@@ -93,6 +93,7 @@ fn example_config_parses_with_every_field() {
         .as_deref()
         .unwrap()
         .starts_with("wharf"));
+    assert_eq!(config.server, ServerConfig::default());
     assert_eq!(config.log.format, LogFormat::Json);
     assert_eq!(config.log.level, "info");
     assert!(config.log.access_log);
@@ -156,6 +157,9 @@ fn full_config_round_trips_through_serialization() {
     let json = serde_json::to_value(&config).unwrap();
     assert_eq!(json["listen"], "0.0.0.0:8080");
     assert_eq!(json["http"]["timeout"], "30s");
+    assert_eq!(json["server"]["header_timeout"], "10s");
+    assert_eq!(json["server"]["max_connections"], 4096);
+    assert_eq!(json["server"]["max_header_size"], 32768);
     assert_eq!(json["log"]["format"], "json");
     assert_eq!(json["repositories"]["pypi"]["format"], "pypi");
     assert_eq!(json["repositories"]["pypi"]["metadata_ttl"], "10m");
@@ -208,7 +212,7 @@ fn empty_files_and_empty_repositories_are_valid() {
         "~",
         "repositories:\n",
         "repositories: {}\n",
-        "storage:\nhttp:\nlog:\nadmin:\n",
+        "storage:\nhttp:\nlog:\nadmin:\nserver:\n",
         "storage:\n  s3: {}\n",
     ] {
         assert_eq!(parse(yaml), Config::embedded_default(), "{yaml:?}");
@@ -828,6 +832,84 @@ fn checksum_databases_are_names_for_go_only() {
         "repositories.pypi.checksum_databases",
     );
     assert!(error.to_string().contains("only for go repositories"));
+}
+
+#[test]
+fn server_limits_parse_with_units() {
+    let config = parse(
+        "server:\n  header_timeout: 2s\n  idle_timeout: 5m\n  body_timeout: 500ms\n  max_connections: 100\n  shutdown_timeout: 0\n  max_header_size: 16KiB\n",
+    );
+    assert_eq!(
+        config.server,
+        ServerConfig {
+            header_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(300),
+            body_timeout: Duration::from_millis(500),
+            max_connections: 100,
+            shutdown_timeout: Duration::ZERO,
+            max_header_size: 16 * 1024,
+        }
+    );
+}
+
+#[test]
+fn bad_server_limits_point_at_the_field() {
+    let error = single("server:\n  header_timeout: 0\n", "server.header_timeout");
+    assert_eq!(
+        error.message,
+        "a zero timeout would close every connection at once"
+    );
+    let error = single("server:\n  idle_timeout: 60\n", "server.idle_timeout");
+    assert_eq!(error.message, "60 is a number without a unit");
+    let error = single("server:\n  max_connections: 0\n", "server.max_connections");
+    assert_eq!(error.message, "0 connections cannot be served");
+    let error = single(
+        "server:\n  max_connections: \"100\"\n",
+        "server.max_connections",
+    );
+    assert_eq!(
+        hint(&error),
+        "write the number without quotes: max_connections: 100"
+    );
+    let error = single("server:\n  max_connections: -1\n", "server.max_connections");
+    assert!(error.message.contains("not a valid number"), "{error}");
+    let error = single(
+        "server:\n  max_header_size: 1KiB\n",
+        "server.max_header_size",
+    );
+    assert_eq!(error.message, "1 KiB is outside the allowed 8 KiB to 1 MiB");
+    let error = single(
+        "server:\n  max_header_size: lots\n",
+        "server.max_header_size",
+    );
+    assert!(hint(&error).contains("MiB"), "{error}");
+}
+
+#[test]
+fn server_keys_in_the_wrong_section_say_where_they_belong() {
+    let error = single("http:\n  idle_timeout: 5s\n", "http.idle_timeout");
+    assert!(
+        hint(&error).starts_with("`idle_timeout` belongs under `server:`"),
+        "{error}"
+    );
+    let error = single("server:\n  read_timeout: 5s\n", "server.read_timeout");
+    assert!(
+        hint(&error).starts_with("`read_timeout` belongs under `http:`"),
+        "{error}"
+    );
+    let error = single("max_connections: 10\n", "max_connections");
+    assert_eq!(hint(&error), "`max_connections` belongs under `server:`");
+    let error = single(
+        "server:\n  keepalive_timeout: 5s\n",
+        "server.keepalive_timeout",
+    );
+    assert_eq!(hint(&error), "did you mean `idle_timeout`?");
+    let mut config = Config::embedded_default();
+    config.server.body_timeout = Duration::ZERO;
+    let errors = config
+        .validate(crate::fixture::FORMATS)
+        .expect_err("a zero body timeout");
+    assert_eq!(paths(&errors), ["server.body_timeout"]);
 }
 
 #[test]

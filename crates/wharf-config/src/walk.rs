@@ -26,6 +26,7 @@ const TOP_KEYS: &[&str] = &[
     "storage",
     "admin",
     "http",
+    "server",
     "log",
     "repositories",
 ];
@@ -47,6 +48,14 @@ const HTTP_KEYS: &[&str] = &[
     "user_agent",
     "max_concurrent_misses",
     "miss_wait",
+];
+const SERVER_KEYS: &[&str] = &[
+    "header_timeout",
+    "idle_timeout",
+    "body_timeout",
+    "max_connections",
+    "shutdown_timeout",
+    "max_header_size",
 ];
 const LOG_KEYS: &[&str] = &["format", "level", "access_log"];
 const REPO_KEYS: &[&str] = &[
@@ -503,6 +512,10 @@ impl Walker<'_> {
                     self.http(value, &mut config);
                     self.report_checks(check::http(&config.http));
                 }
+                "server" => {
+                    self.server(value, &mut config);
+                    self.report_checks(check::server(&config.server));
+                }
                 "log" => {
                     self.log(value, &mut config);
                     self.report_checks(check::log(&config.log));
@@ -612,7 +625,7 @@ impl Walker<'_> {
     }
 
     fn http(&mut self, value: &Value, config: &mut Config) {
-        let Some(section) = self.section(value, "http", HTTP_KEYS, no_hint) else {
+        let Some(section) = self.section(value, "http", HTTP_KEYS, http_hint) else {
             return;
         };
         let http = &mut config.http;
@@ -666,6 +679,60 @@ impl Walker<'_> {
             )
         }) {
             http.max_concurrent_misses = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+    }
+
+    fn server(&mut self, value: &Value, config: &mut Config) {
+        let Some(section) = self.section(value, "server", SERVER_KEYS, server_hint) else {
+            return;
+        };
+        let server = &mut config.server;
+        for (key, field) in [
+            ("header_timeout", &mut server.header_timeout),
+            ("idle_timeout", &mut server.idle_timeout),
+            ("body_timeout", &mut server.body_timeout),
+            ("shutdown_timeout", &mut server.shutdown_timeout),
+        ] {
+            if let Some(duration) = section
+                .get(key)
+                .and_then(|v| self.duration(v, &join("server", key)))
+            {
+                *field = duration;
+            }
+        }
+        if let Some(v) = section.get("max_connections") {
+            let path = "server.max_connections";
+            match v {
+                Value::Number(n) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                    Some(max) => server.max_connections = max,
+                    None => self.report(
+                        ConfigError::new(path, format!("{n} is not a valid number of connections"))
+                            .with_hint(format!(
+                                "use a whole number from 1 to {}",
+                                check::MAX_CONNECTIONS_LIMIT
+                            )),
+                    ),
+                },
+                other => {
+                    let hint = match other {
+                        Value::String(s) => format!(
+                            "write the number without quotes: max_connections: {}",
+                            shorten(s)
+                        ),
+                        _ => format!(
+                            "use a whole number from 1 to {}",
+                            check::MAX_CONNECTIONS_LIMIT
+                        ),
+                    };
+                    self.wrong_type(path, "a number", other, Some(hint));
+                }
+            }
+        }
+        if let Some(size) = section
+            .get("max_header_size")
+            .and_then(|v| self.size(v, "server.max_header_size"))
+        {
+            server.max_header_size = size;
         }
     }
 
@@ -924,6 +991,8 @@ fn top_level_hint(key: &str) -> Option<String> {
             _ => belongs_under(key, "storage"),
         },
         "token_file" => belongs_under(key, "admin"),
+        "header_timeout" | "idle_timeout" | "body_timeout" | "max_connections"
+        | "shutdown_timeout" | "max_header_size" => belongs_under(key, "server"),
         "connect_timeout"
         | "timeout"
         | "read_timeout"
@@ -944,6 +1013,34 @@ fn top_level_hint(key: &str) -> Option<String> {
             Some("did you mean `public_url`?".to_owned())
         }
         "logging" => Some("did you mean `log`?".to_owned()),
+        _ => None,
+    }
+}
+
+/// `http:` configures the upstream client; limits on wharf's own listener live under `server:`.
+fn http_hint(key: &str) -> Option<String> {
+    SERVER_KEYS.contains(&key).then(|| {
+        format!(
+            "`{key}` belongs under `server:` (`http:` configures wharf's requests to upstreams)"
+        )
+    })
+}
+
+fn server_hint(key: &str) -> Option<String> {
+    match key {
+        "connect_timeout" | "timeout" | "read_timeout" | "retries" | "user_agent" => Some(format!(
+            "`{key}` belongs under `http:` (`server:` limits client connections to wharf)"
+        )),
+        "keepalive_timeout" | "keep_alive_timeout" | "keep_alive" => {
+            Some("did you mean `idle_timeout`?".to_owned())
+        }
+        "read_header_timeout" | "request_timeout" | "client_header_timeout" => {
+            Some("did you mean `header_timeout`?".to_owned())
+        }
+        "max_conns" | "connections" | "connection_limit" => {
+            Some("did you mean `max_connections`?".to_owned())
+        }
+        "listen" => Some("`listen` is a top-level key".to_owned()),
         _ => None,
     }
 }

@@ -10,7 +10,8 @@
 //! - `{name}/-/{file}.tgz`: tarballs, immutable, verified while streaming against the document's
 //!   `dist.integrity` (sha512) or `dist.shasum` (sha1). The upstream URL and digest come from the (cached)
 //!   package document, never from the client.
-//! - `-/ping`, `-/npm/v1/keys` and the audit endpoints: forwarded upstream as they are, uncached.
+//! - `-/ping`, `-/npm/v1/keys` and the audit endpoints: forwarded upstream as they are, uncached; ping and keys
+//!   with `GET`/`HEAD` only, the audit endpoints with `POST` only and a body of at most [`AUDIT_BODY_LIMIT`].
 //!
 //! Upstream 404s of documents and tarballs are remembered for `negative_ttl`.
 
@@ -40,11 +41,12 @@ pub use client_settings::client_settings;
 use document::Rewritten;
 use route::{PackageName, Route};
 
+/// Largest audit report forwarded upstream. npm sends the lock file's package names and versions, gzipped:
+/// a few hundred KiB for the largest monorepos, so 4 MiB leaves room without letting a client park 16 MiB.
+pub const AUDIT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
 /// Largest package document wharf reads into memory (full documents of old, busy packages reach tens of MB).
 const DOCUMENT_LIMIT: u64 = 256 * 1024 * 1024;
-/// Largest audit report wharf forwards (npm sends the dependency tree, gzip-compressed: a large lock file
-/// gives a few hundred KiB).
-const AUDIT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// Bytes of rewritten documents kept in memory.
 const REWRITE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -197,43 +199,46 @@ impl NpmRepo {
     }
 
     async fn pass_through(&self, req: RepoRequest, path: &str) -> Response<Body> {
-        let audit = path.contains("/security/");
-        let allowed: &[Method] = if audit {
-            &[Method::POST]
+        // The audit endpoints take a report; ping and keys are reads. Checked before any body byte is read.
+        let audit = path.starts_with("-/npm/v1/security/");
+        let allowed = if audit {
+            req.method == Method::POST
         } else {
-            &[Method::GET, Method::HEAD]
+            req.method == Method::GET || req.method == Method::HEAD
         };
-        if !allowed.contains(&req.method) {
-            let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+        if !allowed {
             let mut resp = error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!("`/{path}` takes only {}", names.join(" and ")),
-            );
-            if let Ok(value) = HeaderValue::from_str(&names.join(", ")) {
-                resp.headers_mut().insert(header::ALLOW, value);
-            }
-            return resp;
-        }
-        if req.body.len() > AUDIT_BODY_LIMIT || (!audit && !req.body.is_empty()) {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
-                    "`/{path}` takes a body of at most {} bytes",
-                    if audit { AUDIT_BODY_LIMIT } else { 0 }
+                    "/{path} answers only {}",
+                    if audit { "POST" } else { "GET and HEAD" }
                 ),
             );
+            resp.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static(if audit { "POST" } else { "GET, HEAD" }),
+            );
+            return resp;
         }
         let mut url = match self.upstream.join(path) {
             Ok(url) => url,
             Err(e) => return error_response(StatusCode::BAD_GATEWAY, e.to_string()),
         };
         url.set_query(req.query.as_deref());
+        let body = if audit {
+            match req.body.bytes(AUDIT_BODY_LIMIT).await {
+                Ok(body) => body,
+                Err(e) => return e.response(),
+            }
+        } else {
+            bytes::Bytes::new()
+        };
         let forwarded = PassThrough {
             repo: self.name.clone(),
             method: req.method,
             url,
             headers: req.headers,
-            body: req.body,
+            body,
             reach: Some(self.reach.clone()),
         };
         match self.engine.pass_through(forwarded).await {
@@ -281,39 +286,36 @@ impl NpmRepo {
             .clone()
             .filter(|t| is_json_type(t))
             .unwrap_or_else(|| variant.default_content_type().to_string());
-        let unreadable = |reason: String| FetchError::BadDocument {
-            url: url.to_string(),
-            reason,
-        };
-        // A body still downloading has no digest yet: it is read and rewritten for this request alone.
-        let Some(digest) = served.entry.digest.clone() else {
-            let raw = served.into_document(DOCUMENT_LIMIT, url.as_str()).await?;
-            let digest = hex::encode(sha2::Sha256::digest(&raw));
-            let rewritten = rewrite_off_thread(raw, url.clone(), self.package_base(name))
-                .await
-                .map_err(unreadable)?;
-            return Ok(Document {
-                rewritten,
-                digest,
-                content_type,
-                info,
-            });
-        };
         // The rewritten document depends on the package (its tarball URLs) and the variant as well as on
-        // upstream's bytes: two packages with identical documents must not share one.
-        let cache_key = format!("{}\0{}\0{digest}", name.as_str(), variant.key_suffix());
-        let (base, doc_url) = (self.package_base(name), url.clone());
-        let rewritten = self
+        // upstream's bytes: two packages with identical documents must not share one. A body still
+        // downloading has no digest yet; the requests that joined that download share one rewrite, keyed by
+        // the download (its start time), and the result is kept under the digest it turns out to have.
+        let prefix = format!("{}\0{}\0", name.as_str(), variant.key_suffix());
+        let known = served.entry.digest.clone();
+        let flight = format!("download {}", served.entry.fetched_at);
+        let (base, doc_url, stored) = (self.package_base(name), url.clone(), known.clone());
+        let (rewritten, digest) = self
             .rewrites
-            .get_or_rewrite(&cache_key, || async move {
+            .get_or_rewrite(&prefix, known.as_deref(), &flight, || async move {
+                let _turn = REWRITE_TURNS.acquire().await.map_err(|e| {
+                    FetchError::Internal(format!("no turn to rewrite the document: {e}"))
+                })?;
                 let raw = served
-                    .into_bytes(DOCUMENT_LIMIT)
+                    .into_document(DOCUMENT_LIMIT, doc_url.as_str())
+                    .await?;
+                let digest = match stored {
+                    Some(digest) => digest,
+                    None => hex::encode(sha2::Sha256::digest(&raw)),
+                };
+                let doc = rewrite_off_thread(raw, doc_url.clone(), base)
                     .await
-                    .map_err(|e| e.to_string())?;
-                rewrite_off_thread(raw, doc_url, base).await
+                    .map_err(|reason| FetchError::BadDocument {
+                        url: doc_url.to_string(),
+                        reason,
+                    })?;
+                Ok((doc, digest))
             })
-            .await
-            .map_err(unreadable)?;
+            .await?;
         Ok(Document {
             rewritten,
             digest,
@@ -457,7 +459,13 @@ async fn rewrite_off_thread(
         .map_err(|e| format!("rewriting the document failed: {e}"))?
 }
 
-type Rewriting = Arc<tokio::sync::OnceCell<Arc<Rewritten>>>;
+/// Documents parsed and rewritten at once, across all packages: a parsed document takes several times its
+/// size in memory, so many large documents at once would add up; the others wait their turn.
+static REWRITE_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// A rewritten document and the digest of upstream's bytes it was made from.
+type Rewrite = (Arc<Rewritten>, String);
+type Rewriting = Arc<tokio::sync::OnceCell<Rewrite>>;
 
 /// Rewritten documents by package, variant and digest of upstream's bytes, so a cached document is parsed
 /// and rewritten once however often it is asked for, and requests arriving while it is being rewritten wait
@@ -479,7 +487,7 @@ struct RewriteCacheInner {
 /// Removes a rewrite from the in-progress map when the request that started waiting on it is done.
 struct InProgress<'a> {
     cache: &'a RewriteCache,
-    key: &'a str,
+    key: String,
     cell: Rewriting,
 }
 
@@ -488,12 +496,12 @@ impl Drop for InProgress<'_> {
         let mut inner = self.cache.lock();
         let same = inner
             .in_progress
-            .get(self.key)
+            .get(&self.key)
             .is_some_and(|c| Arc::ptr_eq(c, &self.cell));
         // Requests already waiting on this cell keep it; later ones find the result in `by_key` (or, after a
         // failure or a cancelled request, start again).
         if same {
-            inner.in_progress.remove(self.key);
+            inner.in_progress.remove(&self.key);
         }
     }
 }
@@ -503,33 +511,38 @@ impl RewriteCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The rewritten document under `key`, from memory, from a rewrite in progress, or from `rewrite`
-    /// (started by the first request; if it fails, that request gets the error and the next waiter tries).
-    async fn get_or_rewrite<F, Fut>(&self, key: &str, rewrite: F) -> Result<Arc<Rewritten>, String>
+    /// The rewritten document kept under `{prefix}{digest}`, or the one a rewrite in progress for `digest`
+    /// (or, when the digest is not known yet, for the download `flight`) produces, or the one `rewrite`
+    /// produces (started by the first request; if it fails, that request gets the error and the next waiter
+    /// tries). The result is kept under `{prefix}{digest}`.
+    async fn get_or_rewrite<F, Fut>(
+        &self,
+        prefix: &str,
+        digest: Option<&str>,
+        flight: &str,
+        rewrite: F,
+    ) -> Result<Rewrite, FetchError>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Arc<Rewritten>, String>>,
+        Fut: std::future::Future<Output = Result<Rewrite, FetchError>>,
     {
+        let key = format!("{prefix}{}", digest.unwrap_or(flight));
         let cell = {
             let mut inner = self.lock();
-            if let Some(doc) = inner.by_key.get(key) {
-                return Ok(doc.clone());
+            if let (Some(doc), Some(digest)) = (inner.by_key.get(&key), digest) {
+                return Ok((doc.clone(), digest.to_string()));
             }
-            inner
-                .in_progress
-                .entry(key.to_string())
-                .or_default()
-                .clone()
+            inner.in_progress.entry(key.clone()).or_default().clone()
         };
         let guard = InProgress {
             cache: self,
             key,
             cell: cell.clone(),
         };
-        let doc = cell.get_or_try_init(rewrite).await?.clone();
-        self.put(key, doc.clone());
+        let (doc, digest) = cell.get_or_try_init(rewrite).await?.clone();
+        self.put(&format!("{prefix}{digest}"), doc.clone());
         drop(guard);
-        Ok(doc)
+        Ok((doc, digest))
     }
 
     fn put(&self, key: &str, doc: Arc<Rewritten>) {
@@ -570,35 +583,53 @@ fn is_json_type(declared: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn rewritten() -> Arc<Rewritten> {
+        Arc::new(Rewritten {
+            body: bytes::Bytes::from_static(b"{}"),
+            tarballs: HashMap::new(),
+        })
+    }
+
     #[tokio::test]
     async fn concurrent_requests_for_one_document_share_one_rewrite() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let cache = Arc::new(RewriteCache::default());
         let runs = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
-        for _ in 0..16 {
+        for i in 0..16 {
             let (cache, runs) = (cache.clone(), runs.clone());
+            // Half joined the download (no digest yet), half came later.
+            let digest = (i % 2 == 0).then_some("abc");
             tasks.push(tokio::spawn(async move {
+                if digest.is_some() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 cache
-                    .get_or_rewrite("pkg\0full\0abc", || async move {
+                    .get_or_rewrite("pkg\0full\0", digest, "download 1", || async move {
                         runs.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok(Arc::new(Rewritten {
-                            body: bytes::Bytes::from_static(b"{}"),
-                            tarballs: HashMap::new(),
-                        }))
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Ok((rewritten(), "abc".to_string()))
                     })
                     .await
             }));
         }
         for task in tasks {
-            assert!(task.await.unwrap().is_ok());
+            assert_eq!(task.await.unwrap().unwrap().1, "abc");
         }
-        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(
+            runs.load(Ordering::SeqCst) <= 2,
+            "one rewrite per key in progress"
+        );
         assert!(cache.lock().in_progress.is_empty());
+        let again = cache
+            .get_or_rewrite("pkg\0full\0", Some("abc"), "download 2", || async {
+                Err::<Rewrite, _>(FetchError::Internal("must not run".into()))
+            })
+            .await;
+        assert!(again.is_ok(), "kept under its digest");
         let other = cache
-            .get_or_rewrite("other\0full\0abc", || async {
-                Err::<Arc<Rewritten>, _>("unreadable".to_string())
+            .get_or_rewrite("other\0full\0", Some("abc"), "download 1", || async {
+                Err::<Rewrite, _>(FetchError::Internal("unreadable".into()))
             })
             .await;
         assert!(

@@ -23,6 +23,24 @@ use crate::metrics::UpstreamLabels;
 use crate::state::AppState;
 use crate::timefmt::rfc3339_ms;
 
+/// Longest request target written to the log; the rest is cut and marked (the head itself may be up to
+/// `server.max_header_size`, and one request must not write that much to every log pipeline).
+const LOGGED_PATH_MAX: usize = 2048;
+/// Longest method written to the log (real ones are a few letters; anything else is a client's invention).
+const LOGGED_METHOD_MAX: usize = 24;
+
+/// `text` cut to at most `max` bytes on a character boundary, with a marker when something was cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...[{} bytes]", &text[..end], text.len())
+}
+
 /// Set by the repository dispatcher so the log knows which repository (of which format) answered.
 #[derive(Clone, Debug)]
 pub struct RepoName {
@@ -55,7 +73,10 @@ struct Pending {
     started: Instant,
     time_ms: u64,
     client: String,
+    /// As the client sent it (clipped), for the log line.
     method: String,
+    /// From the closed set, for metrics.
+    method_label: &'static str,
     path: String,
     status: u16,
     repo: Option<RepoName>,
@@ -71,11 +92,12 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
-    let method = req.method().to_string();
+    let method = clip(req.method().as_str(), LOGGED_METHOD_MAX);
+    let method_label = wharf_cache::method_label(req.method());
     let path = req
         .uri()
         .path_and_query()
-        .map(|p| p.as_str().to_string())
+        .map(|p| clip(p.as_str(), LOGGED_PATH_MAX))
         .unwrap_or_default();
     let resp = next.run(req).await;
     let (parts, body) = resp.into_parts();
@@ -85,6 +107,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         time_ms,
         client,
         method,
+        method_label,
         path,
         status: parts.status.as_u16(),
         repo: parts.extensions.get::<RepoName>().cloned(),
@@ -128,7 +151,7 @@ impl LoggedBody {
         p.state.record_request(
             repo,
             format,
-            &p.method,
+            p.method_label,
             p.status,
             p.info.outcome,
             self.sent,
@@ -217,5 +240,23 @@ impl Drop for LoggedBody {
                 self.sent < n
             });
         self.finish(short);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_client_values_are_clipped_on_a_character_boundary() {
+        assert_eq!(clip("GET", 24), "GET");
+        let long = "é".repeat(3000);
+        let clipped = clip(&long, LOGGED_PATH_MAX);
+        assert!(clipped.len() < LOGGED_PATH_MAX + 20, "{}", clipped.len());
+        assert!(clipped.ends_with("...[6000 bytes]"), "{clipped}");
+        assert_eq!(
+            clip("L0000001XXXXXXXXXXXXXXXXXXXXXXXX", 4),
+            "L000...[32 bytes]"
+        );
     }
 }

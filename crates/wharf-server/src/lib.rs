@@ -6,6 +6,7 @@
 mod access_log;
 mod admin;
 mod admin_token;
+mod conn;
 mod formats;
 mod headers;
 mod metrics;
@@ -273,7 +274,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Binds, serves until `shutdown` resolves, then lets in-flight responses finish.
+/// Binds, serves until `shutdown` resolves, then lets in-flight responses finish for at most
+/// `server.shutdown_timeout`.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -291,22 +293,21 @@ pub async fn serve(
     }
     tracing::info!(address = %local, "wharf is listening");
     let maintenance = tokio::spawn(maintain(state.clone()));
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // Small responses (index pages, metadata) must not wait for delayed ACKs: disable Nagle.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.config.server.clone();
+    let dropped = conn::serve(
+        listener,
+        router(state.clone()),
+        &limits,
+        state.http.connections.clone(),
+        shutdown,
+    )
+    .await;
     maintenance.abort();
     if let Err(e) = state.engine.store().flush_access_times() {
         tracing::warn!(error = %e, "cannot save access times at shutdown");
     }
-    tracing::info!("wharf stopped");
-    served.map_err(|e| ServerError::Other(format!("server error: {e}")))
+    tracing::info!(dropped_connections = dropped, "wharf stopped");
+    Ok(())
 }
 
 /// Periodic work: persist access times (so eviction order survives restarts), drop negative entries no

@@ -8,12 +8,24 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// Every value comes from a closed set: `repo` and `format` from the configuration (or [`NO_REPOSITORY`]),
+/// `method` from [`wharf_cache::method_label`], `status` from [`wharf_cache::status_label`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub repo: String,
     pub format: &'static str,
-    pub method: String,
-    pub status: u16,
+    pub method: &'static str,
+    pub status: &'static str,
+}
+
+/// The `repo` and `format` of requests no repository answered (wharf's own endpoints, unknown repositories).
+/// Repository names start with a letter or digit, so this cannot be one.
+pub const NO_REPOSITORY: &str = "_none";
+
+/// Why the server closed a client connection (`header_timeout`, `idle_timeout`, `body_timeout`, `shutdown`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseReasonLabel {
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,6 +66,7 @@ pub struct HttpMetrics {
     pub evicted_bytes: Counter,
     pub shared_events: Family<SharedEventLabel, Counter>,
     pub shared_reachable: Gauge,
+    pub connections: crate::conn::ConnMetrics,
 }
 
 impl HttpMetrics {
@@ -70,6 +83,7 @@ impl HttpMetrics {
             evicted_bytes: Counter::default(),
             shared_events: Family::default(),
             shared_reachable: Gauge::default(),
+            connections: crate::conn::ConnMetrics::default(),
         };
         registry.register(
             "wharf_http_requests",
@@ -125,6 +139,16 @@ impl HttpMetrics {
             "wharf_store_shared_reachable",
             "1 while the shared S3 bucket answers, 0 after a failed request (always 0 without storage.s3)",
             m.shared_reachable.clone(),
+        );
+        registry.register(
+            "wharf_http_connections",
+            "Client connections open now (at most server.max_connections)",
+            m.connections.open.clone(),
+        );
+        registry.register(
+            "wharf_http_connections_closed",
+            "Client connections the server closed, by reason (header_timeout, idle_timeout, body_timeout, shutdown)",
+            m.connections.closed_by_server.clone(),
         );
         m
     }

@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
 use serde_json::json;
-use wharf_cache::{error_response, RepoRequest, REQUEST_BODY_LIMIT};
+use wharf_cache::{error_response, RepoRequest, RequestBody};
 
 use crate::access_log::RepoName;
 use crate::state::AppState;
@@ -88,6 +88,8 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
             "shared": usage.shared,
         },
         "upstream_fetches_in_flight": state.engine.inflight(),
+        // The connection limits in force, as configured (`server:`).
+        "server": state.config.server,
     })
 }
 
@@ -110,10 +112,11 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
     } else {
         let Some(repo) = state.repos.get(name) else {
             let known = state.repo_order.join(", ");
+            let shown: String = name.chars().take(64).collect();
             return error_response(
                 StatusCode::NOT_FOUND,
                 format!(
-                    "no repository named `{name}` (configured: {})",
+                    "no repository named `{shown}` (configured: {})",
                     if known.is_empty() { "none" } else { &known }
                 ),
             );
@@ -128,22 +131,15 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Respo
         }
         (repo, rest)
     };
+    // The body stays unread: the repository checks method and route first and reads it, if at all, with
+    // its own limit.
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, REQUEST_BODY_LIMIT).await {
-        Ok(body) => body,
-        Err(e) => {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body unreadable or over {REQUEST_BODY_LIMIT} bytes: {e}"),
-            )
-        }
-    };
     let repo_req = RepoRequest {
         method: parts.method,
         path: rest.to_string(),
         query: parts.uri.query().map(str::to_string),
         headers: parts.headers,
-        body,
+        body: RequestBody::new(body, state.config.server.body_timeout),
     };
     let mut resp = repo.handler.handle(repo_req).await;
     resp.extensions_mut().insert(RepoName {

@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 use wharf_cache::{Engine, FormatDescriptor, Outcome, Repository};
 use wharf_config::RepoConfig;
 
-use crate::metrics::{HttpMetrics, RepoLabel, RequestLabels, SharedEventLabel};
+use crate::metrics::{HttpMetrics, RepoLabel, RequestLabels, SharedEventLabel, NO_REPOSITORY};
 use crate::stats::{AllStats, RepoStats};
 
 /// One repository as the server serves it: its configuration (name, format, upstreams), its format's
@@ -45,21 +45,21 @@ impl AppState {
         &self,
         repo: Option<&str>,
         format: Option<&'static str>,
-        method: &str,
+        method: &'static str,
         status: u16,
         outcome: Option<Outcome>,
         bytes_sent: u64,
         upstream_bytes: u64,
         duration: Duration,
     ) {
-        let label = repo.unwrap_or("none").to_string();
+        let label = repo.unwrap_or(NO_REPOSITORY).to_string();
         self.http
             .requests
             .get_or_create(&RequestLabels {
                 repo: label.clone(),
-                format: format.unwrap_or("none"),
-                method: method.to_string(),
-                status,
+                format: format.unwrap_or(NO_REPOSITORY),
+                method,
+                status: wharf_cache::status_label(status),
             })
             .inc();
         self.http

@@ -122,6 +122,19 @@ impl Store {
         self.max_size
     }
 
+    /// Bytes still free for wharf on the file system holding the store, when the platform says.
+    pub fn free_bytes(&self) -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            let stat = rustix::fs::statvfs(&self.root).ok()?;
+            Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            None
+        }
+    }
+
     /// Whether blobs and index together are over `max_size`.
     pub fn over_max_size(&self) -> bool {
         self.max_size

@@ -301,3 +301,11 @@ fn evicting_a_blob_removes_the_entries_naming_it() {
     assert!(store.list_entries("npm", "", 10).expect("list").is_empty());
     assert!(store.usage().index_bytes < with_entries);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn free_disk_space_is_known_on_linux() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_at(dir.path(), None);
+    assert!(store.free_bytes().is_some_and(|free| free > 0));
+}

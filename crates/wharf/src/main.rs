@@ -215,7 +215,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(wharf_server::serve(config, wharf_server::shutdown_signal()))?;
+    let served = runtime.block_on(wharf_server::serve(config, wharf_server::shutdown_signal()));
+    // Connections past `server.shutdown_timeout` were given up on: do not wait for their tasks either.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -189,6 +189,12 @@ fn value_sets() -> Vec<(&'static str, Vec<String>)> {
                 "--set",
                 "persistence.enabled=false",
                 "--set",
+                "server.max_connections=2048",
+                "--set",
+                "server.idle_timeout=2m",
+                "--set",
+                "server.max_header_size=16KiB",
+                "--set",
                 "repositories.pypi.format=pypi",
                 "--set",
                 "repositories.pypi.upstream=https://pypi.example.com/simple/",
@@ -496,7 +502,7 @@ fn bad_values_are_refused_with_the_field_path() {
     let Some(_) = tool("helm", &["version"]) else {
         return;
     };
-    let cases: [(&[&str], &[&str]); 8] = [
+    let cases: [(&[&str], &[&str]); 10] = [
         (
             &[
                 "--set",
@@ -559,6 +565,14 @@ fn bad_values_are_refused_with_the_field_path() {
         (
             &["--set", "storage.s3.region=us-east-1"],
             &["/storage/s3", "missing property 'bucket'"],
+        ),
+        (
+            &["--set", "server.max_connections=0"],
+            &["/server/max_connections", "minimum"],
+        ),
+        (
+            &["--set", "server.keepalive_timeout=5s"],
+            &["/server", "keepalive_timeout"],
         ),
     ];
     for (args, expected) in cases {

@@ -416,7 +416,7 @@ async fn npm_audit_takes_only_post_and_is_not_reposted_to_another_host() {
     assert_eq!(resp.status(), 405);
     let resp = client
         .post(wharf.url(&format!("/npm{bulk}")))
-        .body(vec![b'x'; 3 * 1024 * 1024])
+        .body(vec![b'x'; 5 * 1024 * 1024])
         .send()
         .await
         .expect("post");

@@ -46,6 +46,10 @@ admin:
 http:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with .Values.server }}
+server:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 log:
   {{- toYaml .Values.log | nindent 2 }}
 {{- if .Values.repositories }}
