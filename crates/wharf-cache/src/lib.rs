@@ -54,7 +54,7 @@ pub use respond::{
     download_type, error_response, fetch_error_response, read_only_segments, serve, BoxFuture,
     CacheInfo, Refusal, RepoRequest, Repository, UpstreamLabel, IMMUTABLE,
 };
-pub use upstream::{Upstream, UpstreamOptions};
+pub use upstream::{ClientBuildError, Upstream, UpstreamOptions};
 pub use verify::Expected;
 pub use wharf_config::redact_secrets;
 pub use wharf_store::{Entry, Store};

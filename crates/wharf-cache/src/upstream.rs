@@ -81,8 +81,13 @@ pub(crate) struct Response {
     pub latency: Duration,
 }
 
+/// The upstream HTTP client could not be built (its TLS set-up failed).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the upstream HTTP client: {0}")]
+pub struct ClientBuildError(reqwest::Error);
+
 impl Upstream {
-    pub fn new(options: UpstreamOptions) -> Result<Upstream, String> {
+    pub fn new(options: UpstreamOptions) -> Result<Upstream, ClientBuildError> {
         // rustls needs a process-wide crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let trusted = TrustedNames::default();
@@ -98,7 +103,7 @@ impl Upstream {
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(resolver))
             .build()
-            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+            .map_err(ClientBuildError)?;
         let misses = Arc::new(Semaphore::new(options.max_concurrent_misses.max(1)));
         Ok(Upstream {
             client,

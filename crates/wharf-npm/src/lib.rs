@@ -180,7 +180,7 @@ struct Document {
 impl NpmRepo {
     async fn route(&self, req: RepoRequest) -> Response<Body> {
         if let Err(e) = wharf_cache::path::check_length(&req.path) {
-            return error_response(StatusCode::BAD_REQUEST, e);
+            return error_response(StatusCode::BAD_REQUEST, e.to_string());
         }
         let route = match route::parse(&req.path) {
             Ok(route) => route,

@@ -166,7 +166,7 @@ impl OciRepo {
         }
         let segments = match wharf_cache::path::segments(&req.path) {
             Ok(s) => s,
-            Err(e) => return oci_error(StatusCode::BAD_REQUEST, "NAME_INVALID", &e),
+            Err(e) => return oci_error(StatusCode::BAD_REQUEST, "NAME_INVALID", &e.to_string()),
         };
         let route = match route::parse(&segments) {
             Ok(route) => route,
@@ -244,7 +244,7 @@ impl OciRepo {
                 // Upstream is unreachable: the fetch will fail the same way, and a stored copy may be
                 // served instead.
                 Err(e @ AuthError::Unavailable { .. }) => {
-                    tracing::warn!(repo = %self.name, error = %e, "no upstream token; trying without");
+                    tracing::warn!(repo = %self.name, error = %wharf_cache::redact_secrets(&e.to_string()), "no upstream token; trying without");
                 }
             }
             let result = if method == Method::HEAD {

@@ -30,6 +30,7 @@ pub mod hostile;
 pub mod packages;
 pub mod scripted;
 mod server;
+pub mod tools;
 pub mod upstream;
 
 pub use dist::{normalize_name, sdist, wheel, wheel_with_payload, Dist};
@@ -37,4 +38,5 @@ pub use fixture::FixtureUpstream;
 pub use hostile::HostileUpstream;
 pub use packages::{cargo_index_path, go_escape, npm_document, CrateFile, GoModule, NpmPackage};
 pub use scripted::{Answer, ScriptedServer, Seen};
+pub use tools::require_tool;
 pub use upstream::{CountingServer, FaultConfig, Faults, Project, PypiUpstream, Stats};
