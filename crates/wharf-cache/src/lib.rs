@@ -31,6 +31,7 @@ pub mod path;
 #[cfg(test)]
 mod props;
 pub mod range;
+mod reach;
 mod request;
 mod request_body;
 mod respond;
@@ -44,6 +45,9 @@ pub use format::{BuildError, FormatDescriptor, PurgeKeys, PurgeSelector};
 pub use labels::{method_label, status_label};
 pub use metrics::EngineMetrics;
 pub use pass_through::PassThrough;
+pub use reach::{
+    same_origin, secrets_allowed, special_class, Credential, Reach, Special, MAX_REDIRECTS,
+};
 pub use request::{FetchRequest, Freshness, Outcome};
 pub use request_body::{BodyError, RequestBody};
 pub use respond::{
