@@ -18,7 +18,13 @@ pub enum Upstreams {
 pub const COMMON_KEYS: &[&str] = &["format", "metadata_ttl", "negative_ttl", "credentials_file"];
 
 /// Keys a format may opt into with [`FormatSpec::keys`], each a field of [`RepoConfig`].
-pub const OPTIONAL_KEYS: &[&str] = &["file_hosts", "checksum_databases"];
+pub const OPTIONAL_KEYS: &[&str] = &[
+    "file_hosts",
+    "checksum_databases",
+    "immutable",
+    "ignore_query",
+    "checksums",
+];
 
 /// The config part of a format's descriptor.
 #[derive(Debug, Clone, Copy)]

@@ -33,6 +33,17 @@ fn key_schemas() -> Map<String, Value> {
         "credentials_file": { "type": "string", "minLength": 1 },
         "file_hosts": hosts("hosts (host[:port]) file downloads may come from"),
         "checksum_databases": hosts("checksum databases proxied under sumdb/<name>/"),
+        "immutable": {
+            "description": "globs of paths cached forever (`*` within a segment, `**` across segments)",
+            "type": "array",
+            "items": { "type": "string", "minLength": 1 }
+        },
+        "ignore_query": { "type": "boolean" },
+        "checksums": {
+            "description": "path -> sha256 (hex) its download must have",
+            "type": "object",
+            "additionalProperties": { "type": "string", "pattern": "^[0-9a-fA-F]{64}$" }
+        },
     }) else {
         unreachable!("a JSON object literal")
     };
