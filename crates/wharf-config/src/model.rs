@@ -238,8 +238,9 @@ pub struct RepoConfig {
     /// Upstream 404s are remembered this long; zero disables the negative cache.
     #[serde(serialize_with = "ser::duration")]
     pub negative_ttl: Duration,
-    /// PyPI only: extra `host[:port]` (lowercased) allowed for file downloads; `None` = follow the hosts
-    /// the upstream pages link to.
+    /// Extra `host[:port]` (lowercased) that links and redirects may lead to besides the upstream's own host
+    /// (PyPI file links, npm tarballs, cargo `dl`, OCI token realms and blob redirects, any redirect). Not
+    /// for Go. `None` on PyPI = any host the pages link to that is not a special address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_hosts: Option<Vec<String>>,
     /// Go only: names of the checksum databases whose `/sumdb/{name}/...` requests are proxied to the
@@ -256,7 +257,8 @@ pub struct RepoConfig {
     /// Generic only: the sha256 (hex) a path's body must have; a download that differs is not stored.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub checksums: BTreeMap<String, String>,
-    /// File with upstream credentials (`user:password` or a token).
+    /// File with upstream credentials (`user:password` or a token; OCI: `<alias> <user>:<password>` lines),
+    /// sent only to the upstream's own origin, over https or to loopback.
     #[serde(
         serialize_with = "ser::opt_path",
         skip_serializing_if = "Option::is_none"

@@ -22,8 +22,8 @@ use axum::body::Body;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, BuildError, Engine, Expected,
-    FetchRequest, FormatDescriptor, Freshness, RepoRequest, Repository, IMMUTABLE,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, Credential, Engine,
+    Expected, FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest, Repository, IMMUTABLE,
 };
 use wharf_config::{ConfigError, Format, FormatSpec, RepoConfig, Upstreams};
 
@@ -59,6 +59,9 @@ pub struct GenericRepo {
     checksums: BTreeMap<String, String>,
     metadata_ttl: Duration,
     negative_ttl: Duration,
+    /// The upstream's origin and `file_hosts`: the only hosts a redirect may lead to. Carries the upstream's
+    /// credential, which goes to the upstream's origin only.
+    reach: Arc<Reach>,
     engine: Arc<Engine>,
 }
 
@@ -106,7 +109,12 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         .iter()
         .map(|g| Glob::parse(g).map_err(|e| BuildError::at("immutable", format!("{g:?}: {e}"))))
         .collect::<Result<_, _>>()?;
+    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
+    let reach = engine.register_reach(
+        Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential),
+    );
     Ok(Arc::new(GenericRepo {
+        reach,
         name: Arc::from(cfg.name.as_str()),
         upstream,
         immutable,
@@ -176,6 +184,7 @@ impl GenericRepo {
         };
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, freshness);
         fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
         fetch.expected = self.checksums.get(&path).cloned().map(Expected::Sha256);
         // A `HEAD` of an immutable file with no pinned digest is answered from upstream's `HEAD`, without
         // downloading it.
