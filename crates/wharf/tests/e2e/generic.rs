@@ -1,4 +1,6 @@
-//! Generic HTTP repositories with curl: a mutable file revalidated with `If-None-Match` after
+//! Generic HTTP repositories with curl: a release asset behind a 302 to a file host in `file_hosts`
+//! (20 concurrent clients, one download; warm requests touch neither host; `Range`; both hosts down; a
+//! redirect to an unlisted host refused and nothing kept), a mutable file revalidated with `If-None-Match` after
 //! `metadata_ttl` while an immutable one is not, `Range`, `POST` refused, query strings in the key unless
 //! `ignore_query`, a pinned sha256 refusing a changed file, `wharf env` naming the curl URL.
 
@@ -7,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
-use wharf_testkit::FixtureUpstream;
+use wharf_testkit::{Answer, CountingServer, FixtureUpstream, ScriptedServer};
 
 /// `curl` with no proxy and no config: status code and body (written to `out`).
 pub(crate) fn curl(out: &Path, args: &[&str]) -> (u16, Vec<u8>) {
@@ -212,4 +214,100 @@ async fn a_pinned_sha256_refuses_a_changed_file_and_keeps_nothing() {
     assert_eq!(up.requests_for("/tool/v1/tool.sh"), 2, "nothing was kept");
     assert_eq!(curl(&out, &[&url]), (200, good));
     assert_eq!(up.requests_for("/tool/v1/tool.sh"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_asset_behind_a_redirect_is_fetched_once_and_kept_under_its_own_path() {
+    if !require_tool("curl", &["--version"]) {
+        return;
+    }
+    let asset: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
+    let cdn = FixtureUpstream::start().await;
+    cdn.put("/dl/tool.tar.gz", asset.clone(), "application/gzip");
+    // Slow enough that the 20 clients overlap the one download.
+    cdn.set_rate(Some(2 * 1024 * 1024));
+    let elsewhere = CountingServer::start().await;
+    let web = ScriptedServer::start().await;
+    let release = "/org/tool/releases/download/v1.0/tool.tar.gz";
+    let evil = "/org/tool/releases/download/v1.0/evil.tar.gz";
+    web.script(
+        release,
+        Answer::redirect(
+            302,
+            &format!("{}dl/tool.tar.gz?sig=abc&expires=1", cdn.url()),
+        ),
+    );
+    web.script(
+        evil,
+        Answer::redirect(302, &format!("{}dl/evil.tar.gz", elsewhere.url())),
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &repo(
+            "releases",
+            &format!("{}/", web.url()),
+            &format!(
+                "    file_hosts: [\"{}\"]\n    immutable: [\"**/releases/download/**\"]\n",
+                cdn.addr()
+            ),
+        ),
+        "http:\n  retries: 0",
+    );
+    let url = wharf.url(&format!("/releases{release}"));
+
+    let clients: Vec<_> = (0..20)
+        .map(|i| {
+            let out = tmp.path().join(format!("client-{i}"));
+            Command::new("curl")
+                .env("NO_PROXY", "*")
+                .args(["-q", "-sS", "-f", "--max-time", "60", "-o"])
+                .arg(&out)
+                .arg(&url)
+                .spawn()
+                .map(|child| (child, out))
+                .expect("spawn curl")
+        })
+        .collect();
+    for (mut child, out) in clients {
+        assert!(child.wait().expect("curl").success());
+        assert!(
+            std::fs::read(&out).unwrap() == asset,
+            "every client got the whole asset"
+        );
+    }
+    assert_eq!(
+        web.seen_under(release).len(),
+        1,
+        "one request to the upstream"
+    );
+    assert_eq!(
+        cdn.requests_for("/dl/tool.tar.gz"),
+        1,
+        "one download from the file host"
+    );
+
+    // Warm: neither host is asked, whole or in part.
+    let out = tmp.path().join("out");
+    let (code, body) = curl(&out, &[&url]);
+    assert!(code == 200 && body == asset);
+    let (code, body) = curl(&out, &["-r", "1000-1999", &url]);
+    assert_eq!(code, 206);
+    assert!(body == asset[1000..2000]);
+    assert_eq!(web.seen_under(release).len(), 1);
+    assert_eq!(cdn.requests_for("/dl/tool.tar.gz"), 1);
+
+    // A redirect to a host that is neither the upstream's nor in file_hosts is refused, and nothing is kept.
+    for attempt in 1..=2 {
+        let (code, _) = curl(&out, &[&wharf.url(&format!("/releases{evil}"))]);
+        assert_eq!(code, 502);
+        assert_eq!(web.seen_under(evil).len(), attempt, "nothing was cached");
+    }
+    assert_eq!(elsewhere.hits(), 0, "the unlisted host was never contacted");
+
+    // Both hosts gone: still served, under the original path.
+    web.stop().await;
+    cdn.stop().await;
+    let (code, body) = curl(&out, &[&url]);
+    assert!(code == 200 && body == asset);
 }
