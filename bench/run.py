@@ -635,7 +635,7 @@ def report(res):
                          f"{ratio(r['upstream_bytes'], img['image_bytes'])} | {round(r['cold']['seconds'], 2)} | "
                          f"{round(r['cold']['p50_ms'] / 1000, 2)} | {round(r['warm']['seconds'], 2)} | "
                          f"{r['peak_rss_mib'] if r['peak_rss_mib'] is not None else ''} | {errs} |")
-        lines += ["", "Single cold and warm pulls with skopeo: [oci/RESULTS.md](oci/RESULTS.md) (`bench/oci/run.sh`).", ""]
+        lines += [""]
     lines += targets(sc)
     lines += notes(sc)
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines) + "\n")

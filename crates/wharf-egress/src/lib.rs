@@ -15,6 +15,5 @@ pub mod parquet_table;
 pub mod pods;
 pub mod report;
 pub mod source_file;
-pub mod timefmt;
 
 pub use error::EgressError;

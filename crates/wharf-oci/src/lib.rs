@@ -237,7 +237,7 @@ impl OciRepo {
                 // Upstream is unreachable: the fetch will fail the same way, and a stored copy may be
                 // served instead.
                 Err(e @ AuthError::Unavailable { .. }) => {
-                    tracing::warn!(repo = %self.name, error = %e, "no upstream token; trying without");
+                    tracing::warn!(repo = %self.name, error = %wharf_cache::redact_secrets(&e.to_string()), "no upstream token; trying without");
                 }
             }
             let result = if method == Method::HEAD {

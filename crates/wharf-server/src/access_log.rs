@@ -21,7 +21,7 @@ use wharf_cache::{CacheInfo, UpstreamLabel};
 
 use crate::metrics::UpstreamLabels;
 use crate::state::AppState;
-use crate::timefmt::rfc3339_ms;
+use wharf_text::rfc3339_ms;
 
 /// Longest request target written to the log; the rest is cut and marked (the head itself may be up to
 /// `server.max_header_size`, and one request must not write that much to every log pipeline).

@@ -28,7 +28,7 @@ use wharf_cache::{error_response, FormatDescriptor};
 use wharf_store::{Store, StoreError};
 
 use crate::state::AppState;
-use crate::timefmt::rfc3339_ms;
+use wharf_text::rfc3339_ms;
 
 /// How many removed keys a purge answer lists (the count is always exact).
 const LISTED_KEYS: usize = 100;

@@ -14,7 +14,6 @@ mod routes;
 mod schema;
 mod state;
 mod stats;
-mod timefmt;
 mod ui;
 
 use std::collections::HashMap;
@@ -35,7 +34,7 @@ pub use admin_token::{read_admin_token, AdminToken, MIN_TOKEN_LEN};
 pub use formats::{descriptor, format_specs, FORMATS};
 pub use schema::values_schema;
 pub use state::{AppState, Mounted};
-pub use timefmt::rfc3339_ms;
+pub use wharf_text::rfc3339_ms;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

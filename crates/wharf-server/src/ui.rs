@@ -16,6 +16,9 @@ use http::{header, Method, StatusCode};
 use serde::Deserialize;
 use wharf_cache::error_response;
 
+use wharf_text::html_escape as esc;
+
+use crate::access_log::RepoName;
 use crate::state::AppState;
 use crate::stats::RepoSnapshot;
 
@@ -25,21 +28,6 @@ const BROWSE_LIMIT: usize = 500;
 const TOP_SHOWN: usize = 15;
 /// An upstream failure this recent makes a repository "degraded".
 const DEGRADED_FOR_MS: u64 = 10 * 60 * 1000;
-
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Percent-encodes a query value.
 fn query_value(text: &str) -> String {
@@ -342,20 +330,26 @@ pub async fn count_downloads(
 ) -> Response {
     let path = (req.method() == Method::GET).then(|| req.uri().path().to_string());
     let resp = next.run(req).await;
-    if let Some(path) = path.filter(|_| resp.status() == StatusCode::OK) {
+    // The repository is the one `dispatch` routed to (named on the response), not read from the path again:
+    // a repository claiming a top-level prefix (OCI's `/v2/...`) is not named in its paths.
+    let repo = resp.extensions().get::<RepoName>().map(|r| r.name.clone());
+    if let (Some(path), Some(repo)) = (path.filter(|_| resp.status() == StatusCode::OK), repo) {
         let raw = path.trim_start_matches('/');
-        if let Some((repo, rest)) = raw.split_once('/') {
-            if !rest.is_empty() && !rest.ends_with('/') {
-                if let Some(stats) = state.repo_stats(repo) {
-                    let bytes = resp
-                        .headers()
-                        .get(header::CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    stats.top.record(rest, bytes);
-                }
-            }
+        let rest = raw
+            .strip_prefix(&*repo)
+            .and_then(|r| r.strip_prefix('/'))
+            .unwrap_or(raw);
+        if let Some(stats) = state
+            .repo_stats(&repo)
+            .filter(|_| !rest.is_empty() && !rest.ends_with('/'))
+        {
+            let bytes = resp
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            stats.top.record(rest, bytes);
         }
     }
     resp

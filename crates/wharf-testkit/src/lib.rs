@@ -27,10 +27,12 @@ pub mod fixture;
 pub mod hostile;
 pub mod packages;
 mod server;
+pub mod tools;
 pub mod upstream;
 
 pub use dist::{normalize_name, sdist, wheel, wheel_with_payload, Dist};
 pub use fixture::FixtureUpstream;
 pub use hostile::HostileUpstream;
 pub use packages::{cargo_index_path, go_escape, npm_document, CrateFile, GoModule, NpmPackage};
+pub use tools::require_tool;
 pub use upstream::{CountingServer, FaultConfig, Faults, Project, PypiUpstream, Stats};

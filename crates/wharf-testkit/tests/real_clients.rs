@@ -1,18 +1,11 @@
 //! Real `pip` and `uv` install the generated distributions from the upstream, and the installed
-//! modules import: the wheels and sdists are real. Each test is skipped (with a message) when its
-//! client is not on this machine.
+//! modules import: the wheels and sdists are real. A test whose client is not on this machine is skipped
+//! with a message, or fails under `WHARF_REQUIRE_TOOLS=1` (CI), like the end-to-end tests.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use wharf_testkit::{sdist, wheel, wheel_with_payload, Project, PypiUpstream};
-
-fn have(cmd: &str, args: &[&str]) -> bool {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+use wharf_testkit::{require_tool, sdist, wheel, wheel_with_payload, Project, PypiUpstream};
 
 /// A command with no user or machine settings that could send it anywhere but our index.
 fn isolated(program: &str) -> Command {
@@ -96,8 +89,7 @@ fn pip_install(index: &str, target: &Path, args: &[&str]) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pip_installs_and_imports() {
-    if !have("python3", &["-m", "pip", "--version"]) {
-        eprintln!("SKIPPED: `python3 -m pip` is not available");
+    if !require_tool("python3", &["-m", "pip", "--version"]) {
         return;
     }
     let up = PypiUpstream::start(projects()).await;
@@ -155,10 +147,9 @@ async fn pip_installs_and_imports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pip_builds_the_sdist() {
-    if !have("python3", &["-m", "pip", "--version"])
-        || !have("python3", &["-c", "import setuptools, wheel"])
+    if !require_tool("python3", &["-m", "pip", "--version"])
+        || !require_tool("python3", &["-c", "import setuptools, wheel"])
     {
-        eprintln!("SKIPPED: needs `python3 -m pip` with setuptools and wheel installed");
         return;
     }
     let up = PypiUpstream::start(projects()).await;
@@ -178,8 +169,7 @@ async fn pip_builds_the_sdist() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uv_installs_and_imports() {
-    if !have("uv", &["--version"]) || !have("python3", &["--version"]) {
-        eprintln!("SKIPPED: `uv` (and python3) not on PATH");
+    if !require_tool("uv", &["--version"]) || !require_tool("python3", &["--version"]) {
         return;
     }
     let up = PypiUpstream::start(projects()).await;

@@ -5,27 +5,12 @@ use std::fmt::Write as _;
 
 use super::model::{Report, Row, RowKind};
 use super::render::{header_lines, human_bytes, money, note_lines};
-use crate::timefmt::rfc3339;
+use wharf_text::{html_escape as escape, rfc3339};
 
 const PALETTE: [&str; 10] = [
     "#3b6fd4", "#e07b39", "#3fa56b", "#c94c6b", "#8a63c9", "#2aa3b3", "#b59a2a", "#6b7a8f",
     "#a0a0a0", "#555555",
 ];
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 fn color_for(label: &str, index: usize) -> &'static str {
     match label {

@@ -10,7 +10,7 @@ use super::aggregate::{Aggregated, InputCounters, Traffic, UNKNOWN_SLOT};
 use crate::accesslog::AccessSummary;
 use crate::owners::{Owner, SourceSummary};
 use crate::pods::PodNames;
-use crate::timefmt::rfc3339;
+use wharf_text::rfc3339;
 
 /// Bytes in the gigabyte AWS bills by (2^30).
 pub const BYTES_PER_GB: u64 = 1 << 30;

@@ -214,4 +214,20 @@ async fn oci_hit_and_miss_carry_the_same_caching_headers() {
         &blob_path,
     )
     .await;
+    // The UI's top artifacts name the repository the request was routed to, not `v2`.
+    let page = http()
+        .get(wharf.url("/"))
+        .send()
+        .await
+        .expect("GET /")
+        .text()
+        .await
+        .expect("page");
+    let row = format!(
+        "<span class=\"muted\">images/</span>v2/org/app/blobs/{digest}</td><td class=\"n\">2<"
+    );
+    assert!(
+        page.contains(&row),
+        "no top-artifact row `{row}` in:\n{page}"
+    );
 }

@@ -11,21 +11,7 @@ use std::time::{Duration, Instant};
 pub const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 
 /// Tools the test needs; in CI (`WHARF_REQUIRE_TOOLS=1`) a missing tool fails the test, elsewhere it skips.
-pub fn require_tool(name: &str, probe: &[&str]) -> bool {
-    let ok = Command::new(name)
-        .args(probe)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("WHARF_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
-            panic!("`{name}` is required (WHARF_REQUIRE_TOOLS=1) but not available");
-        }
-        eprintln!("SKIP: `{name}` is not available");
-    }
-    ok
-}
+pub use wharf_testkit::require_tool;
 
 pub fn free_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
