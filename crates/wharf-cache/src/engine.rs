@@ -12,7 +12,7 @@ use crate::body::{Served, Source};
 use crate::flight::{new_flight, wait_started, FlightGuard, FlightMap, FlightState};
 use crate::upstream::{classify, header_text};
 use crate::verify::Checker;
-use crate::{EngineMetrics, FetchError, FetchRequest, Freshness, Outcome, Upstream};
+use crate::{EngineMetrics, FetchError, FetchRequest, Freshness, Outcome, Reach, Upstream};
 
 /// Bytes gathered before one write to the temporary file (and one progress notification to readers).
 const WRITE_BATCH: usize = 64 * 1024;
@@ -46,6 +46,60 @@ impl Engine {
             flights: FlightMap::default(),
             metrics,
         })
+    }
+
+    /// Registers a repository's reach policy: the names it configures may resolve to any address (a loopback
+    /// upstream keeps working); links and redirects to other names may not reach special addresses.
+    pub fn register_reach(&self, reach: Reach) -> Arc<Reach> {
+        self.upstream.trust(&reach);
+        Arc::new(reach)
+    }
+
+    /// A small uncached `GET` (a registry's token or challenge), under `reach`, retried like any fetch, with
+    /// the body read up to `limit` bytes. Any status is returned; errors are only for no answer, or a body
+    /// over the limit.
+    pub async fn get_small(
+        &self,
+        repo: &str,
+        url: &url::Url,
+        headers: &HeaderMap,
+        reach: &Reach,
+        limit: usize,
+    ) -> Result<(StatusCode, HeaderMap, bytes::Bytes), FetchError> {
+        let resp = match self.upstream.get(url, headers, reach).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.metrics.upstream_status(repo, "error");
+                return Err(e);
+            }
+        };
+        self.metrics
+            .upstream_status(repo, crate::status_label(resp.status.as_u16()));
+        let mut body = Vec::new();
+        let mut stream = resp.inner.bytes_stream();
+        let read_timeout = self.upstream.options().read_timeout;
+        loop {
+            let next = tokio::time::timeout(read_timeout, stream.next())
+                .await
+                .map_err(|_| FetchError::Timeout {
+                    url: url.to_string(),
+                    phase: "reading the body",
+                })?;
+            match next {
+                None => break,
+                Some(Err(e)) => return Err(classify(url, &e)),
+                Some(Ok(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(FetchError::Unreachable {
+                            url: url.to_string(),
+                            reason: format!("the answer is larger than {limit} bytes"),
+                        });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+            }
+        }
+        Ok((resp.status, resp.headers, body.into()))
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -313,7 +367,7 @@ impl Engine {
         }
         self.check_declared_size(req)?;
         let permit = self.miss_permit(req, stale).await?;
-        let resp = match self.upstream.get(&req.url, &headers).await {
+        let resp = match self.upstream.get(&req.url, &headers, &req.policy()).await {
             Ok(resp) => resp,
             Err(e) => {
                 self.metrics.upstream_status(&req.repo, "error");
@@ -455,7 +509,7 @@ impl Engine {
         let permit = self.miss_permit(req, stale.as_ref()).await?;
         let resp = match self
             .upstream
-            .request(http::Method::HEAD, &req.url, &req.headers)
+            .request(http::Method::HEAD, &req.url, &req.headers, &req.policy())
             .await
         {
             Ok(resp) => resp,
@@ -535,7 +589,7 @@ impl Engine {
     ) -> Result<bool, FetchError> {
         let resp = match self
             .upstream
-            .request(http::Method::HEAD, &req.url, &req.headers)
+            .request(http::Method::HEAD, &req.url, &req.headers, &req.policy())
             .await
         {
             Ok(resp) => resp,

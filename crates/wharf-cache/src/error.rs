@@ -35,6 +35,10 @@ pub enum FetchError {
         expected: String,
         actual: String,
     },
+    /// wharf's reach policy forbids a request (a redirect or link to a host outside the upstream and its
+    /// `file_hosts`, a special address, too many redirects).
+    #[error("refused to fetch {url}: {reason}")]
+    Refused { url: String, reason: String },
     /// The body is larger than wharf may keep: upstream announced, or sent, more than the declared size or
     /// the store's `max_size`. Nothing is stored.
     #[error("upstream {url} {what}, more than the {limit} bytes allowed ({why}); discarded")]
@@ -101,6 +105,8 @@ impl FetchError {
             | FetchError::BadDocument { .. }
             | FetchError::TooLarge { .. }
             | FetchError::Busy { .. } => true,
+            // A copy fetched before upstream began redirecting elsewhere was fetched under the policy.
+            FetchError::Refused { .. } => true,
             FetchError::NotFound { .. } | FetchError::Store(_) | FetchError::Internal(_) => false,
         }
     }
@@ -116,6 +122,7 @@ impl FetchError {
             FetchError::Timeout { .. } => "timeout",
             FetchError::Truncated { .. } => "truncated",
             FetchError::DigestMismatch { .. } => "digest_mismatch",
+            FetchError::Refused { .. } => "refused",
             FetchError::TooLarge { .. } => "too_large",
             FetchError::Busy { .. } => "busy",
             FetchError::BadDocument { .. } => "bad_document",

@@ -31,6 +31,7 @@ pub mod path;
 #[cfg(test)]
 mod props;
 pub mod range;
+mod reach;
 mod request;
 mod request_body;
 mod respond;
@@ -44,13 +45,16 @@ pub use format::{BuildError, FormatDescriptor, PurgeKeys, PurgeSelector};
 pub use labels::{method_label, status_label};
 pub use metrics::EngineMetrics;
 pub use pass_through::PassThrough;
+pub use reach::{
+    same_origin, secrets_allowed, special_class, Credential, Reach, Special, MAX_REDIRECTS,
+};
 pub use request::{FetchRequest, Freshness, Outcome};
 pub use request_body::{BodyError, RequestBody};
 pub use respond::{
     download_type, error_response, fetch_error_response, read_only_segments, serve, BoxFuture,
     CacheInfo, Refusal, RepoRequest, Repository, UpstreamLabel, IMMUTABLE,
 };
-pub use upstream::{Upstream, UpstreamOptions};
+pub use upstream::{ClientBuildError, Upstream, UpstreamOptions};
 pub use verify::Expected;
 pub use wharf_config::redact_secrets;
 pub use wharf_store::{Entry, Store};

@@ -9,7 +9,7 @@ use futures_util::TryStreamExt;
 use http::{header, HeaderMap, Method, Response};
 use url::Url;
 
-use crate::{Engine, FetchError};
+use crate::{Engine, FetchError, Reach};
 
 /// Request headers a pass-through forwards upstream; everything else (cookies, `Host`, hop-by-hop headers,
 /// the client's own authorization for wharf) stays behind.
@@ -38,6 +38,9 @@ pub struct PassThrough {
     /// The client's request headers; only content negotiation and body headers are forwarded.
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The repository's reach policy; `None`: only `url`'s own origin. A request with a body is re-sent only
+    /// on a 307/308 to the same origin.
+    pub reach: Option<Arc<Reach>>,
 }
 
 impl Engine {
@@ -50,9 +53,15 @@ impl Engine {
                 headers.insert(name, value.clone());
             }
         }
+        let reach = req
+            .reach
+            .clone()
+            .unwrap_or_else(|| Arc::new(Reach::same_origin(&req.url)));
+        let body = (!req.body.is_empty() || !matches!(req.method, Method::GET | Method::HEAD))
+            .then_some(req.body);
         let resp = match self
             .upstream
-            .send_once(req.method, &req.url, &headers, req.body)
+            .send_once(req.method, &req.url, &headers, body, &reach)
             .await
         {
             Ok(resp) => resp,

@@ -10,38 +10,48 @@ use percent_encoding::percent_decode_str;
 /// own names more tightly.
 pub const MAX_PATH_BYTES: usize = 2048;
 
+/// Why a request path is refused; the message is for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the request path is {0} bytes long; at most {MAX_PATH_BYTES} are accepted")]
+    TooLong(usize),
+    #[error("path segment {0} is not valid UTF-8")]
+    NotUtf8(usize),
+    #[error("path segments `.` and `..` are not allowed")]
+    DotSegment,
+    #[error("encoded slashes, backslashes and NUL are not allowed in a path segment")]
+    EncodedSeparator,
+    #[error("empty path segments are not allowed")]
+    EmptySegment,
+}
+
 /// Refuses a raw path longer than [`MAX_PATH_BYTES`].
-pub fn check_length(raw: &str) -> Result<(), String> {
+pub fn check_length(raw: &str) -> Result<(), PathError> {
     if raw.len() > MAX_PATH_BYTES {
-        return Err(format!(
-            "the request path is {} bytes long; at most {MAX_PATH_BYTES} are accepted",
-            raw.len()
-        ));
+        return Err(PathError::TooLong(raw.len()));
     }
     Ok(())
 }
 
 /// The path segments of `raw` (no leading slash), decoded. A trailing slash yields a final empty segment, so
 /// `simple/numpy/` → `["simple", "numpy", ""]`.
-pub fn segments(raw: &str) -> Result<Vec<String>, String> {
+pub fn segments(raw: &str) -> Result<Vec<String>, PathError> {
     check_length(raw)?;
     let mut out = Vec::new();
     for (i, part) in raw.split('/').enumerate() {
         let decoded = percent_decode_str(part)
             .decode_utf8()
-            .map_err(|_| format!("path segment {} is not valid UTF-8", i + 1))?;
+            .map_err(|_| PathError::NotUtf8(i + 1))?;
         if decoded == "." || decoded == ".." {
-            return Err("path segments `.` and `..` are not allowed".into());
+            return Err(PathError::DotSegment);
         }
         if decoded.contains(['/', '\\', '\0']) {
-            return Err(
-                "encoded slashes, backslashes and NUL are not allowed in a path segment".into(),
-            );
+            return Err(PathError::EncodedSeparator);
         }
         out.push(decoded.into_owned());
     }
     if out.iter().rev().skip(1).any(String::is_empty) {
-        return Err("empty path segments are not allowed".into());
+        return Err(PathError::EmptySegment);
     }
     Ok(out)
 }
@@ -80,7 +90,7 @@ mod tests {
     #[test]
     fn overlong_paths_are_refused_before_decoding() {
         let long = format!("mod/{}", "a/".repeat(super::MAX_PATH_BYTES));
-        let err = segments(&long).unwrap_err();
+        let err = segments(&long).unwrap_err().to_string();
         assert!(err.contains("at most 2048"), "{err}");
         assert!(segments(&"a".repeat(super::MAX_PATH_BYTES)).is_ok());
     }

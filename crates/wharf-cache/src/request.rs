@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use url::Url;
 
-use crate::Expected;
+use crate::{Expected, Reach};
 use wharf_store::Entry;
 
 /// How long a stored answer may be served without asking upstream.
@@ -56,6 +56,9 @@ pub struct FetchRequest {
     /// Also record a verified body under `{prefix}{sha256 hex}` as an immutable entry, so content fetched by
     /// a mutable name (a tag) is found again by its digest without another upstream request.
     pub digest_key_prefix: Option<String>,
+    /// The repository's reach policy (hosts, credential), checked on `url` and on every redirect hop. `None`:
+    /// only `url`'s own origin, without credentials.
+    pub reach: Option<Arc<Reach>>,
     /// The body's size as the format's metadata declares it (an OCI descriptor's `size`): a longer body is
     /// cut off at this many bytes, and an upstream announcing another length is refused before any byte is
     /// stored. Every download is also bounded by the store's `max_size`.
@@ -80,8 +83,16 @@ impl FetchRequest {
             keep_headers: &[],
             head_validator: None,
             digest_key_prefix: None,
+            reach: None,
             declared_size: None,
         }
+    }
+
+    /// The policy this request is held to.
+    pub(crate) fn policy(&self) -> Arc<Reach> {
+        self.reach
+            .clone()
+            .unwrap_or_else(|| Arc::new(Reach::same_origin(&self.url)))
     }
 
     pub(crate) fn flight_key(&self) -> String {

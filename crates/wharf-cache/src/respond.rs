@@ -98,7 +98,7 @@ pub fn read_only_segments(
         )));
     }
     crate::path::segments(&req.path)
-        .map_err(|e| Box::new(error_response(StatusCode::BAD_REQUEST, e)))
+        .map_err(|e| Box::new(error_response(StatusCode::BAD_REQUEST, e.to_string())))
 }
 
 /// The response for a failed fetch, carrying the negative-cache outcome when that is where it came from.

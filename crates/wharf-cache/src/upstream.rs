@@ -4,14 +4,22 @@
 //! New connections resolve the host name again, and idle connections are closed after a short time, so an
 //! upstream whose address changes is followed within that time. TLS trusts the platform's roots (the system
 //! store, `SSL_CERT_FILE`), as corporate networks with intercepting proxies need.
+//!
+//! Redirects are followed here, not by the HTTP library: every hop is checked against the request's
+//! [`Reach`] (at most [`MAX_REDIRECTS`] of them), `Authorization` and cookies are dropped on hops that leave
+//! the first URL's origin, and the repository's credential is added only on hops to its own origin.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
+use crate::reach::{
+    same_origin, secrets_allowed, GuardedResolver, Reach, TrustedNames, MAX_REDIRECTS,
+};
 use crate::FetchError;
 
 /// Client settings (from the `http` section of the config).
@@ -56,6 +64,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
 pub struct Upstream {
     client: reqwest::Client,
     options: UpstreamOptions,
+    trusted: TrustedNames,
     misses: Arc<Semaphore>,
 }
 
@@ -72,25 +81,41 @@ pub(crate) struct Response {
     pub latency: Duration,
 }
 
+/// The upstream HTTP client could not be built (its TLS set-up failed).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the upstream HTTP client: {0}")]
+pub struct ClientBuildError(reqwest::Error);
+
 impl Upstream {
-    pub fn new(options: UpstreamOptions) -> Result<Upstream, String> {
+    pub fn new(options: UpstreamOptions) -> Result<Upstream, ClientBuildError> {
         // rustls needs a process-wide crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let trusted = TrustedNames::default();
+        let resolver = GuardedResolver {
+            trusted: trusted.clone(),
+        };
         let client = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .user_agent(options.user_agent.clone())
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(resolver))
             .build()
-            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+            .map_err(ClientBuildError)?;
         let misses = Arc::new(Semaphore::new(options.max_concurrent_misses.max(1)));
         Ok(Upstream {
             client,
             options,
+            trusted,
             misses,
         })
+    }
+
+    /// Lets the names `reach` configures (upstreams, file hosts) resolve to any address, loopback included.
+    pub(crate) fn trust(&self, reach: &Reach) {
+        self.trusted.add(reach.configured_names());
     }
 
     pub fn options(&self) -> &UpstreamOptions {
@@ -113,8 +138,13 @@ impl Upstream {
 
     /// GET `url` with `headers`, retrying connection failures, timeouts, 5xx and 429 with exponential backoff
     /// (and `Retry-After`, when short). Returns the first response that is not retried, whatever its status.
-    pub(crate) async fn get(&self, url: &Url, headers: &HeaderMap) -> Result<Response, FetchError> {
-        self.request(Method::GET, url, headers).await
+    pub(crate) async fn get(
+        &self,
+        url: &Url,
+        headers: &HeaderMap,
+        reach: &Reach,
+    ) -> Result<Response, FetchError> {
+        self.request(Method::GET, url, headers, reach).await
     }
 
     /// [`Upstream::get`] with another safe method (`HEAD` for revalidation), retried the same way.
@@ -123,21 +153,18 @@ impl Upstream {
         method: Method,
         url: &Url,
         headers: &HeaderMap,
+        reach: &Reach,
     ) -> Result<Response, FetchError> {
         let mut attempt = 0u32;
         loop {
             let started = Instant::now();
-            let sent = self
-                .client
-                .request(method.clone(), url.clone())
-                .headers(headers.clone())
-                .send();
+            let sent = self.follow(method.clone(), url, headers, None, reach);
             let outcome = match tokio::time::timeout(self.options.timeout, sent).await {
                 Err(_) => Err(FetchError::Timeout {
                     url: url.to_string(),
                     phase: "waiting for response headers",
                 }),
-                Ok(Err(e)) => Err(classify(url, &e)),
+                Ok(Err(e)) => Err(e),
                 Ok(Ok(resp)) => Ok(resp),
             };
             let retry_after = match &outcome {
@@ -180,21 +207,17 @@ impl Upstream {
         method: http::Method,
         url: &Url,
         headers: &HeaderMap,
-        body: bytes::Bytes,
+        body: Option<Bytes>,
+        reach: &Reach,
     ) -> Result<Response, FetchError> {
         let started = Instant::now();
-        let sent = self
-            .client
-            .request(method, url.clone())
-            .headers(headers.clone())
-            .body(body)
-            .send();
+        let sent = self.follow(method, url, headers, body, reach);
         match tokio::time::timeout(self.options.timeout, sent).await {
             Err(_) => Err(FetchError::Timeout {
                 url: url.to_string(),
                 phase: "waiting for response headers",
             }),
-            Ok(Err(e)) => Err(classify(url, &e)),
+            Ok(Err(e)) => Err(e),
             Ok(Ok(resp)) => Ok(Response {
                 status: resp.status(),
                 headers: resp.headers().clone(),
@@ -202,6 +225,89 @@ impl Upstream {
                 latency: started.elapsed(),
             }),
         }
+    }
+
+    /// Sends one request and follows its redirects, each hop checked against `reach`. A request with a body is
+    /// re-sent only on a 307/308 to the same origin; any other redirect of it is refused.
+    async fn follow(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &HeaderMap,
+        body: Option<Bytes>,
+        reach: &Reach,
+    ) -> Result<reqwest::Response, FetchError> {
+        let refused = |url: &Url, reason: String| FetchError::Refused {
+            url: url.to_string(),
+            reason,
+        };
+        let mut current = url.clone();
+        let mut method = method;
+        for hop in 0..=MAX_REDIRECTS {
+            reach.check(&current).map_err(|r| refused(&current, r))?;
+            let mut hop_headers = headers.clone();
+            if !same_origin(&current, url) {
+                for name in [
+                    header::AUTHORIZATION,
+                    header::PROXY_AUTHORIZATION,
+                    header::COOKIE,
+                ] {
+                    hop_headers.remove(name);
+                }
+            }
+            if !secrets_allowed(&current) {
+                hop_headers.remove(header::AUTHORIZATION);
+            }
+            if !hop_headers.contains_key(header::AUTHORIZATION) {
+                if let Some(value) = reach.credential().and_then(|c| c.for_url(&current)) {
+                    hop_headers.insert(header::AUTHORIZATION, value.clone());
+                }
+            }
+            let mut builder = self
+                .client
+                .request(method.clone(), current.clone())
+                .headers(hop_headers);
+            if let Some(body) = &body {
+                builder = builder.body(body.clone());
+            }
+            let resp = builder.send().await.map_err(|e| classify(&current, &e))?;
+            let status = resp.status();
+            if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                return Ok(resp);
+            }
+            let Some(location) = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+            else {
+                return Ok(resp);
+            };
+            let next = current.join(location).map_err(|e| {
+                refused(
+                    &current,
+                    format!("it redirected to an unusable Location ({e})"),
+                )
+            })?;
+            if hop == MAX_REDIRECTS {
+                break;
+            }
+            if body.is_some() {
+                let keeps_method = matches!(status.as_u16(), 307 | 308);
+                if !keeps_method || !same_origin(&next, &current) {
+                    return Err(refused(
+                        &current,
+                        format!(
+                            "it answered {status} to a {method} with a body, towards {next}; wharf re-sends a                              body only on a 307/308 to the same host"
+                        ),
+                    ));
+                }
+            } else if status == StatusCode::SEE_OTHER && method != Method::HEAD {
+                method = Method::GET;
+            }
+            tracing::debug!(from = %current, to = %next, status = status.as_u16(), "following upstream redirect");
+            current = next;
+        }
+        Err(refused(url, format!("more than {MAX_REDIRECTS} redirects")))
     }
 
     async fn backoff(&self, attempt: u32, at_least: Duration) {
@@ -273,6 +379,196 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
         h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    /// A loopback server answering every request with `answer(path)` (status and `Location`), recording
+    /// each request's head and body.
+    struct Server {
+        base: Url,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    async fn server(answer: fn(&str) -> (u16, Option<String>)) -> Server {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let n = conn.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let len: usize = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() < end + 4 + len {
+                            continue;
+                        }
+                        log.lock().unwrap().push(text.to_ascii_lowercase());
+                        let path = text.split(' ').nth(1).unwrap_or("/").to_string();
+                        let (status, location) = answer(&path);
+                        let location = location
+                            .map(|l| format!("location: {l}\r\n"))
+                            .unwrap_or_default();
+                        let reply = format!("HTTP/1.1 {status} X\r\n{location}content-length: 2\r\nconnection: close\r\n\r\nok");
+                        let _ = conn.write_all(reply.as_bytes()).await;
+                        return;
+                    }
+                });
+            }
+        });
+        Server { base, seen }
+    }
+
+    fn upstream() -> Upstream {
+        Upstream::new(UpstreamOptions {
+            retries: 0,
+            ..UpstreamOptions::default()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn redirects_are_followed_within_the_policy_and_counted() {
+        // /hop/N redirects to /hop/N-1 on the same host; /hop/0 answers 200.
+        let s = server(|path| {
+            match path
+                .strip_prefix("/hop/")
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                Some(0) | None => (200, None),
+                Some(n) => (302, Some(format!("/hop/{}", n - 1))),
+            }
+        })
+        .await;
+        let reach = Reach::same_origin(&s.base);
+        let up = upstream();
+        let ok = up
+            .get(&s.base.join("hop/5").unwrap(), &HeaderMap::new(), &reach)
+            .await
+            .unwrap();
+        assert_eq!(ok.status, StatusCode::OK);
+        let err = up
+            .get(&s.base.join("hop/6").unwrap(), &HeaderMap::new(), &reach)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, FetchError::Refused { reason, .. } if reason.contains("redirects")),
+            "{err}"
+        );
+        assert_eq!(err.client_status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_another_host_is_refused_before_connecting() {
+        let other = server(|_| (200, None)).await;
+        static TARGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        TARGET
+            .set(other.base.join("secret").unwrap().to_string())
+            .unwrap();
+        let s = server(|_| (302, TARGET.get().cloned())).await;
+        let up = upstream();
+        let err = up
+            .get(&s.base, &HeaderMap::new(), &Reach::same_origin(&s.base))
+            .await
+            .err()
+            .unwrap();
+        let text = err.to_string();
+        assert!(
+            text.contains("file_hosts") && text.contains(other.base.host_str().unwrap()),
+            "{text}"
+        );
+        assert!(other.seen.lock().unwrap().is_empty());
+        // Listed in file_hosts, the same redirect is followed.
+        let hp = format!("127.0.0.1:{}", other.base.port().unwrap());
+        let reach = Reach::new(&[&s.base], Some(&[hp]));
+        let ok = up.get(&s.base, &HeaderMap::new(), &reach).await.unwrap();
+        assert_eq!(ok.status, StatusCode::OK);
+        assert_eq!(other.seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn credentials_go_to_the_upstream_only_and_bodies_are_not_resent_elsewhere() {
+        let files = server(|_| (200, None)).await;
+        static FILES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        FILES
+            .set(files.base.join("f").unwrap().to_string())
+            .unwrap();
+        let s = server(|path| match path {
+            "/away" => (302, FILES.get().cloned()),
+            "/post-away" => (307, FILES.get().cloned()),
+            "/post-here" => (307, Some("/landed".into())),
+            _ => (200, None),
+        })
+        .await;
+        let hp = format!("127.0.0.1:{}", files.base.port().unwrap());
+        let credential = crate::Credential::parse("alice:pw", &s.base).unwrap();
+        let reach = Reach::new(&[&s.base], Some(&[hp])).with_credential(Some(credential));
+        let up = upstream();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("c=1"));
+        up.get(&s.base.join("away").unwrap(), &headers, &reach)
+            .await
+            .unwrap();
+        assert!(s.seen.lock().unwrap()[0].contains("authorization: basic"));
+        let at_files = files.seen.lock().unwrap()[0].clone();
+        assert!(
+            !at_files.contains("authorization") && !at_files.contains("cookie"),
+            "{at_files}"
+        );
+
+        let body = Some(Bytes::from_static(b"{\"audit\":1}"));
+        let err = up
+            .send_once(
+                Method::POST,
+                &s.base.join("post-away").unwrap(),
+                &HeaderMap::new(),
+                body.clone(),
+                &reach,
+            )
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, FetchError::Refused { .. }), "{err}");
+        assert_eq!(
+            files.seen.lock().unwrap().len(),
+            1,
+            "the body never reached the other host"
+        );
+        let ok = up
+            .send_once(
+                Method::POST,
+                &s.base.join("post-here").unwrap(),
+                &HeaderMap::new(),
+                body,
+                &reach,
+            )
+            .await
+            .unwrap();
+        assert_eq!(ok.status, StatusCode::OK);
+        let landed = s.seen.lock().unwrap().last().cloned().unwrap();
+        assert!(
+            landed.starts_with("post /landed") && landed.ends_with("{\"audit\":1}"),
+            "{landed}"
+        );
     }
 
     #[tokio::test]

@@ -24,9 +24,9 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use sha2::Digest as _;
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Engine,
-    Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, RepoRequest, Repository,
-    Served,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Credential,
+    Engine, Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest,
+    Repository, Served,
 };
 use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
@@ -42,17 +42,23 @@ pub struct CargoRepo {
     dl: String,
     metadata_ttl: Duration,
     negative_ttl: Duration,
+    /// The upstream and `file_hosts` (where `dl` may point), with the upstream's credential.
+    reach: Arc<Reach>,
     engine: Arc<Engine>,
 }
 
 /// The cargo format's descriptor, listed in the server's format registry.
 pub const FORMAT: FormatDescriptor = FormatDescriptor {
-    config: FormatSpec::new(
-        Format::Cargo,
-        Upstreams::One {
-            example: "https://<your sparse cargo index>/",
-        },
-    ),
+    config: FormatSpec {
+        // Tarballs, `dl` downloads, token realms and redirects may live on hosts listed here.
+        keys: &["file_hosts"],
+        ..FormatSpec::new(
+            Format::Cargo,
+            Upstreams::One {
+                example: "https://<your sparse cargo index>/",
+            },
+        )
+    },
     build,
     client_settings: |cfg, _base, repo_base| client_settings(&cfg.name, repo_base),
     purge_selectors: &[],
@@ -69,7 +75,12 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
          top-level `public_url` (e.g. `public_url: \"http://wharf.ci:8080/\"`); wharf listens on a wildcard \
          address, which clients cannot use",
     ))?;
+    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
+    let reach = engine.register_reach(
+        Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential),
+    );
     Ok(Arc::new(CargoRepo {
+        reach,
         name: Arc::from(cfg.name.as_str()),
         upstream,
         dl: format!("{public_base}api/v1/crates"),
@@ -127,6 +138,7 @@ impl CargoRepo {
             Freshness::Revalidate(self.metadata_ttl),
         );
         fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
         Ok(fetch)
     }
 
@@ -261,9 +273,16 @@ impl CargoRepo {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| unreadable(dl, "the `dl` template gives no http(s) URL".into()))?;
+        self.reach
+            .check(&url)
+            .map_err(|reason| FetchError::Refused {
+                url: url.to_string(),
+                reason: format!("config.json's `dl` names a host wharf may not reach: {reason}"),
+            })?;
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
         fetch.expected = Some(Expected::Sha256(cksum));
         fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
         Ok(fetch)
     }
 }

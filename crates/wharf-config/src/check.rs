@@ -372,13 +372,36 @@ pub(crate) fn repo_checks(
         ];
         for (key, present) in given {
             if present && !spec.accepts(key) {
+                let hint = if key == "file_hosts" {
+                    format!(
+                        "remove it: {format} repositories follow no links to other hosts, and wharf follows \
+                         their upstream's redirects only within the upstream's own host"
+                    )
+                } else {
+                    "remove it".to_owned()
+                };
                 errors.push(
-                    ConfigError::new(at(key), only_for(key, formats, Some(format)))
-                        .with_hint("remove it"),
+                    ConfigError::new(at(key), only_for(key, formats, Some(format))).with_hint(hint),
                 );
             }
         }
         errors.extend((spec.check)(repo));
+        if repo.credentials_file.is_some() {
+            if let Some(url) = repo.upstream.as_ref().filter(|u| !secrets_allowed(u)) {
+                errors.push(
+                    ConfigError::new(
+                        at("credentials_file"),
+                        format!(
+                            "the upstream {} is plain http: credentials would travel in clear text",
+                            crate::net::shorten(url.as_str())
+                        ),
+                    )
+                    .with_hint(
+                        "use an https:// upstream (plain http carries credentials only to loopback addresses)",
+                    ),
+                );
+            }
+        }
     }
 
     if let Some(url) = &repo.upstream {
@@ -422,6 +445,17 @@ pub(crate) fn repo_checks(
         );
     }
     errors
+}
+
+/// Whether wharf sends credentials to `url`: https, or plain http to a loopback address.
+fn secrets_allowed(url: &url::Url) -> bool {
+    match url.host() {
+        _ if url.scheme() == "https" => true,
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 /// "`key` is only for pypi repositories[, not npm]": which served formats read `key`.
@@ -542,6 +576,19 @@ mod tests {
         let mut npm = RepoConfig::new("npm", Format::Npm);
         npm.file_hosts = Some(vec![]);
         config.repositories.push(npm);
+        let mut go = RepoConfig::new("go", Format::Go);
+        go.upstream = Some(url("https://proxy.example.org/"));
+        go.file_hosts = Some(vec!["cdn.example.org".into()]);
+        config.repositories.push(go);
+        let mut clear = RepoConfig::new("clear", Format::Cargo);
+        clear.upstream = Some(url("http://idx.example.org/"));
+        clear.credentials_file = Some("/etc/wharf/cargo-token".into());
+        config.repositories.push(clear);
+        let mut local = RepoConfig::new("local", Format::Pypi);
+        local.upstream = Some(url("http://127.0.0.1:3141/simple/"));
+        local.credentials_file = Some("/etc/wharf/pypi-credentials".into());
+        local.file_hosts = Some(vec!["files.example.org".into()]);
+        config.repositories.push(local);
 
         let errors = config.validate(crate::fixture::FORMATS).unwrap_err();
         assert_eq!(
@@ -551,10 +598,20 @@ mod tests {
                 "repositories.images.upstream",
                 "repositories.images.upstreams",
                 "repositories.npm.upstream",
-                "repositories.npm.file_hosts",
+                "repositories.go.file_hosts",
+                "repositories.clear.credentials_file",
             ]
         );
         assert!(errors.0[0].message.contains("more than once"));
+        let go = &errors.0[4];
+        assert!(
+            go.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("redirects only within"),
+            "{go:?}"
+        );
+        assert!(errors.0[5].message.contains("clear text"));
     }
 
     #[test]

@@ -15,24 +15,33 @@ pub(crate) const FORMATS: &[FormatSpec] = &[
             },
         )
     },
-    FormatSpec::new(
-        Format::Oci,
-        Upstreams::Aliased {
-            example: "docker.io: \"https://<registry>\"",
-        },
-    ),
-    FormatSpec::new(
-        Format::Npm,
-        Upstreams::One {
-            example: "https://<your npm registry>/",
-        },
-    ),
-    FormatSpec::new(
-        Format::Cargo,
-        Upstreams::One {
-            example: "https://<your sparse cargo index>/",
-        },
-    ),
+    FormatSpec {
+        keys: &["file_hosts"],
+        ..FormatSpec::new(
+            Format::Oci,
+            Upstreams::Aliased {
+                example: "docker.io: \"https://<registry>\"",
+            },
+        )
+    },
+    FormatSpec {
+        keys: &["file_hosts"],
+        ..FormatSpec::new(
+            Format::Npm,
+            Upstreams::One {
+                example: "https://<your npm registry>/",
+            },
+        )
+    },
+    FormatSpec {
+        keys: &["file_hosts"],
+        ..FormatSpec::new(
+            Format::Cargo,
+            Upstreams::One {
+                example: "https://<your sparse cargo index>/",
+            },
+        )
+    },
     FormatSpec {
         keys: &["checksum_databases"],
         ..FormatSpec::new(

@@ -237,15 +237,17 @@ pub struct RepoConfig {
     /// Upstream 404s are remembered this long; zero disables the negative cache.
     #[serde(serialize_with = "ser::duration")]
     pub negative_ttl: Duration,
-    /// PyPI only: extra `host[:port]` (lowercased) allowed for file downloads; `None` = follow the hosts
-    /// the upstream pages link to.
+    /// Extra `host[:port]` (lowercased) that links and redirects may lead to besides the upstream's own host
+    /// (PyPI file links, npm tarballs, cargo `dl`, OCI token realms and blob redirects, any redirect). Not
+    /// for Go. `None` on PyPI = any host the pages link to that is not a special address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_hosts: Option<Vec<String>>,
     /// Go only: names of the checksum databases whose `/sumdb/{name}/...` requests are proxied to the
     /// upstream; requests for any other name are refused (a free-form name would make wharf an open relay).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checksum_databases: Vec<String>,
-    /// File with upstream credentials (`user:password` or a token).
+    /// File with upstream credentials (`user:password` or a token; OCI: `<alias> <user>:<password>` lines),
+    /// sent only to the upstream's own origin, over https or to loopback.
     #[serde(
         serialize_with = "ser::opt_path",
         skip_serializing_if = "Option::is_none"

@@ -505,13 +505,20 @@ fn upstream_settings_match_the_format() {
     assert_eq!(error.message, "`upstreams` is only for oci repositories");
 
     let error = single(
-        "repositories:\n  npm:\n    format: npm\n    upstream: https://npm.example.org/\n    file_hosts: [files.example.org]\n",
-        "repositories.npm.file_hosts",
+        "repositories:\n  go:\n    format: go\n    upstream: https://proxy.example.org/\n    file_hosts: [files.example.org]\n",
+        "repositories.go.file_hosts",
     );
-    assert_eq!(
-        error.message,
-        "`file_hosts` is only for pypi repositories, not npm"
-    );
+    assert!(error.message.ends_with("not go"), "{}", error.message);
+    for format in ["npm", "cargo"] {
+        let text = format!(
+            "repositories:\n  r:\n    format: {format}\n    upstream: https://r.example.org/\n    file_hosts: [files.example.org]\n"
+        );
+        let config = parse(&text);
+        assert_eq!(
+            config.repositories[0].file_hosts,
+            Some(vec!["files.example.org".to_owned()])
+        );
+    }
 }
 
 #[test]
@@ -933,14 +940,14 @@ fn formats_and_keys_no_served_format_reads_are_refused() {
     let error =
         parse_repo_flag("generic+https://dl.example.org/", crate::fixture::FORMATS).unwrap_err();
     assert!(error.contains("not served by this build"), "{error}");
-    // With a format that reads `file_hosts`, the key's error names it.
+    // With the formats that read `file_hosts`, the key's error names them.
     let error = single(
-        "repositories:\n  c:\n    format: cargo\n    upstream: https://c.example.org/\n    file_hosts: [a.example.org]\n",
-        "repositories.c.file_hosts",
+        "repositories:\n  g:\n    format: go\n    upstream: https://g.example.org/\n    file_hosts: [a.example.org]\n",
+        "repositories.g.file_hosts",
     );
     assert_eq!(
         error.message,
-        "`file_hosts` is only for pypi repositories, not cargo"
+        "`file_hosts` is only for pypi, oci, npm, cargo repositories, not go"
     );
 }
 

@@ -19,8 +19,8 @@ use axum::body::Body;
 use http::{header, HeaderValue, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, BuildError, Engine, FetchRequest,
-    FormatDescriptor, Freshness, PassThrough, RepoRequest, Repository,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, Credential, Engine,
+    FetchRequest, FormatDescriptor, Freshness, PassThrough, Reach, RepoRequest, Repository,
 };
 use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
@@ -34,6 +34,8 @@ pub struct GoRepo {
     checksum_databases: Vec<String>,
     metadata_ttl: Duration,
     negative_ttl: Duration,
+    /// The upstream's own origin only (Go has no `file_hosts`), with its credential if configured.
+    reach: Arc<Reach>,
     engine: Arc<Engine>,
 }
 
@@ -61,7 +63,10 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         .upstream
         .clone()
         .ok_or_else(|| BuildError::at("upstream", "missing"))?;
+    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
+    let reach = engine.register_reach(Reach::new(&[&upstream], None).with_credential(credential));
     Ok(Arc::new(GoRepo {
+        reach,
         name: Arc::from(cfg.name.as_str()),
         upstream,
         checksum_databases: cfg.checksum_databases.clone(),
@@ -120,6 +125,7 @@ impl GoRepo {
         };
         let mut fetch = FetchRequest::new(self.name.clone(), format!("mod/{path}"), url, freshness);
         fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
         // A `HEAD` of an immutable file is answered from upstream's `HEAD`, without downloading it.
         let result = if req.method == http::Method::HEAD && !mutable {
             self.engine.head(&fetch).await
@@ -166,6 +172,7 @@ impl GoRepo {
             url,
             headers: req.headers,
             body: Default::default(),
+            reach: Some(self.reach.clone()),
         };
         match self.engine.pass_through(forwarded).await {
             Ok(resp) => resp,

@@ -30,8 +30,9 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use sha2::Digest as _;
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Engine,
-    FetchError, FetchRequest, FormatDescriptor, Freshness, PassThrough, RepoRequest, Repository,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Credential,
+    Engine, FetchError, FetchRequest, FormatDescriptor, Freshness, PassThrough, Reach, RepoRequest,
+    Repository,
 };
 use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
@@ -111,18 +112,24 @@ pub struct NpmRepo {
     public_base: Url,
     metadata_ttl: Duration,
     negative_ttl: Duration,
+    /// The upstream and `file_hosts` (where tarballs may live), with the upstream's credential.
+    reach: Arc<Reach>,
     engine: Arc<Engine>,
     rewrites: RewriteCache,
 }
 
 /// The npm format's descriptor, listed in the server's format registry.
 pub const FORMAT: FormatDescriptor = FormatDescriptor {
-    config: FormatSpec::new(
-        Format::Npm,
-        Upstreams::One {
-            example: "https://<your npm registry>/",
-        },
-    ),
+    config: FormatSpec {
+        // Tarballs, `dl` downloads, token realms and redirects may live on hosts listed here.
+        keys: &["file_hosts"],
+        ..FormatSpec::new(
+            Format::Npm,
+            Upstreams::One {
+                example: "https://<your npm registry>/",
+            },
+        )
+    },
     build,
     client_settings: |cfg, _base, repo_base| client_settings(&cfg.name, repo_base),
     purge_selectors: &[],
@@ -139,7 +146,12 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
          top-level `public_url` (e.g. `public_url: \"http://wharf.ci:8080/\"`); wharf listens on a wildcard \
          address, which clients cannot use",
     ))?;
+    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
+    let reach = engine.register_reach(
+        Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential),
+    );
     Ok(Arc::new(NpmRepo {
+        reach,
         name: Arc::from(cfg.name.as_str()),
         upstream,
         public_base,
@@ -168,7 +180,7 @@ struct Document {
 impl NpmRepo {
     async fn route(&self, req: RepoRequest) -> Response<Body> {
         if let Err(e) = wharf_cache::path::check_length(&req.path) {
-            return error_response(StatusCode::BAD_REQUEST, e);
+            return error_response(StatusCode::BAD_REQUEST, e.to_string());
         }
         let route = match route::parse(&req.path) {
             Ok(route) => route,
@@ -233,6 +245,7 @@ impl NpmRepo {
             url,
             headers: req.headers,
             body,
+            reach: Some(self.reach.clone()),
         };
         match self.engine.pass_through(forwarded).await {
             Ok(resp) => resp,
@@ -263,6 +276,7 @@ impl NpmRepo {
             Freshness::Revalidate(self.metadata_ttl),
         );
         fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
         fetch.headers.insert(
             header::ACCEPT,
             HeaderValue::from_static(variant.upstream_accept()),
@@ -406,6 +420,13 @@ impl NpmRepo {
         let Some(source) = doc.rewritten.tarballs.get(file) else {
             return Err(TarballError::NotListed);
         };
+        // Checked here for a clear answer; the engine checks it again, and every redirect hop.
+        if let Err(reason) = self.reach.check(&source.url) {
+            return Err(TarballError::Fetch(FetchError::Refused {
+                url: source.url.to_string(),
+                reason: format!("the package document's `dist.tarball` names a host wharf may not reach: {reason}"),
+            }));
+        }
         let mut fetch = FetchRequest::new(
             self.name.clone(),
             key,
@@ -414,6 +435,7 @@ impl NpmRepo {
         );
         fetch.expected = source.expected.clone();
         fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
         Ok(fetch)
     }
 }

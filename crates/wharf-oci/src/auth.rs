@@ -4,7 +4,13 @@
 //! service=...` or `Basic`). For bearer upstreams it asks the realm for a `repository:<name>:pull` token,
 //! anonymously or with the upstream's credentials, and keeps the token until shortly before it expires,
 //! shared by every request for that repository name. One token request per (upstream, scope) at a time.
-//! The realm comes from the configured upstream's own answer, never from a client.
+//! The realm comes from the configured upstream's own answer, never from a client, and must be on the
+//! registry's own host or in the repository's `file_hosts` (and never a special address that is not
+//! configured). The registry's credentials go to the realm only when it is on the registry's own origin
+//! (scheme, host and port) and reached over https (or plain http to loopback): a realm on another host gets
+//! an anonymous token request. Every request (probe and tokens) goes through the engine's one upstream
+//! client, so `http.*` settings, redirect checks and metrics apply. Tokens are kept per scope, at most
+//! [`MAX_TOKENS`] per upstream; expired ones are dropped first.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,16 +18,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::OnceCell;
 use url::Url;
+use wharf_cache::{same_origin, secrets_allowed, Engine, FetchError, Reach};
 
 /// Tokens are renewed this long before upstream says they expire.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 /// Lifetime assumed when the token response gives none (the distribution spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
-const TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Token scopes kept per upstream; beyond it, expired and then idle tokens are dropped.
+pub(crate) const MAX_TOKENS: usize = 1024;
+/// Largest challenge or token answer read.
+const ANSWER_LIMIT: usize = 256 * 1024;
 
 /// `user:password` for one upstream.
 #[derive(Clone, PartialEq, Eq)]
@@ -170,13 +179,16 @@ pub(crate) enum AuthError {
 
 /// Keeps each upstream's challenge and tokens.
 pub(crate) struct Authenticator {
-    client: reqwest::Client,
+    repo: Arc<str>,
+    engine: Arc<Engine>,
     upstreams: Vec<UpstreamAuth>,
 }
 
 struct UpstreamAuth {
     alias: String,
     base: Url,
+    /// The registry's host and the repository's `file_hosts`: where fetches and token requests may go.
+    reach: Arc<Reach>,
     credentials: Option<Credentials>,
     challenge: OnceCell<Challenge>,
     tokens: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Token>>>>>,
@@ -190,31 +202,39 @@ struct Token {
 
 impl Authenticator {
     pub(crate) fn new(
+        repo: Arc<str>,
+        engine: Arc<Engine>,
         upstreams: &[(String, Url)],
+        file_hosts: Option<&[String]>,
         mut credentials: HashMap<String, Credentials>,
-        user_agent: &str,
     ) -> Result<Authenticator, String> {
-        // rustls needs a process-wide crypto provider; installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(TIMEOUT)
-            .user_agent(user_agent)
-            .build()
-            .map_err(|e| format!("cannot build the registry auth client: {e}"))?;
+        for (alias, base) in upstreams {
+            if credentials.contains_key(alias) && !secrets_allowed(base) {
+                return Err(format!(
+                    "credentials_file has credentials for `{alias}`, whose URL {base} is plain http and not a                      loopback address: they would travel in clear text; use an https:// URL"
+                ));
+            }
+        }
         Ok(Authenticator {
-            client,
+            repo,
             upstreams: upstreams
                 .iter()
                 .map(|(alias, base)| UpstreamAuth {
                     alias: alias.clone(),
                     base: base.clone(),
+                    reach: engine.register_reach(Reach::new(&[base], file_hosts)),
                     credentials: credentials.remove(alias),
                     challenge: OnceCell::new(),
                     tokens: Mutex::new(HashMap::new()),
                 })
                 .collect(),
+            engine,
         })
+    }
+
+    /// Where requests to upstream `index` may go.
+    pub(crate) fn reach(&self, index: usize) -> Arc<Reach> {
+        self.upstreams[index].reach.clone()
     }
 
     /// The `Authorization` header for pulling `name` from upstream `index`, or `None` for anonymous access.
@@ -238,6 +258,9 @@ impl Authenticator {
                 let scope = format!("repository:{name}:pull");
                 let slot = {
                     let mut tokens = upstream.tokens.lock().unwrap_or_else(|p| p.into_inner());
+                    if !tokens.contains_key(&scope) && tokens.len() >= MAX_TOKENS {
+                        prune(&mut tokens);
+                    }
                     tokens.entry(scope.clone()).or_default().clone()
                 };
                 let mut slot = slot.lock().await;
@@ -279,21 +302,25 @@ impl Authenticator {
                 alias: upstream.alias.clone(),
                 detail: e.to_string(),
             })?;
-        let resp =
-            self.client
-                .get(url.clone())
-                .send()
-                .await
-                .map_err(|e| AuthError::Unavailable {
-                    alias: upstream.alias.clone(),
-                    detail: format!("GET {url}: {e}"),
-                })?;
-        if resp.status().is_success() {
+        let (status, headers, _) = self
+            .engine
+            .get_small(
+                &self.repo,
+                &url,
+                &HeaderMap::new(),
+                &upstream.reach,
+                ANSWER_LIMIT,
+            )
+            .await
+            .map_err(|e| AuthError::Unavailable {
+                alias: upstream.alias.clone(),
+                detail: format!("GET {url}: {e}"),
+            })?;
+        if status.is_success() {
             return Ok(Challenge::Anonymous);
         }
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            let challenge = resp
-                .headers()
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = headers
                 .get_all(http::header::WWW_AUTHENTICATE)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
@@ -305,7 +332,7 @@ impl Authenticator {
         }
         Err(AuthError::Unavailable {
             alias: upstream.alias.clone(),
-            detail: format!("GET {url} answered {}", resp.status()),
+            detail: format!("GET {url} answered {status}"),
         })
     }
 
@@ -324,25 +351,43 @@ impl Authenticator {
             }
             query.append_pair("scope", scope);
         }
-        let mut request = self.client.get(url.clone());
-        if let Some(credentials) = &upstream.credentials {
-            request = request.header(http::header::AUTHORIZATION, credentials.basic());
-        }
         let unavailable = |detail: String| AuthError::Unavailable {
             alias: upstream.alias.clone(),
             detail,
         };
-        let resp = request
-            .send()
+        let mut headers = HeaderMap::new();
+        let credentials = upstream.credentials.as_ref().filter(|_| {
+            let ours = same_origin(realm, &upstream.base) && secrets_allowed(realm);
+            if !ours {
+                tracing::warn!(
+                    repo = %self.repo, upstream = %upstream.alias, %realm,
+                    "the token service is not on the registry's own https origin: asking it anonymously, \
+                     without this upstream's credentials"
+                );
+            }
+            ours
+        });
+        if let Some(credentials) = credentials {
+            let value = HeaderValue::from_str(&credentials.basic())
+                .map_err(|_| unavailable("the credentials are not a valid header value".into()))?;
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        let (status, _, raw) = self
+            .engine
+            .get_small(&self.repo, &url, &headers, &upstream.reach, ANSWER_LIMIT)
             .await
-            .map_err(|e| unavailable(format!("token request to {realm}: {e}")))?;
-        let status = resp.status();
+            .map_err(|e| match e {
+                FetchError::Refused { reason, .. } => {
+                    unavailable(format!("token service {realm} refused: {reason}"))
+                }
+                e => unavailable(format!("token request to {realm}: {e}")),
+            })?;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(AuthError::Refused {
                 alias: upstream.alias.clone(),
                 detail: format!(
                     "token service {realm} answered {status} for scope {scope} ({})",
-                    if upstream.credentials.is_some() {
+                    if credentials.is_some() {
                         "check this upstream's line in credentials_file"
                     } else {
                         "anonymous; this registry may need credentials in credentials_file"
@@ -355,10 +400,6 @@ impl Authenticator {
                 "token service {realm} answered {status}"
             )));
         }
-        let raw = resp
-            .bytes()
-            .await
-            .map_err(|e| unavailable(format!("token service {realm}: {e}")))?;
         let body: serde_json::Value = serde_json::from_slice(&raw)
             .map_err(|e| unavailable(format!("token service {realm}: unreadable answer: {e}")))?;
         let value = body
@@ -375,6 +416,27 @@ impl Authenticator {
             value: value.to_string(),
             renew_at: Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN),
         })
+    }
+}
+
+/// Makes room in a full token map: drops expired tokens and empty slots nobody holds, then, if still full,
+/// any slot nobody holds (its next request asks for a new token).
+fn prune(tokens: &mut HashMap<String, Arc<tokio::sync::Mutex<Option<Token>>>>) {
+    let now = Instant::now();
+    tokens.retain(|_, slot| match slot.try_lock() {
+        Ok(token) => token.as_ref().is_some_and(|t| t.renew_at > now),
+        Err(_) => true,
+    });
+    if tokens.len() >= MAX_TOKENS {
+        let idle: Vec<String> = tokens
+            .iter()
+            .filter(|(_, slot)| Arc::strong_count(slot) == 1)
+            .map(|(scope, _)| scope.clone())
+            .take(tokens.len() + 1 - MAX_TOKENS)
+            .collect();
+        for scope in idle {
+            tokens.remove(&scope);
+        }
     }
 }
 
@@ -436,6 +498,46 @@ mod tests {
         assert_eq!(parsed["ghcr.io"].password, "s3cr:et");
         assert_eq!(parsed["docker.io"].user, "ci");
         assert!(!format!("{:?}", parsed["ghcr.io"]).contains("s3cr"));
+    }
+
+    #[test]
+    fn the_token_map_drops_expired_then_idle_tokens() {
+        let mut tokens = HashMap::new();
+        let now = Instant::now();
+        for i in 0..MAX_TOKENS {
+            let token = Token {
+                value: format!("t{i}"),
+                // Every other token has expired.
+                renew_at: if i % 2 == 0 {
+                    now - Duration::from_secs(1)
+                } else {
+                    now + Duration::from_secs(60)
+                },
+            };
+            tokens.insert(
+                format!("repository:n{i}:pull"),
+                Arc::new(tokio::sync::Mutex::new(Some(token))),
+            );
+        }
+        prune(&mut tokens);
+        assert_eq!(tokens.len(), MAX_TOKENS / 2, "expired tokens dropped");
+        assert!(tokens.contains_key("repository:n1:pull"));
+        assert!(!tokens.contains_key("repository:n0:pull"));
+        // All valid and full: idle slots make room, one held by a request is kept.
+        let held = tokens["repository:n1:pull"].clone();
+        for i in MAX_TOKENS..MAX_TOKENS * 2 {
+            tokens.insert(
+                format!("repository:m{i}:pull"),
+                Arc::new(tokio::sync::Mutex::new(Some(Token {
+                    value: String::new(),
+                    renew_at: now + Duration::from_secs(60),
+                }))),
+            );
+        }
+        prune(&mut tokens);
+        assert!(tokens.len() < MAX_TOKENS);
+        assert!(tokens.contains_key("repository:n1:pull"));
+        drop(held);
     }
 
     #[test]

@@ -67,12 +67,16 @@ pub struct OciRepo {
 
 /// The OCI format's descriptor, listed in the server's format registry.
 pub const FORMAT: FormatDescriptor = FormatDescriptor {
-    config: FormatSpec::new(
-        Format::Oci,
-        Upstreams::Aliased {
-            example: "docker.io: \"https://<registry>\"",
-        },
-    ),
+    config: FormatSpec {
+        // Tarballs, `dl` downloads, token realms and redirects may live on hosts listed here.
+        keys: &["file_hosts"],
+        ..FormatSpec::new(
+            Format::Oci,
+            Upstreams::Aliased {
+                example: "docker.io: \"https://<registry>\"",
+            },
+        )
+    },
     build,
     client_settings: |cfg, base, _repo_base| {
         client_settings::client_settings(&cfg.name, &cfg.upstreams, base)
@@ -106,11 +110,13 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         None => HashMap::new(),
     };
     let auth = Authenticator::new(
+        Arc::from(cfg.name.as_str()),
+        engine.clone(),
         &upstreams,
+        cfg.file_hosts.as_deref(),
         credentials,
-        concat!("wharf/", env!("CARGO_PKG_VERSION")),
     )
-    .map_err(BuildError::new)?;
+    .map_err(|e| BuildError::at("credentials_file", e))?;
     Ok(Arc::new(OciRepo {
         name: Arc::from(cfg.name.as_str()),
         labels: aliases.iter().map(|a| Arc::from(a.as_str())).collect(),
@@ -160,7 +166,7 @@ impl OciRepo {
         }
         let segments = match wharf_cache::path::segments(&req.path) {
             Ok(s) => s,
-            Err(e) => return oci_error(StatusCode::BAD_REQUEST, "NAME_INVALID", &e),
+            Err(e) => return oci_error(StatusCode::BAD_REQUEST, "NAME_INVALID", &e.to_string()),
         };
         let route = match route::parse(&segments) {
             Ok(route) => route,
@@ -227,6 +233,7 @@ impl OciRepo {
         method: Method,
     ) -> Result<Served, Failure> {
         let mut renewed = false;
+        fetch.reach = Some(self.auth.reach(index));
         loop {
             match self.auth.header(index, name).await {
                 Ok(Some(value)) => {

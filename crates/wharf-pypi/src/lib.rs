@@ -30,9 +30,9 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Engine,
-    Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, Outcome, PurgeKeys,
-    PurgeSelector, Refusal, RepoRequest, Repository,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Credential,
+    Engine, Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, Outcome, PurgeKeys,
+    PurgeSelector, Reach, Refusal, RepoRequest, Repository,
 };
 use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
@@ -54,8 +54,9 @@ pub struct PypiRepo {
     upstream: Url,
     metadata_ttl: Duration,
     negative_ttl: Duration,
-    /// Hosts file links may point to besides the upstream's own; `None` follows whatever the pages link.
-    file_hosts: Option<Vec<String>>,
+    /// Hosts file links and redirects may lead to: the upstream's and `file_hosts`, or any host that is not a
+    /// special address when `file_hosts` is unset. Carries the upstream's credential.
+    reach: Arc<Reach>,
     engine: Arc<Engine>,
     cache: RenderCache,
 }
@@ -101,12 +102,18 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         let path = format!("{}/", upstream.path());
         upstream.set_path(&path);
     }
+    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
+    let mut reach = Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential);
+    if cfg.file_hosts.is_none() {
+        reach = reach.open();
+    }
+    let reach = engine.register_reach(reach);
     Ok(Arc::new(PypiRepo {
         name: Arc::from(cfg.name.as_str()),
         upstream,
         metadata_ttl: cfg.metadata_ttl,
         negative_ttl: cfg.negative_ttl,
-        file_hosts: cfg.file_hosts.clone(),
+        reach,
         engine,
         cache: RenderCache::new(64 * 1024 * 1024),
     }))
@@ -161,6 +168,7 @@ impl PypiRepo {
             Freshness::Revalidate(self.metadata_ttl),
         );
         req.negative_ttl = self.negative_ttl;
+        req.reach = Some(self.reach.clone());
         req.headers.insert(
             header::ACCEPT,
             HeaderValue::from_static(accept::UPSTREAM_ACCEPT),
@@ -228,8 +236,8 @@ impl PypiRepo {
         })
     }
 
-    /// With `file_hosts` set, links to other hosts are removed, so a page never advertises a file that wharf
-    /// would refuse to fetch.
+    /// Links wharf may not follow (other hosts when `file_hosts` is set, special addresses always) are removed,
+    /// so a page never advertises a file that wharf would refuse to fetch.
     fn drop_foreign_links(&self, page: &mut ProjectPage) {
         let before = page.files.len();
         page.files.retain(|f| self.host_allowed(&f.url));
@@ -238,28 +246,13 @@ impl PypiRepo {
                 repo = %self.name,
                 project = %page.name,
                 dropped = before - page.files.len(),
-                "index page links files on hosts outside file_hosts; those links are not served"
+                "index page links files on hosts wharf may not reach (outside file_hosts, or special addresses); those links are not served"
             );
         }
     }
 
     fn host_allowed(&self, url: &Url) -> bool {
-        if !matches!(url.scheme(), "http" | "https") {
-            return false;
-        }
-        let Some(allowed) = &self.file_hosts else {
-            return true;
-        };
-        let (Some(host), port) = (url.host_str(), url.port_or_known_default()) else {
-            return false;
-        };
-        let same_as_upstream =
-            self.upstream.host_str() == Some(host) && self.upstream.port_or_known_default() == port;
-        let with_port = port.map(|p| format!("{host}:{p}"));
-        same_as_upstream
-            || allowed
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(host) || Some(a.to_ascii_lowercase()) == with_port)
+        self.reach.check(url).is_ok()
     }
 
     async fn project(&self, req: &RepoRequest, project: &str) -> Response<Body> {
@@ -442,6 +435,7 @@ impl PypiRepo {
         }
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
         fetch.expected = expected.map(Expected::Sha256);
+        fetch.reach = Some(self.reach.clone());
         Ok(fetch)
     }
 }

@@ -40,6 +40,8 @@ pub use wharf_text::rfc3339_ms;
 pub enum ServerError {
     #[error("{0}")]
     Store(#[from] wharf_store::StoreError),
+    #[error("{0}")]
+    Client(#[from] wharf_cache::ClientBuildError),
     /// A repository that cannot be served; `message` already names its field path.
     #[error("{message}")]
     Repository { message: String },
@@ -72,7 +74,7 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         }),
     })?;
     store.set_max_negative_entries(config.storage.max_negative_entries);
-    let upstream = Upstream::new(upstream_options(&config)).map_err(ServerError::Other)?;
+    let upstream = Upstream::new(upstream_options(&config))?;
     let mut registry = Registry::default();
     let engine_metrics = EngineMetrics::default();
     engine_metrics.register(&mut registry);
@@ -194,7 +196,7 @@ pub fn check_startup(config: &Config) -> Result<Vec<String>, ServerError> {
         })?;
         let engine = Engine::new(
             store,
-            Upstream::new(upstream_options(config)).map_err(ServerError::Other)?,
+            Upstream::new(upstream_options(config))?,
             EngineMetrics::default(),
         );
         mount_repositories(config, &engine)?;

@@ -31,7 +31,7 @@ fn key_schemas() -> Map<String, Value> {
         "metadata_ttl": { "$ref": "#/$defs/duration" },
         "negative_ttl": { "$ref": "#/$defs/duration" },
         "credentials_file": { "type": "string", "minLength": 1 },
-        "file_hosts": hosts("hosts (host[:port]) file downloads may come from"),
+        "file_hosts": hosts("hosts (host[:port]) besides the upstream's that links and redirects may lead to"),
         "checksum_databases": hosts("checksum databases proxied under sumdb/<name>/"),
     }) else {
         unreachable!("a JSON object literal")
@@ -155,13 +155,17 @@ mod tests {
     fn a_format_refuses_keys_it_does_not_read() {
         let schema = repository_schema(crate::FORMATS);
         let rules = schema["allOf"].as_array().unwrap();
-        let npm = rules
-            .iter()
-            .find(|r| r["if"]["properties"]["format"]["const"] == "npm")
-            .unwrap();
-        assert_eq!(npm["then"]["required"], json!(["upstream"]));
-        assert_eq!(npm["then"]["properties"]["file_hosts"], json!(false));
-        assert_eq!(npm["then"]["properties"]["upstreams"], json!(false));
+        let rule = |format: &str| {
+            rules
+                .iter()
+                .find(|r| r["if"]["properties"]["format"]["const"] == format)
+                .unwrap()
+        };
+        let go = rule("go");
+        assert_eq!(go["then"]["required"], json!(["upstream"]));
+        assert_eq!(go["then"]["properties"]["file_hosts"], json!(false));
+        assert_eq!(go["then"]["properties"]["upstreams"], json!(false));
+        assert_eq!(rule("npm")["then"]["properties"]["file_hosts"], json!(null));
         let formats = schema["properties"]["format"]["enum"].as_array().unwrap();
         assert!(!formats.contains(&json!("generic")), "{formats:?}");
     }

@@ -6,6 +6,8 @@
 //!   ([`Faults`]) and counters ([`Stats`]); [`CountingServer`] stands for a foreign host.
 //! - [`fixture`] serves whatever bytes a test puts at a path ([`FixtureUpstream`]), with counters and
 //!   knobs; [`packages`] builds npm tarballs, cargo `.crate` files and Go module zips for it.
+//! - [`scripted`] answers what a test scripts per path, can require Basic credentials and records what
+//!   it receives ([`ScriptedServer`]): redirects to other hosts, token realms, private indexes.
 //! - [`hostile`] misbehaves on purpose ([`HostileUpstream`]): endless bodies, announced lengths it never
 //!   sends, slow 404s, with counts of requests by method and of the most answered at once.
 //! - [`client`] is a tiny raw HTTP/1.1 client for tests that want to see exactly what came over
@@ -26,6 +28,7 @@ pub mod dist;
 pub mod fixture;
 pub mod hostile;
 pub mod packages;
+pub mod scripted;
 mod server;
 pub mod tools;
 pub mod upstream;
@@ -34,5 +37,6 @@ pub use dist::{normalize_name, sdist, wheel, wheel_with_payload, Dist};
 pub use fixture::FixtureUpstream;
 pub use hostile::HostileUpstream;
 pub use packages::{cargo_index_path, go_escape, npm_document, CrateFile, GoModule, NpmPackage};
+pub use scripted::{Answer, ScriptedServer, Seen};
 pub use tools::require_tool;
 pub use upstream::{CountingServer, FaultConfig, Faults, Project, PypiUpstream, Stats};

@@ -49,7 +49,7 @@ fn config_check_refuses_what_the_binary_cannot_serve() {
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(
-            "repositories.mods.file_hosts: `file_hosts` is only for pypi repositories, not go"
+            "repositories.mods.file_hosts: `file_hosts` is only for pypi, oci, npm, cargo repositories, not go"
         ),
         "{err}"
     );

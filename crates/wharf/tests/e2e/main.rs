@@ -14,6 +14,7 @@ mod formats;
 mod go;
 mod hit_miss_headers;
 mod hostile_conn;
+mod hostile_reach;
 mod hostile_serve;
 mod hostile_store;
 mod load;
