@@ -461,6 +461,19 @@ impl Engine {
         }
     }
 
+    /// The error for a document from upstream that cannot be used (it does not parse, or lacks what the
+    /// format needs), counted in the metrics as `kind="bad_document"` and logged: formats call it where they
+    /// parse what the engine fetched.
+    pub fn bad_document(&self, repo: &str, url: &str, reason: impl Into<String>) -> FetchError {
+        let error = FetchError::BadDocument {
+            url: url.to_string(),
+            reason: reason.into(),
+        };
+        tracing::warn!(repo, %error, "unreadable upstream document");
+        self.metrics.error(repo, error.kind());
+        error
+    }
+
     /// Hit, else resolve, else fetch: the one path for artifacts whose upstream URL a format must look up
     /// (in an index page, a package document). A fresh stored copy of `key` answers without any lookup or
     /// upstream traffic; otherwise `resolve` gives the upstream request, which is fetched (for `head_only`,

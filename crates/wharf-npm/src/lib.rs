@@ -300,6 +300,7 @@ impl NpmRepo {
         let known = served.entry.digest.clone();
         let flight = format!("download {}", served.entry.fetched_at);
         let (base, doc_url, stored) = (self.package_base(name), url.clone(), known.clone());
+        let (engine, repo) = (self.engine.clone(), self.name.clone());
         let (rewritten, digest) = self
             .rewrites
             .get_or_rewrite(&prefix, known.as_deref(), &flight, || async move {
@@ -315,10 +316,7 @@ impl NpmRepo {
                 };
                 let doc = rewrite_off_thread(raw, doc_url.clone(), base)
                     .await
-                    .map_err(|reason| FetchError::BadDocument {
-                        url: doc_url.to_string(),
-                        reason,
-                    })?;
+                    .map_err(|reason| engine.bad_document(&repo, doc_url.as_str(), reason))?;
                 Ok((doc, digest))
             })
             .await?;

@@ -216,10 +216,8 @@ impl PypiRepo {
             .is_some_and(|t| t.contains("json"));
         let raw = served.into_document(PAGE_LIMIT, url.as_str()).await?;
         let mut page = if is_json {
-            json::parse_project(&raw, project, &url).map_err(|e| FetchError::BadDocument {
-                url: url.to_string(),
-                reason: e,
-            })?
+            json::parse_project(&raw, project, &url)
+                .map_err(|e| self.engine.bad_document(&self.name, url.as_str(), e))?
         } else {
             html::parse_project(&String::from_utf8_lossy(&raw), project, &url)
         };
