@@ -19,8 +19,8 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// A download checks the free disk space before its first byte and each time this many more bytes arrived.
 const DISK_CHECK_EVERY: u64 = 64 * 1024 * 1024;
 /// Disk space a download leaves free (beyond its announced length): a body of unknown length must not fill
-/// the disk the index and other downloads need.
-const DISK_HEADROOM: u64 = 16 * 1024 * 1024;
+/// the disk the index and other downloads need. Small, so that small volumes still cache small files.
+const DISK_HEADROOM: u64 = 1024 * 1024;
 
 /// The engine: one per process, shared by every repository.
 pub struct Engine {
@@ -459,6 +459,19 @@ impl Engine {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// The error for a document from upstream that cannot be used (it does not parse, or lacks what the
+    /// format needs), counted in the metrics as `kind="bad_document"` and logged: formats call it where they
+    /// parse what the engine fetched.
+    pub fn bad_document(&self, repo: &str, url: &str, reason: impl Into<String>) -> FetchError {
+        let error = FetchError::BadDocument {
+            url: url.to_string(),
+            reason: reason.into(),
+        };
+        tracing::warn!(repo, %error, "unreadable upstream document");
+        self.metrics.error(repo, error.kind());
+        error
     }
 
     /// Hit, else resolve, else fetch: the one path for artifacts whose upstream URL a format must look up

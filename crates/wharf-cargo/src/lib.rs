@@ -97,6 +97,11 @@ impl Repository for CargoRepo {
 }
 
 impl CargoRepo {
+    /// An upstream document (`config.json`, an index file) that cannot be used, counted as such.
+    fn unreadable(&self, url: &str, reason: String) -> FetchError {
+        self.engine.bad_document(&self.name, url, reason)
+    }
+
     async fn route(&self, req: RepoRequest) -> Response<Body> {
         let segments = match wharf_cache::read_only_segments(
             &req,
@@ -176,7 +181,7 @@ impl CargoRepo {
         let info = cache_info(&served);
         let raw = served.into_document(INDEX_FILE_LIMIT, &url).await?;
         let parsed = serde_json::from_slice(&raw)
-            .map_err(|e| unreadable(&url, format!("config.json is not JSON: {e}")))?;
+            .map_err(|e| self.unreadable(&url, format!("config.json is not JSON: {e}")))?;
         Ok((parsed, info))
     }
 
@@ -263,16 +268,16 @@ impl CargoRepo {
                 from_negative_cache: false,
             })?;
         let (config, _) = self.upstream_config().await?;
-        let dl = config["dl"]
-            .as_str()
-            .ok_or_else(|| unreadable(self.upstream.as_str(), "config.json has no `dl`".into()))?;
+        let dl = config["dl"].as_str().ok_or_else(|| {
+            self.unreadable(self.upstream.as_str(), "config.json has no `dl`".into())
+        })?;
         // The URL is built from the index's spelling of the name, which lower-cases to the key's: a client
         // asking for `FOO` must not make wharf ask a case-sensitive upstream for `FOO` and remember its 404
         // under the key of `foo`.
         let url = Url::parse(&index::download_url(dl, &name, version, &cksum))
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| unreadable(dl, "the `dl` template gives no http(s) URL".into()))?;
+            .ok_or_else(|| self.unreadable(dl, "the `dl` template gives no http(s) URL".into()))?;
         self.reach
             .check(&url)
             .map_err(|reason| FetchError::Refused {
@@ -291,13 +296,6 @@ fn cache_info(served: &Served) -> CacheInfo {
     CacheInfo {
         outcome: Some(served.outcome),
         upstream_bytes: served.upstream_bytes.clone(),
-    }
-}
-
-fn unreadable(url: &str, reason: String) -> FetchError {
-    FetchError::BadDocument {
-        url: url.to_string(),
-        reason,
     }
 }
 

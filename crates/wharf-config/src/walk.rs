@@ -843,13 +843,7 @@ impl Walker<'_> {
                     None
                 }
                 Err(unknown) => {
-                    let hint = match unknown
-                        .suggestion
-                        .filter(|f| formats::find(self.formats, *f).is_some())
-                    {
-                        Some(format) => format!("did you mean `{format}`? valid formats: {valid}"),
-                        None => format!("valid formats: {valid}"),
-                    };
+                    let hint = formats::unknown_hint(self.formats, &unknown);
                     self.report(
                         ConfigError::new(at("format"), format!("unknown format {:?}", shorten(s)))
                             .with_hint(hint),

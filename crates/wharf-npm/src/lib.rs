@@ -184,6 +184,12 @@ impl NpmRepo {
         }
         let route = match route::parse(&req.path) {
             Ok(route) => route,
+            Err(e) if route::name_too_long(&req.path) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("{e}: at most {} characters", route::MAX_NAME),
+                )
+            }
             Err(e) => return error_response(StatusCode::NOT_FOUND, e),
         };
         let read_only = req.method == Method::GET || req.method == Method::HEAD;
@@ -294,6 +300,7 @@ impl NpmRepo {
         let known = served.entry.digest.clone();
         let flight = format!("download {}", served.entry.fetched_at);
         let (base, doc_url, stored) = (self.package_base(name), url.clone(), known.clone());
+        let (engine, repo) = (self.engine.clone(), self.name.clone());
         let (rewritten, digest) = self
             .rewrites
             .get_or_rewrite(&prefix, known.as_deref(), &flight, || async move {
@@ -309,10 +316,7 @@ impl NpmRepo {
                 };
                 let doc = rewrite_off_thread(raw, doc_url.clone(), base)
                     .await
-                    .map_err(|reason| FetchError::BadDocument {
-                        url: doc_url.to_string(),
-                        reason,
-                    })?;
+                    .map_err(|reason| engine.bad_document(&repo, doc_url.as_str(), reason))?;
                 Ok((doc, digest))
             })
             .await?;

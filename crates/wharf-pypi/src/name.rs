@@ -19,11 +19,14 @@ pub fn normalize(name: &str) -> String {
     out
 }
 
+/// Longest project name accepted.
+pub const MAX_PROJECT: usize = 200;
+
 /// PEP 508 name: ASCII letters and digits, with `.`, `_`, `-` inside.
 pub fn is_valid_project(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
-        && bytes.len() <= 200
+        && bytes.len() <= MAX_PROJECT
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
         && bytes
@@ -31,14 +34,28 @@ pub fn is_valid_project(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// A distribution file name as it may appear in a link: no separators, no leading dot, printable ASCII.
+/// A distribution file name as it may appear in a link: no separators, no leading dot, printable ASCII, and none
+/// of the characters real distribution names never use but a link or markup could (`:` `'` `&` `` ` ``).
 pub fn is_valid_filename(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')
         && name.bytes().all(|b| {
             b.is_ascii_graphic()
-                && !matches!(b, b'/' | b'\\' | b'"' | b'<' | b'>' | b'#' | b'?' | b'%')
+                && !matches!(
+                    b,
+                    b'/' | b'\\'
+                        | b'"'
+                        | b'\''
+                        | b'<'
+                        | b'>'
+                        | b'#'
+                        | b'?'
+                        | b'%'
+                        | b':'
+                        | b'&'
+                        | b'`'
+                )
         })
 }
 
@@ -64,5 +81,9 @@ mod tests {
         assert!(is_valid_filename("pkg-1.0+local-py3-none-any.whl"));
         assert!(!is_valid_filename(".hidden"));
         assert!(!is_valid_filename("a/b.whl"));
+        assert!(
+            !is_valid_filename("javascript:"),
+            "no scheme-like names: a link to one reads as a URL"
+        );
     }
 }

@@ -93,3 +93,50 @@ fn env_prints_settings_for_every_served_format() {
     }
     assert!(!text.contains("does not serve"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_upstream_page_is_a_bad_document_not_unreachable() {
+    let up = wharf_testkit::FixtureUpstream::start().await;
+    up.put(
+        "/simple/demo/",
+        "{\"files\": not json",
+        "application/vnd.pypi.simple.v1+json",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wharf = crate::support::Wharf::start(
+        &dir.path().join("wharf"),
+        &crate::support::pypi_repo("pypi", &format!("{}simple/", up.url()), ""),
+        "",
+    );
+    let resp = crate::support::http()
+        .get(wharf.url("/pypi/simple/demo/"))
+        .header("accept", "application/vnd.pypi.simple.v1+json")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 502);
+    let body = resp.text().await.expect("body");
+    assert!(body.contains("unreadable document"), "{body}");
+    let metrics = crate::support::http()
+        .get(wharf.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics");
+    let errors: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("wharf_upstream_errors_total{"))
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("kind=\"bad_document\"") && l.ends_with(" 1")),
+        "{errors:?}"
+    );
+    assert!(
+        !errors.iter().any(|l| l.contains("kind=\"unreachable\"")),
+        "{errors:?}"
+    );
+}
