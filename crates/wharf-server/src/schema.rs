@@ -178,6 +178,10 @@ mod tests {
         assert_eq!(go["then"]["properties"]["upstreams"], json!(false));
         assert_eq!(rule("npm")["then"]["properties"]["file_hosts"], json!(null));
         let formats = schema["properties"]["format"]["enum"].as_array().unwrap();
-        assert!(!formats.contains(&json!("generic")), "{formats:?}");
+        assert!(formats.contains(&json!("generic")), "{formats:?}");
+        let generic = rule("generic")["then"]["properties"].clone();
+        assert_eq!(generic["immutable"], json!(null));
+        assert_eq!(generic["checksum_databases"], json!(false));
+        assert_eq!(go["then"]["properties"]["immutable"], json!(false));
     }
 }
