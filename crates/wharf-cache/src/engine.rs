@@ -19,8 +19,8 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// A download checks the free disk space before its first byte and each time this many more bytes arrived.
 const DISK_CHECK_EVERY: u64 = 64 * 1024 * 1024;
 /// Disk space a download leaves free (beyond its announced length): a body of unknown length must not fill
-/// the disk the index and other downloads need.
-const DISK_HEADROOM: u64 = 16 * 1024 * 1024;
+/// the disk the index and other downloads need. Small, so that small volumes still cache small files.
+const DISK_HEADROOM: u64 = 1024 * 1024;
 
 /// The engine: one per process, shared by every repository.
 pub struct Engine {

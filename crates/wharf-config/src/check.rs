@@ -369,6 +369,9 @@ pub(crate) fn repo_checks(
         let given = [
             ("checksum_databases", !repo.checksum_databases.is_empty()),
             ("file_hosts", repo.file_hosts.is_some()),
+            ("immutable", !repo.immutable.is_empty()),
+            ("ignore_query", repo.ignore_query),
+            ("checksums", !repo.checksums.is_empty()),
         ];
         for (key, present) in given {
             if present && !spec.accepts(key) {

@@ -3,7 +3,7 @@
 //! so this crate depends on no format crate, and a format no crate serves is refused like an unknown one.
 
 use crate::error::ConfigError;
-use crate::model::{Format, RepoConfig};
+use crate::model::{Format, RepoConfig, UnknownFormat};
 
 /// How a repository of a format names its upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +18,13 @@ pub enum Upstreams {
 pub const COMMON_KEYS: &[&str] = &["format", "metadata_ttl", "negative_ttl", "credentials_file"];
 
 /// Keys a format may opt into with [`FormatSpec::keys`], each a field of [`RepoConfig`].
-pub const OPTIONAL_KEYS: &[&str] = &["file_hosts", "checksum_databases"];
+pub const OPTIONAL_KEYS: &[&str] = &[
+    "file_hosts",
+    "checksum_databases",
+    "immutable",
+    "ignore_query",
+    "checksums",
+];
 
 /// The config part of a format's descriptor.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +73,18 @@ fn no_rules(_: &RepoConfig) -> Vec<ConfigError> {
 /// The spec of `format` in `formats`, if the binary serves it.
 pub(crate) fn find(formats: &[FormatSpec], format: Format) -> Option<&FormatSpec> {
     formats.iter().find(|spec| spec.format == format)
+}
+
+/// "did you mean `oci`? valid formats: ..." for text that is no format, suggesting only served formats.
+pub(crate) fn unknown_hint(formats: &[FormatSpec], unknown: &UnknownFormat) -> String {
+    let valid = names(formats);
+    match unknown
+        .suggestion
+        .filter(|format| find(formats, *format).is_some())
+    {
+        Some(format) => format!("did you mean `{format}`? valid formats: {valid}"),
+        None => format!("valid formats: {valid}"),
+    }
 }
 
 /// `pypi, oci, ...`: the served formats, for hints.

@@ -4,6 +4,7 @@
 //! `/`); this module does no parsing itself. Serialising (for `/status`) gives the same shape as the YAML file
 //! and never includes secrets: config holds only *paths* to secret files, and URL credentials are redacted.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -246,6 +247,16 @@ pub struct RepoConfig {
     /// upstream; requests for any other name are refused (a free-form name would make wharf an open relay).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checksum_databases: Vec<String>,
+    /// Generic only: globs of request paths (`*` within a segment, `**` across segments) cached forever and
+    /// never revalidated; every other path is revalidated after `metadata_ttl`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub immutable: Vec<String>,
+    /// Generic only: drop query strings from the cache key and the upstream URL.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_query: bool,
+    /// Generic only: the sha256 (hex) a path's body must have; a download that differs is not stored.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
     /// File with upstream credentials (`user:password` or a token; OCI: `<alias> <user>:<password>` lines),
     /// sent only to the upstream's own origin, over https or to loopback.
     #[serde(
@@ -272,6 +283,9 @@ impl RepoConfig {
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             file_hosts: None,
             checksum_databases: Vec::new(),
+            immutable: Vec::new(),
+            ignore_query: false,
+            checksums: BTreeMap::new(),
             credentials_file: None,
             public_url: None,
         }

@@ -287,8 +287,12 @@ fn redact_userinfo(text: &str, ends_authority: impl Fn(char) -> bool) -> Cow<'_,
 /// messages never echo secrets.
 pub(crate) fn redact_url_text(text: &str) -> String {
     let redacted = redact_userinfo(text, |c| matches!(c, '/' | '?' | '#' | ','));
-    if redacted.contains("://") {
-        return shorten(&redacted);
+    if let Some(scheme) = redacted.find("://") {
+        // `user:password@` written before the scheme (parts of a flag out of place) is hidden too.
+        return match redacted[..scheme].rfind('@') {
+            Some(at) => shorten(&format!("redacted{}", &redacted[at..])),
+            None => shorten(&redacted),
+        };
     }
     // `user:password@host` without a scheme: the text before the first `/` is the authority.
     let end = text.find(['/', '?', '#']).unwrap_or(text.len());

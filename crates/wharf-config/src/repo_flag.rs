@@ -40,9 +40,14 @@ pub fn parse_repo_flag(s: &str, formats: &[FormatSpec]) -> Result<RepoConfig, St
         return Err(fail(format!("missing `+URL`; {SYNTAX}")));
     };
     let (name, format_text) = head.split_once('=').unwrap_or((head, head));
-    let format = format_text
-        .parse::<Format>()
-        .map_err(|unknown| fail(unknown.to_string()))?;
+    // The text is not echoed as written: a mistyped flag may hold credentials.
+    let format = format_text.parse::<Format>().map_err(|unknown| {
+        fail(format!(
+            "unknown format {:?} ({})",
+            redact_url_text(format_text),
+            formats::unknown_hint(formats, &unknown)
+        ))
+    })?;
     let Some(spec) = formats::find(formats, format) else {
         return Err(fail(format!(
             "format `{format}` is not served by this build of wharf (hint: use one of {})",

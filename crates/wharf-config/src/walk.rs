@@ -5,7 +5,7 @@
 //! rules about combinations of fields live in `check`, which the walker runs on what it built. A field that
 //! failed here is not checked again there, so one mistake gives one error.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -66,6 +66,9 @@ const REPO_KEYS: &[&str] = &[
     "negative_ttl",
     "file_hosts",
     "checksum_databases",
+    "immutable",
+    "ignore_query",
+    "checksums",
     "credentials_file",
 ];
 
@@ -840,13 +843,7 @@ impl Walker<'_> {
                     None
                 }
                 Err(unknown) => {
-                    let hint = match unknown
-                        .suggestion
-                        .filter(|f| formats::find(self.formats, *f).is_some())
-                    {
-                        Some(format) => format!("did you mean `{format}`? valid formats: {valid}"),
-                        None => format!("valid formats: {valid}"),
-                    };
+                    let hint = formats::unknown_hint(self.formats, &unknown);
                     self.report(
                         ConfigError::new(at("format"), format!("unknown format {:?}", shorten(s)))
                             .with_hint(hint),
@@ -893,6 +890,15 @@ impl Walker<'_> {
             repo.checksum_databases = self
                 .file_hosts(v, &at("checksum_databases"))
                 .unwrap_or_default();
+        }
+        if let Some(v) = section.get("immutable") {
+            repo.immutable = self.strings(v, &at("immutable"));
+        }
+        if let Some(v) = section.get("ignore_query") {
+            repo.ignore_query = self.boolean(v, &at("ignore_query")).unwrap_or(false);
+        }
+        if let Some(v) = section.get("checksums") {
+            repo.checksums = self.string_map(v, &at("checksums"));
         }
         if let Some(v) = section.get("credentials_file") {
             repo.credentials_file = self.path(v, &at("credentials_file"));
@@ -945,6 +951,51 @@ impl Walker<'_> {
             }
         }
         upstreams
+    }
+
+    /// A list of strings (`immutable` globs); the format checks each one.
+    fn strings(&mut self, value: &Value, path: &str) -> Vec<String> {
+        let Value::Sequence(items) = value else {
+            let hint = match value {
+                Value::String(s) => format!("write a list: [\"{}\"]", shorten(s)),
+                _ => "write a list of strings, e.g. [\"**/releases/download/**\"]".to_owned(),
+            };
+            self.wrong_type(path, "a list of strings", value, Some(hint));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            if let Some(s) = self.string(item, &format!("{path}[{i}]")) {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// A mapping of string to string (`checksums: {path: hex}`); the format checks the values.
+    fn string_map(&mut self, value: &Value, path: &str) -> BTreeMap<String, String> {
+        let Value::Mapping(map) = value else {
+            let hint =
+                "write a mapping, e.g. `checksums: {\"tool/v1/tool.tar.gz\": \"<sha256 hex>\"}`";
+            self.wrong_type(
+                path,
+                "a mapping of path to sha256",
+                value,
+                Some(hint.to_owned()),
+            );
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for (key, value) in map {
+            let Value::String(key) = key else {
+                self.key_not_string(path, key);
+                continue;
+            };
+            if let Some(s) = self.string(value, &join(path, key)) {
+                out.insert(key.clone(), s);
+            }
+        }
+        out
     }
 
     fn file_hosts(&mut self, value: &Value, path: &str) -> Option<Vec<String>> {

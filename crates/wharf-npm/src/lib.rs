@@ -184,6 +184,12 @@ impl NpmRepo {
         }
         let route = match route::parse(&req.path) {
             Ok(route) => route,
+            Err(e) if route::name_too_long(&req.path) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("{e}: at most {} characters", route::MAX_NAME),
+                )
+            }
             Err(e) => return error_response(StatusCode::NOT_FOUND, e),
         };
         let read_only = req.method == Method::GET || req.method == Method::HEAD;

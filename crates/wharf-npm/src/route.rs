@@ -63,6 +63,16 @@ pub(crate) fn parse(raw: &str) -> Result<Route, String> {
     }
 }
 
+/// Longest package name npm allows (scope included).
+pub(crate) const MAX_NAME: usize = 214;
+
+/// Whether the package name in `raw` (a request path) is longer than any npm package name can be: a request
+/// no registry could answer, refused as a bad request.
+pub(crate) fn name_too_long(raw: &str) -> bool {
+    let package = raw.split_once("/-/").map_or(raw, |(package, _)| package);
+    decode(package).map_or(package.len(), |name| name.len()) > MAX_NAME
+}
+
 fn package_name(raw: &str) -> Result<PackageName, String> {
     let decoded = decode(raw)?;
     let valid = match decoded.strip_prefix('@') {
@@ -71,7 +81,7 @@ fn package_name(raw: &str) -> Result<PackageName, String> {
             .is_some_and(|(scope, name)| is_name_part(scope) && is_name_part(name)),
         None => is_name_part(&decoded),
     };
-    if valid && decoded.len() <= 214 {
+    if valid && decoded.len() <= MAX_NAME {
         Ok(PackageName(decoded))
     } else {
         Err(format!("`{decoded}` is not a valid npm package name"))
@@ -140,6 +150,16 @@ mod tests {
             parse("-/npm/v1/security/advisories/bulk"),
             Ok(Route::PassThrough("-/npm/v1/security/advisories/bulk"))
         );
+    }
+
+    #[test]
+    fn overlong_names_are_told_apart() {
+        let long = "a".repeat(MAX_NAME + 1);
+        assert!(parse(&long).is_err());
+        assert!(name_too_long(&long));
+        assert!(name_too_long(&format!("{long}/-/x.tgz")));
+        assert!(!name_too_long(&"a".repeat(MAX_NAME)));
+        assert!(!name_too_long("@scope%2fpkg/-/pkg-1.0.0.tgz"));
     }
 
     #[test]

@@ -254,6 +254,9 @@ impl PypiRepo {
     }
 
     async fn project(&self, req: &RepoRequest, project: &str) -> Response<Body> {
+        if let Some(refused) = overlong_name(project) {
+            return refused;
+        }
         if !name::is_valid_project(project) {
             return error_response(
                 StatusCode::NOT_FOUND,
@@ -356,6 +359,9 @@ impl PypiRepo {
     }
 
     async fn file(&self, req: &RepoRequest, project: &str, filename: &str) -> Response<Body> {
+        if let Some(refused) = overlong_name(project) {
+            return refused;
+        }
         if !name::is_valid_project(project) || !name::is_valid_filename(filename) {
             return error_response(StatusCode::NOT_FOUND, "not a valid project or file name");
         }
@@ -479,6 +485,20 @@ fn page_response<T>(
         resp.unwrap_or_else(|e| error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
     resp.extensions_mut().insert(info);
     resp
+}
+
+/// 400 for a project name longer than any valid one ([`name::MAX_PROJECT`]): no index could answer it.
+fn overlong_name(project: &str) -> Option<Response<Body>> {
+    (project.len() > name::MAX_PROJECT).then(|| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "a project name is at most {} characters; this one has {}",
+                name::MAX_PROJECT,
+                project.len()
+            ),
+        )
+    })
 }
 
 fn redirect(location: &str) -> Response<Body> {

@@ -19,11 +19,14 @@ pub fn normalize(name: &str) -> String {
     out
 }
 
+/// Longest project name accepted.
+pub const MAX_PROJECT: usize = 200;
+
 /// PEP 508 name: ASCII letters and digits, with `.`, `_`, `-` inside.
 pub fn is_valid_project(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
-        && bytes.len() <= 200
+        && bytes.len() <= MAX_PROJECT
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
         && bytes

@@ -15,6 +15,7 @@ pub const FORMATS: &[&FormatDescriptor] = &[
     &wharf_npm::FORMAT,
     &wharf_cargo::FORMAT,
     &wharf_go::FORMAT,
+    &wharf_generic::FORMAT,
 ];
 
 /// The config part of every served format, for `Config::load`, `Config::validate` and `parse_repo_flag`.

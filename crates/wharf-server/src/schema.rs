@@ -33,6 +33,17 @@ fn key_schemas() -> Map<String, Value> {
         "credentials_file": { "type": "string", "minLength": 1 },
         "file_hosts": hosts("hosts (host[:port]) besides the upstream's that links and redirects may lead to"),
         "checksum_databases": hosts("checksum databases proxied under sumdb/<name>/"),
+        "immutable": {
+            "description": "globs of paths cached forever (`*` within a segment, `**` across segments)",
+            "type": "array",
+            "items": { "type": "string", "minLength": 1 }
+        },
+        "ignore_query": { "type": "boolean" },
+        "checksums": {
+            "description": "path -> sha256 (hex) its download must have",
+            "type": "object",
+            "additionalProperties": { "type": "string", "pattern": "^[0-9a-fA-F]{64}$" }
+        },
     }) else {
         unreachable!("a JSON object literal")
     };
@@ -167,6 +178,10 @@ mod tests {
         assert_eq!(go["then"]["properties"]["upstreams"], json!(false));
         assert_eq!(rule("npm")["then"]["properties"]["file_hosts"], json!(null));
         let formats = schema["properties"]["format"]["enum"].as_array().unwrap();
-        assert!(!formats.contains(&json!("generic")), "{formats:?}");
+        assert!(formats.contains(&json!("generic")), "{formats:?}");
+        let generic = rule("generic")["then"]["properties"].clone();
+        assert_eq!(generic["immutable"], json!(null));
+        assert_eq!(generic["checksum_databases"], json!(false));
+        assert_eq!(go["then"]["properties"]["immutable"], json!(false));
     }
 }

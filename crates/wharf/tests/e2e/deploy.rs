@@ -522,8 +522,8 @@ fn bad_values_are_refused_with_the_field_path() {
             ],
             &[
                 "/repositories/pypi/format",
-                // The list is generated from the format registry; generic is not served yet.
-                "must be one of 'pypi', 'oci', 'npm', 'cargo', 'go'",
+                // The list is generated from the format registry.
+                "must be one of 'pypi', 'oci', 'npm', 'cargo', 'go', 'generic'",
             ],
         ),
         (

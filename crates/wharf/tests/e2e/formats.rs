@@ -27,18 +27,14 @@ fn config_check_refuses_what_the_binary_cannot_serve() {
     let (code, _, err) = run(
         &["config", "check"],
         Some(
-            "repositories:\n  tools:\n    format: generic\n    upstream: \"https://dl.example/\"\n",
+            "repositories:\n  tools:\n    format: gneric\n    upstream: \"https://dl.example/\"\n",
         ),
     );
     assert_eq!(code, 1, "{err}");
+    assert!(err.contains("repositories.tools.format"), "{err}");
+    assert!(err.contains("did you mean `generic`?"), "{err}");
     assert!(
-        err.contains(
-            "repositories.tools.format: format `generic` is not served by this build of wharf"
-        ),
-        "{err}"
-    );
-    assert!(
-        err.contains("use one of pypi, oci, npm, cargo, go"),
+        err.contains("valid formats: pypi, oci, npm, cargo, go, generic"),
         "{err}"
     );
 
@@ -49,17 +45,21 @@ fn config_check_refuses_what_the_binary_cannot_serve() {
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(
-            "repositories.mods.file_hosts: `file_hosts` is only for pypi, oci, npm, cargo repositories, not go"
+            "repositories.mods.file_hosts: `file_hosts` is only for pypi, oci, npm, cargo, generic repositories, not go"
         ),
         "{err}"
     );
 
+    // Keys of the generic format are refused for the others.
     let (code, _, err) = run(
-        &["serve", "--repo", "tools=generic+https://dl.example/"],
-        None,
+        &["config", "check"],
+        Some("repositories:\n  mods:\n    format: go\n    upstream: \"https://proxy.example/\"\n    immutable: [\"**\"]\n"),
     );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("not served by this build"), "{err}");
+    assert!(
+        err.contains("repositories.mods.immutable: `immutable` is only for generic repositories"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -69,7 +69,8 @@ fn env_prints_settings_for_every_served_format() {
         images: {format: oci, upstreams: {docker.io: \"https://reg.example/\"}}\n  \
         npm: {format: npm, upstream: \"https://npm.example/\"}\n  \
         crates: {format: cargo, upstream: \"https://index.example/\"}\n  \
-        mods: {format: go, upstream: \"https://proxy.example/\"}\n";
+        mods: {format: go, upstream: \"https://proxy.example/\"}\n  \
+        releases: {format: generic, upstream: \"https://dl.example/\"}\n";
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = tmp.path().join("wharf.yaml");
     std::fs::write(&path, yaml).expect("write");
@@ -85,6 +86,7 @@ fn env_prints_settings_for_every_served_format() {
         "http://wharf.example:8080/npm/",
         "http://wharf.example:8080/crates/",
         "http://wharf.example:8080/mods",
+        "curl -fLO http://wharf.example:8080/releases/<path>",
         "wharf.example:8080",
     ] {
         assert!(text.contains(needle), "`{needle}` missing:\n{text}");

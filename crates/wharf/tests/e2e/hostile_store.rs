@@ -486,3 +486,27 @@ async fn an_oci_layer_declared_larger_than_the_store_is_never_requested() {
     );
     assert_eq!(up.requests_for(&Method::GET, &blob_path), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlong_npm_cargo_and_pypi_names_are_bad_requests() {
+    let up = HostileUpstream::start().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repos = format!(
+        "  npm:\n    format: npm\n    upstream: \"{url}\"\n  cargo:\n    format: cargo\n    upstream: \"{url}\"\n{}",
+        pypi_repo("pypi", &up.url(), ""),
+        url = up.url()
+    );
+    let wharf = Wharf::start(&tmp.path().join("data"), &repos, "http:\n  retries: 0");
+    let long = "n".repeat(300);
+    for path in [
+        format!("/npm/{long}"),
+        format!("/npm/@scope%2f{long}/-/{long}-1.0.0.tgz"),
+        format!("/pypi/simple/{long}/"),
+        format!("/pypi/files/{long}/x-1.0.tar.gz"),
+        format!("/cargo/api/v1/crates/{long}/1.0.0/download"),
+    ] {
+        let resp = http().get(wharf.url(&path)).send().await.expect("get");
+        assert_eq!(resp.status(), 400, "{}", &path[..40]);
+    }
+    assert_eq!(up.requests(), 0);
+}

@@ -11,6 +11,7 @@ mod deploy;
 mod fault_suite;
 mod faults;
 mod formats;
+mod generic;
 mod go;
 mod hit_miss_headers;
 mod hostile_conn;

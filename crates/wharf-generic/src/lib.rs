@@ -1,0 +1,243 @@
+//! The generic format: plain HTTP files (release assets, toolchain builds, raw files) behind one upstream.
+//!
+//! `/{repo}/{path}` is `<upstream><path>`, `GET` and `HEAD` only:
+//! - paths matching an `immutable` glob are cached forever and never revalidated; every other path is
+//!   revalidated after `metadata_ttl` (conditionally, with the `ETag` / `Last-Modified` upstream gave) and
+//!   served stale when upstream fails;
+//! - upstream 404 and 410 are answered as such and remembered for `negative_ttl`;
+//! - redirects are the engine's business (its reach policy decides which hosts a hop may lead to); the body
+//!   is always stored under the path the client asked for, never under a redirect's URL;
+//! - the query string is part of the key and of the upstream URL, unless `ignore_query` drops it from both;
+//! - a path listed in `checksums` must have that sha256, or nothing is stored and the client's body fails;
+//! - files are served as downloads (`download_type`), never as pages on wharf's origin.
+
+pub mod client_settings;
+pub mod glob;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use url::Url;
+use wharf_cache::{
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, Credential, Engine,
+    Expected, FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest, Repository, IMMUTABLE,
+};
+use wharf_config::{ConfigError, Format, FormatSpec, RepoConfig, Upstreams};
+
+pub use client_settings::client_settings;
+use glob::Glob;
+
+/// Longest query string accepted (when queries are kept): it becomes part of a cache key.
+pub const MAX_QUERY: usize = 1024;
+
+/// The generic format's descriptor, listed in the server's format registry.
+pub const FORMAT: FormatDescriptor = FormatDescriptor {
+    config: FormatSpec {
+        keys: &["file_hosts", "immutable", "ignore_query", "checksums"],
+        check,
+        ..FormatSpec::new(
+            Format::Generic,
+            Upstreams::One {
+                example: "https://<file host>/",
+            },
+        )
+    },
+    build,
+    client_settings: |cfg, _base, repo_base| client_settings(&cfg.name, repo_base),
+    purge_selectors: &[],
+};
+
+pub struct GenericRepo {
+    name: Arc<str>,
+    upstream: Url,
+    immutable: Vec<Glob>,
+    ignore_query: bool,
+    /// Path (as written in the config, no leading `/`) → sha256, lower-case hex.
+    checksums: BTreeMap<String, String>,
+    metadata_ttl: Duration,
+    negative_ttl: Duration,
+    /// The upstream's origin and `file_hosts`: the only hosts a redirect may lead to. Carries the upstream's
+    /// credential, which goes to the upstream's origin only.
+    reach: Arc<Reach>,
+    engine: Arc<Engine>,
+}
+
+/// The generic format's own config rules: every `immutable` glob parses, every `checksums` entry is a path
+/// and a sha256.
+fn check(repo: &RepoConfig) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    for (i, pattern) in repo.immutable.iter().enumerate() {
+        if let Err(problem) = Glob::parse(pattern) {
+            errors.push(
+                ConfigError::new(
+                    format!("{}[{i}]", repo.key_path("immutable")),
+                    format!("bad glob {pattern:?}: {problem}"),
+                )
+                .with_hint("use `*` within a segment and `**` as a whole segment, e.g. \"**/releases/download/**\""),
+            );
+        }
+    }
+    for (path, sum) in &repo.checksums {
+        let at = format!("{}.{path}", repo.key_path("checksums"));
+        if path.is_empty() || path.starts_with('/') || path.contains('?') {
+            errors.push(
+                ConfigError::new(at.clone(), "not a file path of this repository")
+                    .with_hint("write the path as it follows the repository's URL, without a leading `/` or a query"),
+            );
+        }
+        if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            errors.push(
+                ConfigError::new(at, "not a sha256")
+                    .with_hint("write the 64 hex characters of the file's sha256"),
+            );
+        }
+    }
+    errors
+}
+
+/// Builds the repository from its configuration.
+pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
+    let upstream = cfg
+        .upstream
+        .clone()
+        .ok_or_else(|| BuildError::at("upstream", "missing"))?;
+    let immutable = cfg
+        .immutable
+        .iter()
+        .map(|g| Glob::parse(g).map_err(|e| BuildError::at("immutable", format!("{g:?}: {e}"))))
+        .collect::<Result<_, _>>()?;
+    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
+    let reach = engine.register_reach(
+        Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential),
+    );
+    Ok(Arc::new(GenericRepo {
+        reach,
+        name: Arc::from(cfg.name.as_str()),
+        upstream,
+        immutable,
+        ignore_query: cfg.ignore_query,
+        checksums: cfg
+            .checksums
+            .iter()
+            .map(|(path, sum)| (path.clone(), sum.to_ascii_lowercase()))
+            .collect(),
+        metadata_ttl: cfg.metadata_ttl,
+        negative_ttl: cfg.negative_ttl,
+        engine,
+    }))
+}
+
+impl Repository for GenericRepo {
+    fn handle(&self, req: RepoRequest) -> BoxFuture<'_, Response<Body>> {
+        Box::pin(self.route(req))
+    }
+}
+
+impl GenericRepo {
+    async fn route(&self, req: RepoRequest) -> Response<Body> {
+        let segments = match wharf_cache::read_only_segments(
+            &req,
+            "a generic repository serves files: only GET and HEAD",
+        ) {
+            Ok(s) => s,
+            Err(refused) => return *refused,
+        };
+        if segments.last().is_none_or(String::is_empty) {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "name a file: /{repository}/{path of the file under the upstream URL}",
+            );
+        }
+        let path = segments.join("/");
+        let query = match req
+            .query
+            .as_deref()
+            .filter(|q| !self.ignore_query && !q.is_empty())
+        {
+            Some(q) if q.len() > MAX_QUERY => {
+                return error_response(
+                    StatusCode::URI_TOO_LONG,
+                    format!(
+                        "the query string is {} bytes long; at most {MAX_QUERY} are accepted",
+                        q.len()
+                    ),
+                )
+            }
+            other => other,
+        };
+        let mut url = self.upstream.clone();
+        url.set_path(&format!("{}{}", self.upstream.path(), req.path));
+        url.set_query(query);
+        let mutable = !self.immutable.iter().any(|g| g.matches(&path));
+        let freshness = if mutable {
+            Freshness::Revalidate(self.metadata_ttl)
+        } else {
+            Freshness::Immutable
+        };
+        // The raw path cannot hold a literal `?`, so the key is unambiguous.
+        let key = match query {
+            Some(q) => format!("{}?{q}", req.path),
+            None => req.path.clone(),
+        };
+        let mut fetch = FetchRequest::new(self.name.clone(), key, url, freshness);
+        fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
+        fetch.expected = self.checksums.get(&path).cloned().map(Expected::Sha256);
+        // A `HEAD` of an immutable file with no pinned digest is answered from upstream's `HEAD`, without
+        // downloading it.
+        let result = if req.method == Method::HEAD && !mutable && fetch.expected.is_none() {
+            self.engine.head(&fetch).await
+        } else {
+            self.engine.get(fetch).await
+        };
+        match result {
+            Ok(served) => {
+                let mut resp = serve(served, &req.method, &req.headers, None);
+                let cache_control = if mutable {
+                    HeaderValue::from_static("max-age=0, must-revalidate")
+                } else {
+                    IMMUTABLE
+                };
+                resp.headers_mut()
+                    .insert(header::CACHE_CONTROL, cache_control);
+                resp
+            }
+            Err(e) => fetch_error_response(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> RepoConfig {
+        let mut cfg = RepoConfig::new("releases", Format::Generic);
+        cfg.upstream = Some(Url::parse("http://127.0.0.1:9/files/").unwrap());
+        cfg
+    }
+
+    #[test]
+    fn bad_globs_and_checksums_are_named_by_field_path() {
+        let mut cfg = repo();
+        cfg.immutable = vec!["**/ok/**".into(), "a/**b".into()];
+        cfg.checksums.insert("/abs".into(), "00".into());
+        let errors: Vec<String> = check(&cfg).iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[0].contains("repositories.releases.immutable[1]"),
+            "{errors:?}"
+        );
+        assert!(errors
+            .iter()
+            .any(|e| e.contains("repositories.releases.checksums./abs") && e.contains("sha256")));
+        let mut good = repo();
+        good.immutable = vec!["**/releases/download/**".into()];
+        good.checksums
+            .insert("tool/v1/tool.tgz".into(), "Ab".repeat(32));
+        assert!(check(&good).is_empty());
+    }
+}
