@@ -278,6 +278,16 @@ impl Reach {
         Origin::of(url).is_some_and(|o| self.upstreams.contains(&o))
     }
 
+    /// Whether `url`'s host is listed in `file_hosts` by name (as `host` or `host:port`): hosts the operator
+    /// named, as opposed to hosts an open repository merely may reach.
+    pub fn lists_file_host(&self, url: &Url) -> bool {
+        Origin::of(url).is_some_and(|origin| {
+            self.file_hosts
+                .iter()
+                .any(|h| *h == origin.host || *h == origin.host_port())
+        })
+    }
+
     /// `Ok` if wharf may send a request to `url`; otherwise why not, in words that say how to allow it.
     pub fn check(&self, url: &Url) -> Result<(), String> {
         if !matches!(url.scheme(), "http" | "https") {

@@ -6,9 +6,10 @@
 //! shared by every request for that repository name. One token request per (upstream, scope) at a time.
 //! The realm comes from the configured upstream's own answer, never from a client, and must be on the
 //! registry's own host or in the repository's `file_hosts` (and never a special address that is not
-//! configured). The registry's credentials go to the realm only when it is on the registry's own origin
-//! (scheme, host and port) and reached over https (or plain http to loopback): a realm on another host gets
-//! an anonymous token request. Every request (probe and tokens) goes through the engine's one upstream
+//! configured). The registry's credentials go to the realm only when it is reached over https (or plain http
+//! to loopback) and is on the registry's own origin (scheme, host and port) or on a host the operator listed
+//! in `file_hosts` (registries whose token service has a host of its own): any other realm gets an anonymous
+//! token request. Every request (probe and tokens) goes through the engine's one upstream
 //! client, so `http.*` settings, redirect checks and metrics apply. Tokens are kept per scope, at most
 //! [`MAX_TOKENS`] per upstream; expired ones are dropped first.
 
@@ -357,12 +358,13 @@ impl Authenticator {
         };
         let mut headers = HeaderMap::new();
         let credentials = upstream.credentials.as_ref().filter(|_| {
-            let ours = same_origin(realm, &upstream.base) && secrets_allowed(realm);
+            let trusted = same_origin(realm, &upstream.base) || upstream.reach.lists_file_host(realm);
+            let ours = trusted && secrets_allowed(realm);
             if !ours {
                 tracing::warn!(
                     repo = %self.repo, upstream = %upstream.alias, %realm,
-                    "the token service is not on the registry's own https origin: asking it anonymously, \
-                     without this upstream's credentials"
+                    "the token service is neither on the registry's own origin nor listed in file_hosts, or is \
+                     plain http: asking it anonymously, without this upstream's credentials"
                 );
             }
             ours
