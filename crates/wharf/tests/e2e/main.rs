@@ -15,6 +15,7 @@ mod generic;
 mod go;
 mod hit_miss_headers;
 mod hostile_conn;
+mod hostile_mixed;
 mod hostile_reach;
 mod hostile_serve;
 mod hostile_store;
