@@ -372,6 +372,7 @@ pub(crate) fn repo_checks(
             ("immutable", !repo.immutable.is_empty()),
             ("ignore_query", repo.ignore_query),
             ("checksums", !repo.checksums.is_empty()),
+            ("verify_sibling_checksums", repo.verify_sibling_checksums),
         ];
         for (key, present) in given {
             if present && !spec.accepts(key) {

@@ -24,6 +24,7 @@ pub const OPTIONAL_KEYS: &[&str] = &[
     "immutable",
     "ignore_query",
     "checksums",
+    "verify_sibling_checksums",
 ];
 
 /// The config part of a format's descriptor.

@@ -257,6 +257,9 @@ pub struct RepoConfig {
     /// Generic only: the sha256 (hex) a path's body must have; a download that differs is not stored.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub checksums: BTreeMap<String, String>,
+    /// Generic only: verify a download against the sha256 in `<path>.sha256` beside it, when that exists.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub verify_sibling_checksums: bool,
     /// File with upstream credentials (`user:password` or a token; OCI: `<alias> <user>:<password>` lines),
     /// sent only to the upstream's own origin, over https or to loopback.
     #[serde(
@@ -286,6 +289,7 @@ impl RepoConfig {
             immutable: Vec::new(),
             ignore_query: false,
             checksums: BTreeMap::new(),
+            verify_sibling_checksums: false,
             credentials_file: None,
             public_url: None,
         }

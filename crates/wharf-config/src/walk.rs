@@ -69,6 +69,7 @@ const REPO_KEYS: &[&str] = &[
     "immutable",
     "ignore_query",
     "checksums",
+    "verify_sibling_checksums",
     "credentials_file",
 ];
 
@@ -896,6 +897,11 @@ impl Walker<'_> {
         }
         if let Some(v) = section.get("ignore_query") {
             repo.ignore_query = self.boolean(v, &at("ignore_query")).unwrap_or(false);
+        }
+        if let Some(v) = section.get("verify_sibling_checksums") {
+            repo.verify_sibling_checksums = self
+                .boolean(v, &at("verify_sibling_checksums"))
+                .unwrap_or(false);
         }
         if let Some(v) = section.get("checksums") {
             repo.checksums = self.string_map(v, &at("checksums"));

@@ -9,6 +9,8 @@
 //!   is always stored under the path the client asked for, never under a redirect's URL;
 //! - the query string is part of the key and of the upstream URL, unless `ignore_query` drops it from both;
 //! - a path listed in `checksums` must have that sha256, or nothing is stored and the client's body fails;
+//!   with `verify_sibling_checksums`, a path without a pinned sum is checked against the first sha256 in
+//!   `<path>.sha256` beside it (fetched and cached through the engine like any file), when that exists;
 //! - files are served as downloads (`download_type`), never as pages on wharf's origin.
 
 pub mod client_settings;
@@ -36,7 +38,13 @@ pub const MAX_QUERY: usize = 1024;
 /// The generic format's descriptor, listed in the server's format registry.
 pub const FORMAT: FormatDescriptor = FormatDescriptor {
     config: FormatSpec {
-        keys: &["file_hosts", "immutable", "ignore_query", "checksums"],
+        keys: &[
+            "file_hosts",
+            "immutable",
+            "ignore_query",
+            "checksums",
+            "verify_sibling_checksums",
+        ],
         check,
         ..FormatSpec::new(
             Format::Generic,
@@ -57,6 +65,7 @@ pub struct GenericRepo {
     ignore_query: bool,
     /// Path (as written in the config, no leading `/`) → sha256, lower-case hex.
     checksums: BTreeMap<String, String>,
+    verify_sibling_checksums: bool,
     metadata_ttl: Duration,
     negative_ttl: Duration,
     /// The upstream's origin and `file_hosts`: the only hosts a redirect may lead to. Carries the upstream's
@@ -124,6 +133,7 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
             .iter()
             .map(|(path, sum)| (path.clone(), sum.to_ascii_lowercase()))
             .collect(),
+        verify_sibling_checksums: cfg.verify_sibling_checksums,
         metadata_ttl: cfg.metadata_ttl,
         negative_ttl: cfg.negative_ttl,
         engine,
@@ -182,10 +192,21 @@ impl GenericRepo {
             Some(q) => format!("{}?{q}", req.path),
             None => req.path.clone(),
         };
+        let sibling = (req.method == Method::GET || mutable)
+            && self.verify_sibling_checksums
+            && !self.checksums.contains_key(&path)
+            && !path.ends_with(".sha256");
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, freshness);
         fetch.negative_ttl = self.negative_ttl;
         fetch.reach = Some(self.reach.clone());
-        fetch.expected = self.checksums.get(&path).cloned().map(Expected::Sha256);
+        fetch.expected = match self.checksums.get(&path) {
+            Some(sum) => Some(Expected::Sha256(sum.clone())),
+            None if sibling => match self.sibling_sha256(&req.path, query, freshness).await {
+                Ok(sum) => sum.map(Expected::Sha256),
+                Err(refused) => return refused,
+            },
+            None => None,
+        };
         // A `HEAD` of an immutable file with no pinned digest is answered from upstream's `HEAD`, without
         // downloading it.
         let result = if req.method == Method::HEAD && !mutable && fetch.expected.is_none() {
@@ -210,6 +231,56 @@ impl GenericRepo {
     }
 }
 
+impl GenericRepo {
+    /// The sha256 in `<raw_path>.sha256`, fetched through the engine (cached, with the file's freshness):
+    /// `None` when upstream has no such file; an error response when it cannot be read or names no sha256.
+    async fn sibling_sha256(
+        &self,
+        raw_path: &str,
+        query: Option<&str>,
+        freshness: Freshness,
+    ) -> Result<Option<String>, Response<Body>> {
+        let raw = format!("{raw_path}.sha256");
+        let mut url = self.upstream.clone();
+        url.set_path(&format!("{}{raw}", self.upstream.path()));
+        url.set_query(query);
+        let key = match query {
+            Some(q) => format!("{raw}?{q}"),
+            None => raw,
+        };
+        let shown = url.to_string();
+        let mut fetch = FetchRequest::new(self.name.clone(), key, url, freshness);
+        fetch.negative_ttl = self.negative_ttl;
+        fetch.reach = Some(self.reach.clone());
+        let text = match self.engine.get(fetch).await {
+            Ok(served) => served
+                .into_document(MAX_SIBLING, &shown)
+                .await
+                .map_err(|e| fetch_error_response(&e))?,
+            Err(wharf_cache::FetchError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(fetch_error_response(&e)),
+        };
+        match first_sha256(&text) {
+            Some(sum) => Ok(Some(sum)),
+            None => Err(error_response(
+                StatusCode::BAD_GATEWAY,
+                format!("{shown} names no sha256, so the file beside it cannot be verified"),
+            )),
+        }
+    }
+}
+
+/// Largest sibling checksum file read (a `sha256sum` line is under 1 KiB).
+const MAX_SIBLING: u64 = 64 * 1024;
+
+/// The first whitespace-separated token of `text`, if it is 64 hex characters (lower-cased).
+fn first_sha256(text: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(text).ok()?;
+    let token = text.split_whitespace().next()?;
+    (token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| token.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +289,18 @@ mod tests {
         let mut cfg = RepoConfig::new("releases", Format::Generic);
         cfg.upstream = Some(Url::parse("http://127.0.0.1:9/files/").unwrap());
         cfg
+    }
+
+    #[test]
+    fn sibling_checksum_is_the_first_token() {
+        let sum = "AB".repeat(32);
+        assert_eq!(
+            first_sha256(format!("{sum}  tool.tar.gz\n").as_bytes()),
+            Some(sum.to_ascii_lowercase())
+        );
+        assert_eq!(first_sha256(b"tool.tar.gz abcd\n"), None);
+        assert_eq!(first_sha256(b""), None);
+        assert_eq!(first_sha256(&[0xff, 0xfe]), None);
     }
 
     #[test]

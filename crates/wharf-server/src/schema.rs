@@ -39,6 +39,7 @@ fn key_schemas() -> Map<String, Value> {
             "items": { "type": "string", "minLength": 1 }
         },
         "ignore_query": { "type": "boolean" },
+        "verify_sibling_checksums": { "type": "boolean" },
         "checksums": {
             "description": "path -> sha256 (hex) its download must have",
             "type": "object",

@@ -311,3 +311,63 @@ async fn release_asset_behind_a_redirect_is_fetched_once_and_kept_under_its_own_
     let (code, body) = curl(&out, &[&url]);
     assert!(code == 200 && body == asset);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sibling_sha256_files_verify_downloads_when_asked() {
+    if !require_tool("curl", &["--version"]) {
+        return;
+    }
+    let up = FixtureUpstream::start().await;
+    let good = b"good tool\n".to_vec();
+    up.put("/good.bin", good.clone(), "application/octet-stream");
+    up.put(
+        "/good.bin.sha256",
+        format!("{}  good.bin\n", sha256_hex(&good)),
+        "text/plain",
+    );
+    up.put(
+        "/bad.bin",
+        b"swapped\n".to_vec(),
+        "application/octet-stream",
+    );
+    up.put(
+        "/bad.bin.sha256",
+        format!("{}  bad.bin\n", sha256_hex(b"original\n")),
+        "text/plain",
+    );
+    up.put(
+        "/plain.bin",
+        b"no sum\n".to_vec(),
+        "application/octet-stream",
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &repo(
+            "sums",
+            &up.url(),
+            "    immutable: [\"**\"]\n    verify_sibling_checksums: true\n",
+        ),
+        "http:\n  retries: 0",
+    );
+    let out = tmp.path().join("out");
+    assert_eq!(curl(&out, &[&wharf.url("/sums/good.bin")]), (200, good));
+    assert_eq!(
+        curl(&out, &[&wharf.url("/sums/plain.bin")]),
+        (200, b"no sum\n".to_vec()),
+        "a file without a sibling checksum is served unverified"
+    );
+    for attempt in 1..=2 {
+        let (code, body) = curl(&out, &["-f", &wharf.url("/sums/bad.bin")]);
+        assert!(
+            code != 200 || body != b"swapped\n",
+            "a body that fails its sibling checksum is never served complete"
+        );
+        assert_eq!(up.requests_for("/bad.bin"), attempt, "nothing was kept");
+    }
+    assert_eq!(
+        up.requests_for("/bad.bin.sha256"),
+        1,
+        "the sibling is cached"
+    );
+}
