@@ -373,6 +373,7 @@ pub(crate) fn repo_checks(
             ("ignore_query", repo.ignore_query),
             ("checksums", !repo.checksums.is_empty()),
             ("verify_sibling_checksums", repo.verify_sibling_checksums),
+            ("preset", repo.preset.is_some()),
         ];
         for (key, present) in given {
             if present && !spec.accepts(key) {

@@ -25,6 +25,7 @@ pub const OPTIONAL_KEYS: &[&str] = &[
     "ignore_query",
     "checksums",
     "verify_sibling_checksums",
+    "preset",
 ];
 
 /// The config part of a format's descriptor.

@@ -260,6 +260,11 @@ pub struct RepoConfig {
     /// Generic only: verify a download against the sha256 in `<path>.sha256` beside it, when that exists.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub verify_sibling_checksums: bool,
+    /// Generic only: a named set of freshness rules for a known kind of upstream (`apt`: an apt archive's
+    /// `pool/**` and `**/by-hash/**` immutable, every other path revalidated after `metadata_ttl`). The
+    /// format checks the name; `immutable` globs add to the preset's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
     /// File with upstream credentials (`user:password` or a token; OCI: `<alias> <user>:<password>` lines),
     /// sent only to the upstream's own origin, over https or to loopback.
     #[serde(
@@ -290,6 +295,7 @@ impl RepoConfig {
             ignore_query: false,
             checksums: BTreeMap::new(),
             verify_sibling_checksums: false,
+            preset: None,
             credentials_file: None,
             public_url: None,
         }

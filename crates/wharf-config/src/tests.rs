@@ -950,6 +950,16 @@ fn formats_and_keys_no_served_format_reads_are_refused() {
         error.message,
         "`file_hosts` is only for pypi, oci, npm, cargo repositories, not go"
     );
+    // `preset` (a generic key) is read, and refused with its field path for a format that does not take it.
+    let error = single(
+        "repositories:\n  p:\n    format: pypi\n    upstream: https://p.example.org/simple/\n    preset: apt\n",
+        "repositories.p.preset",
+    );
+    assert!(error.message.contains("`preset`"), "{}", error.message);
+    single(
+        "repositories:\n  p:\n    format: pypi\n    upstream: https://p.example.org/simple/\n    preset: [apt]\n",
+        "repositories.p.preset",
+    );
 }
 
 #[test]

@@ -70,6 +70,7 @@ const REPO_KEYS: &[&str] = &[
     "ignore_query",
     "checksums",
     "verify_sibling_checksums",
+    "preset",
     "credentials_file",
 ];
 
@@ -902,6 +903,9 @@ impl Walker<'_> {
             repo.verify_sibling_checksums = self
                 .boolean(v, &at("verify_sibling_checksums"))
                 .unwrap_or(false);
+        }
+        if let Some(v) = section.get("preset") {
+            repo.preset = self.string(v, &at("preset"));
         }
         if let Some(v) = section.get("checksums") {
             repo.checksums = self.string_map(v, &at("checksums"));

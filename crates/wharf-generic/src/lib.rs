@@ -44,6 +44,7 @@ pub const FORMAT: FormatDescriptor = FormatDescriptor {
             "ignore_query",
             "checksums",
             "verify_sibling_checksums",
+            "preset",
         ],
         check,
         ..FormatSpec::new(
@@ -54,7 +55,9 @@ pub const FORMAT: FormatDescriptor = FormatDescriptor {
         )
     },
     build,
-    client_settings: |cfg, _base, repo_base| client_settings(&cfg.name, repo_base),
+    client_settings: |cfg, _base, repo_base| {
+        client_settings(&cfg.name, cfg.preset.as_deref(), repo_base)
+    },
     purge_selectors: &[],
 };
 
@@ -74,10 +77,38 @@ pub struct GenericRepo {
     engine: Arc<Engine>,
 }
 
-/// The generic format's own config rules: every `immutable` glob parses, every `checksums` entry is a path
+/// The presets a generic repository may name, each with the globs it makes immutable.
+///
+/// `apt`: an apt archive. `pool/**` (the packages) and `**/by-hash/**` (indexes named by their digest, as
+/// `InRelease` lists them when the archive says `Acquire-By-Hash: yes`) never change under one name, so they
+/// are kept forever; `dists/<suite>/InRelease`, `Release`, `Release.gpg` and the un-hashed indexes are
+/// revalidated after the repository's `metadata_ttl` and served stale when upstream fails.
+pub const PRESETS: &[(&str, &[&str])] = &[("apt", &["pool/**", "**/by-hash/**"])];
+
+/// The immutable globs of `preset`, `None` when no preset has that name.
+pub fn preset_globs(preset: &str) -> Option<&'static [&'static str]> {
+    PRESETS
+        .iter()
+        .find(|(name, _)| *name == preset)
+        .map(|(_, globs)| *globs)
+}
+
+/// The generic format's own config rules: a `preset` is a known one, every `immutable` glob parses, every `checksums` entry is a path
 /// and a sha256.
 fn check(repo: &RepoConfig) -> Vec<ConfigError> {
     let mut errors = Vec::new();
+    if let Some(preset) = repo.preset.as_deref() {
+        if preset_globs(preset).is_none() {
+            let known: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
+            errors.push(
+                ConfigError::new(
+                    repo.key_path("preset"),
+                    format!("unknown preset {preset:?}"),
+                )
+                .with_hint(format!("known presets: {}", known.join(", "))),
+            );
+        }
+    }
     for (i, pattern) in repo.immutable.iter().enumerate() {
         if let Err(problem) = Glob::parse(pattern) {
             errors.push(
@@ -113,11 +144,19 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         .upstream
         .clone()
         .ok_or_else(|| BuildError::at("upstream", "missing"))?;
-    let immutable = cfg
-        .immutable
+    let preset = match cfg.preset.as_deref() {
+        Some(name) => preset_globs(name)
+            .ok_or_else(|| BuildError::at("preset", format!("unknown preset {name:?}")))?,
+        None => &[],
+    };
+    let mut immutable = preset
         .iter()
-        .map(|g| Glob::parse(g).map_err(|e| BuildError::at("immutable", format!("{g:?}: {e}"))))
-        .collect::<Result<_, _>>()?;
+        .map(|g| Glob::parse(g).map_err(|e| BuildError::at("preset", format!("{g:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    for g in &cfg.immutable {
+        immutable
+            .push(Glob::parse(g).map_err(|e| BuildError::at("immutable", format!("{g:?}: {e}")))?);
+    }
     let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
     let reach = engine.register_reach(
         Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential),
@@ -321,6 +360,39 @@ mod tests {
         good.immutable = vec!["**/releases/download/**".into()];
         good.checksums
             .insert("tool/v1/tool.tgz".into(), "Ab".repeat(32));
+        good.preset = Some("apt".into());
         assert!(check(&good).is_empty());
+        let mut bad = repo();
+        bad.preset = Some("yum".into());
+        let errors: Vec<String> = check(&bad).iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("repositories.releases.preset") && errors[0].contains("apt"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn apt_preset_keeps_pool_and_by_hash_and_revalidates_dists() {
+        let globs: Vec<Glob> = preset_globs("apt")
+            .unwrap()
+            .iter()
+            .map(|g| Glob::parse(g).unwrap())
+            .collect();
+        let immutable = |path: &str| globs.iter().any(|g| g.matches(path));
+        assert!(immutable("pool/main/h/hello/hello_1.0_all.deb"));
+        assert!(immutable(
+            "dists/stable/main/binary-amd64/by-hash/SHA256/0123abcd"
+        ));
+        for mutable in [
+            "dists/stable/InRelease",
+            "dists/stable/Release",
+            "dists/stable/Release.gpg",
+            "dists/stable/main/binary-amd64/Packages.xz",
+            "dists/stable/main/i18n/Translation-en",
+        ] {
+            assert!(!immutable(mutable), "{mutable}");
+        }
+        assert!(preset_globs("yum").is_none());
     }
 }

@@ -40,6 +40,10 @@ fn key_schemas() -> Map<String, Value> {
         },
         "ignore_query": { "type": "boolean" },
         "verify_sibling_checksums": { "type": "boolean" },
+        "preset": {
+            "description": "freshness rules for a known kind of upstream (apt: pool/** and **/by-hash/** immutable)",
+            "enum": ["apt"]
+        },
         "checksums": {
             "description": "path -> sha256 (hex) its download must have",
             "type": "object",

@@ -3,6 +3,7 @@
 mod support;
 
 mod admin_ui;
+mod apt;
 mod cache;
 mod cargo;
 mod clients;
