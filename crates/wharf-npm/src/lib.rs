@@ -425,13 +425,24 @@ impl NpmRepo {
                 reason: format!("the package document's `dist.tarball` names a host wharf may not reach: {reason}"),
             }));
         }
+        // A tarball is kept forever, so it must be checked: a document that gives no digest wharf can verify
+        // (`integrity` in sha512/sha384/sha256, or `shasum`) gets no cached, unverifiable copy.
+        let Some(expected) = source.expected.clone() else {
+            return Err(TarballError::Fetch(FetchError::BadDocument {
+                url: source.url.to_string(),
+                reason: format!(
+                    "the package document gives `{file}` no `dist.integrity` (sha512, sha384 or sha256) or \
+                     `dist.shasum` that wharf can verify, and wharf keeps no unverified tarballs"
+                ),
+            }));
+        };
         let mut fetch = FetchRequest::new(
             self.name.clone(),
             key,
             source.url.clone(),
             Freshness::Immutable,
         );
-        fetch.expected = source.expected.clone();
+        fetch.expected = Some(expected);
         fetch.negative_ttl = self.negative_ttl;
         fetch.reach = Some(self.reach.clone());
         Ok(fetch)

@@ -118,7 +118,16 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
             .cloned()
             .unwrap_or_default(),
     };
-    let expected = http_body::Body::size_hint(&body).exact();
+    // What a complete transfer sends: the body's exact size, else the `Content-Length` the response announced
+    // (streamed files). hyper stops polling a body once it has sent that many bytes, so the end of the stream
+    // is often never seen, and only the count can tell a complete transfer from a cut one.
+    let expected = http_body::Body::size_hint(&body).exact().or_else(|| {
+        parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    });
     Response::from_parts(
         parts,
         Body::new(LoggedBody {

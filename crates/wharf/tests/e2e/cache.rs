@@ -52,6 +52,32 @@ async fn concurrent_misses_fetch_upstream_once() {
         "the index page was fetched once too"
     );
     wharf.wait_log(|r| r["cache"] == "coalesced");
+    // Every one of the 200 transfers was whole, and the access log says so.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let whole = loop {
+        let whole: Vec<_> = wharf
+            .access_log()
+            .into_iter()
+            .filter(|r| {
+                r["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(&big.filename))
+            })
+            .collect();
+        if whole.len() >= 200 || std::time::Instant::now() > deadline {
+            break whole;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(whole.len(), 200);
+    for r in &whole {
+        // The field is written only when true.
+        assert_ne!(
+            r["incomplete"], true,
+            "a whole transfer logged as incomplete: {r}"
+        );
+        assert_eq!(r["bytes_sent"], big.bytes.len() as u64, "{r}");
+    }
     let misses = wharf
         .access_log()
         .iter()

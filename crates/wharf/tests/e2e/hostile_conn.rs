@@ -15,16 +15,6 @@ use crate::support::*;
 /// An upstream nothing should ever reach in these tests (the port is closed).
 const UNREACHED: &str = "http://127.0.0.1:9/simple/";
 
-/// `VmRSS` or `VmHWM` (peak) of a process, in KiB.
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 /// Open sockets of a process (its listener, client connections, upstream connections).
 fn open_sockets(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -322,48 +312,6 @@ async fn sigterm_with_stalled_connections_and_a_stuck_download_exits_within_the_
     );
     up.faults().set_stall_after(None);
     drop(open);
-}
-
-/// Sends a head announcing `len` body bytes, then the body in chunks, while reading the answer. Returns the
-/// status, or 0 when the connection ended before a status line.
-async fn post_big(addr: SocketAddr, path: &str, len: usize) -> u16 {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut reader, mut writer) = stream.into_split();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: wharf\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
-    );
-    let sender = tokio::spawn(async move {
-        writer.write_all(head.as_bytes()).await?;
-        let chunk = vec![b'{'; 64 * 1024];
-        let mut sent = 0;
-        while sent < len {
-            let n = chunk.len().min(len - sent);
-            writer.write_all(&chunk[..n]).await?;
-            sent += n;
-        }
-        io::Result::Ok(sent)
-    });
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    let status = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if raw.windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-            match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => raw.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    sender.abort();
-    assert!(status.is_ok(), "no answer to a POST of {len} bytes");
-    String::from_utf8_lossy(&raw)
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,16 +12,6 @@ use wharf_testkit::{wheel, HostileUpstream, Project, PypiUpstream};
 
 use crate::support::*;
 
-/// Peak resident memory (`VmHWM`) of a process, in KiB.
-fn peak_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 /// Writes `head` (and nothing else) and returns the first status code answered, or 0 when the connection
 /// ended without one.
 async fn status_of(addr: SocketAddr, head: String) -> u16 {
@@ -42,43 +32,6 @@ async fn status_of(addr: SocketAddr, head: String) -> u16 {
         }
     })
     .await;
-    String::from_utf8_lossy(&raw)
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A POST announcing `len` bytes to a read-only route, sending them while waiting for the answer.
-async fn big_post(addr: SocketAddr, path: &str, len: usize) -> u16 {
-    let Ok(stream) = TcpStream::connect(addr).await else {
-        return 0;
-    };
-    let (mut reader, mut writer) = stream.into_split();
-    let head = format!("POST {path} HTTP/1.1\r\nHost: wharf\r\nContent-Length: {len}\r\n\r\n");
-    let sender = tokio::spawn(async move {
-        writer.write_all(head.as_bytes()).await?;
-        let chunk = vec![b'x'; 64 * 1024];
-        let mut sent = 0;
-        while sent < len {
-            let n = chunk.len().min(len - sent);
-            writer.write_all(&chunk[..n]).await?;
-            sent += n;
-        }
-        std::io::Result::Ok(())
-    });
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        while !raw.windows(2).any(|w| w == b"\r\n") {
-            match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => raw.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    sender.abort();
     String::from_utf8_lossy(&raw)
         .split(' ')
         .nth(1)
@@ -165,7 +118,7 @@ async fn mixed_hostile_load_leaves_memory_bounded_and_pip_working() {
             let mut refused = 0;
             for _ in 0..10 {
                 refused +=
-                    u32::from(big_post(addr, "/pypi/simple/demo-pkg/", 16 << 20).await == 405);
+                    u32::from(post_big(addr, "/pypi/simple/demo-pkg/", 16 << 20).await == 405);
             }
             ("16 MiB POSTs refused", refused, 10)
         });
@@ -220,7 +173,7 @@ async fn mixed_hostile_load_leaves_memory_bounded_and_pip_working() {
     assert!(all.is_ok(), "the hostile mix did not finish within 90 s");
     let (ok, out) = pip.await.expect("pip task");
     let elapsed = started.elapsed();
-    let peak = peak_kib(pid);
+    let peak = memory_kib(pid, "VmHWM");
     eprintln!(
         "mixed hostile load: {elapsed:?}, wharf peak RSS {} MiB",
         peak / 1024

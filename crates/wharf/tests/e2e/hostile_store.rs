@@ -2,7 +2,8 @@
 //! upstream request or an index entry; a scan of made-up names is bounded in upstream concurrency and in
 //! negative entries; endless or oversized bodies are cut off and leave nothing behind; an OCI `HEAD` of an
 //! uncached blob is one upstream `HEAD`; a client's spelling of a name cannot poison the entry of the real
-//! one; rewritten npm documents belong to their package; Go branch names are not immutable.
+//! one; rewritten npm documents belong to their package; npm tarballs are verified by any digest the document
+//! gives (sha384 too) and never kept without one; Go branch names are not immutable.
 
 use std::time::{Duration, Instant};
 
@@ -509,4 +510,114 @@ async fn overlong_npm_cargo_and_pypi_names_are_bad_requests() {
         assert_eq!(resp.status(), 400, "{}", &path[..40]);
     }
     assert_eq!(up.requests(), 0);
+}
+
+/// A one-version npm document whose `dist` is exactly `dist` plus the tarball URL.
+fn npm_doc_with_dist(upstream: &str, pkg: &NpmPackage, dist: serde_json::Value) -> Vec<u8> {
+    let mut dist = dist;
+    dist["tarball"] = format!("{}{}", upstream.trim_end_matches('/'), pkg.tarball_path()).into();
+    serde_json::json!({
+        "name": pkg.name,
+        "dist-tags": {"latest": pkg.version},
+        "versions": {pkg.version.clone(): {"name": pkg.name, "version": pkg.version, "dist": dist}},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_tarballs_are_verified_by_sha384_and_never_kept_without_a_digest() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let up = FixtureUpstream::start().await;
+    let good = NpmPackage::new("sri384", "1.0.0", &[]);
+    let bad = NpmPackage::new("tampered", "1.0.0", &[]);
+    let bare = NpmPackage::new("bare", "1.0.0", &[]);
+    let sha384 = |bytes: &[u8]| {
+        format!(
+            "sha384-{}",
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha384::digest(bytes))
+        )
+    };
+    // Integrity given only as sha384: the right bytes, and (for `tampered`) a digest of other bytes.
+    up.put(
+        "/sri384",
+        npm_doc_with_dist(
+            &up.url(),
+            &good,
+            serde_json::json!({"integrity": sha384(&good.tarball)}),
+        ),
+        "application/json",
+    );
+    up.put(
+        "/tampered",
+        npm_doc_with_dist(
+            &up.url(),
+            &bad,
+            serde_json::json!({"integrity": sha384(b"other bytes")}),
+        ),
+        "application/json",
+    );
+    // No integrity and no shasum at all.
+    up.put(
+        "/bare",
+        npm_doc_with_dist(&up.url(), &bare, serde_json::json!({})),
+        "application/json",
+    );
+    for pkg in [&good, &bad, &bare] {
+        up.put(
+            &pkg.tarball_path(),
+            pkg.tarball.clone(),
+            "application/octet-stream",
+        );
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &format!("  npm:\n    format: npm\n    upstream: \"{}\"\n", up.url()),
+        "http:\n  retries: 0",
+    );
+    let client = http();
+    let get = |pkg: &NpmPackage| {
+        client
+            .get(wharf.url(&format!("/npm/{}/-/{}", pkg.name, pkg.filename())))
+            .send()
+    };
+
+    // sha384 alone verifies: the right tarball is served whole, then from the cache.
+    for _ in 0..2 {
+        let resp = get(&good).await.expect("get");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(&resp.bytes().await.expect("body")[..], &good.tarball[..]);
+    }
+    assert_eq!(
+        up.requests_for(&good.tarball_path()),
+        1,
+        "the second came from the cache"
+    );
+
+    // A sha384 that does not match: the transfer fails and nothing is kept, so the next request asks again.
+    for _ in 0..2 {
+        let outcome = match get(&bad).await {
+            Ok(resp) if resp.status() == 200 => resp.bytes().await.map(|b| b.len()).ok(),
+            Ok(_) | Err(_) => None,
+        };
+        assert_ne!(
+            outcome,
+            Some(bad.tarball.len()),
+            "a tarball failing its sha384 was served whole"
+        );
+    }
+    assert_eq!(up.requests_for(&bad.tarball_path()), 2, "nothing was kept");
+
+    // No digest at all: refused before any download, saying why.
+    let resp = get(&bare).await.expect("get");
+    assert_eq!(resp.status(), 502);
+    let text = resp.text().await.expect("body");
+    assert!(text.contains("integrity"), "{text}");
+    assert_eq!(
+        up.requests_for(&bare.tarball_path()),
+        0,
+        "an unverifiable tarball is not fetched"
+    );
 }

@@ -230,3 +230,56 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// `VmRSS` or `VmHWM` (peak) of a process, in KiB.
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Sends a head announcing `len` body bytes, then the body in chunks, while reading the answer. Returns the
+/// status, or 0 when the connection ended before a status line.
+pub async fn post_big(addr: SocketAddr, path: &str, len: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: wharf\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    );
+    let sender = tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'{'; 64 * 1024];
+        let mut sent = 0;
+        while sent < len {
+            let n = chunk.len().min(len - sent);
+            writer.write_all(&chunk[..n]).await?;
+            sent += n;
+        }
+        std::io::Result::Ok(sent)
+    });
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let status = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if raw.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    sender.abort();
+    assert!(status.is_ok(), "no answer to a POST of {len} bytes");
+    String::from_utf8_lossy(&raw)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
