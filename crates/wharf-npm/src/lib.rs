@@ -474,8 +474,9 @@ async fn rewrite_off_thread(
         .map_err(|e| format!("rewriting the document failed: {e}"))?
 }
 
-/// Documents parsed and rewritten at once, across all packages: a parsed document takes several times its
-/// size in memory, so many large documents at once would add up; the others wait their turn.
+/// Documents parsed and rewritten at once, across all packages: a rewrite takes up to about twice the
+/// document's size in memory besides the document, so many large documents at once would add up; the
+/// others wait their turn.
 static REWRITE_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// A rewritten document and the digest of upstream's bytes it was made from.
