@@ -3,7 +3,9 @@
 //! `/{repo}/{path}` is `<upstream><path>`, `GET` and `HEAD` only:
 //! - paths matching an `immutable` glob are cached forever and never revalidated; every other path is
 //!   revalidated after `metadata_ttl` (conditionally, with the `ETag` / `Last-Modified` upstream gave) and
-//!   served stale when upstream fails;
+//!   served stale when upstream fails; with `preset: apt` (see [`PRESETS`]) the mutable paths under `dists/`
+//!   all expire at the same multiples of `metadata_ttl` since the epoch, so a suite's `InRelease` and its
+//!   un-hashed indexes are revalidated in the same window;
 //! - upstream 404 and 410 are answered as such and remembered for `negative_ttl`;
 //! - redirects are the engine's business (its reach policy decides which hosts a hop may lead to); the body
 //!   is always stored under the path the client asked for, never under a redirect's URL;
@@ -69,6 +71,10 @@ pub struct GenericRepo {
     /// Path (as written in the config, no leading `/`) → sha256, lower-case hex.
     checksums: BTreeMap<String, String>,
     verify_sibling_checksums: bool,
+    /// `preset: apt`: mutable paths under `dists/` expire together, at the same wall-clock boundaries
+    /// (multiples of `metadata_ttl`), so a suite's `InRelease` and its un-hashed indexes are revalidated
+    /// in the same window rather than each on its own clock.
+    aligned_dists: bool,
     metadata_ttl: Duration,
     negative_ttl: Duration,
     /// The upstream's origin and `file_hosts`: the only hosts a redirect may lead to. Carries the upstream's
@@ -173,6 +179,7 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
             .map(|(path, sum)| (path.clone(), sum.to_ascii_lowercase()))
             .collect(),
         verify_sibling_checksums: cfg.verify_sibling_checksums,
+        aligned_dists: cfg.preset.as_deref() == Some("apt"),
         metadata_ttl: cfg.metadata_ttl,
         negative_ttl: cfg.negative_ttl,
         engine,
@@ -221,7 +228,12 @@ impl GenericRepo {
         url.set_path(&format!("{}{}", self.upstream.path(), req.path));
         url.set_query(query);
         let mutable = !self.immutable.iter().any(|g| g.matches(&path));
-        let freshness = if mutable {
+        let freshness = if mutable && self.aligned_dists && path.starts_with("dists/") {
+            Freshness::Revalidate(since_boundary(
+                self.metadata_ttl,
+                std::time::SystemTime::now(),
+            ))
+        } else if mutable {
             Freshness::Revalidate(self.metadata_ttl)
         } else {
             Freshness::Immutable
@@ -309,6 +321,20 @@ impl GenericRepo {
     }
 }
 
+/// How long ago the last multiple of `ttl` since the epoch was, at `now`: an entry younger than that was
+/// fetched in the current window and is fresh; every older one is revalidated. All files that use it expire
+/// at the same instants (the same on every replica), whenever each was fetched.
+fn since_boundary(ttl: Duration, now: std::time::SystemTime) -> Duration {
+    let ttl_ms = ttl.as_millis() as u64;
+    if ttl_ms == 0 {
+        return Duration::ZERO;
+    }
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Duration::from_millis(now_ms % ttl_ms)
+}
+
 /// Largest sibling checksum file read (a `sha256sum` line is under 1 KiB).
 const MAX_SIBLING: u64 = 64 * 1024;
 
@@ -370,6 +396,23 @@ mod tests {
             errors[0].contains("repositories.releases.preset") && errors[0].contains("apt"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn dists_files_expire_at_shared_boundaries() {
+        let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(ms);
+        let ttl = Duration::from_secs(600);
+        // 10 s into a window: only entries fetched in those 10 s are fresh, whenever the window began.
+        assert_eq!(
+            since_boundary(ttl, at(6_000_000 + 10_000)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(since_boundary(ttl, at(6_000_000)), Duration::ZERO);
+        assert_eq!(
+            since_boundary(ttl, at(6_599_999)),
+            Duration::from_millis(599_999)
+        );
+        assert_eq!(since_boundary(Duration::ZERO, at(123)), Duration::ZERO);
     }
 
     #[test]
