@@ -389,21 +389,30 @@ impl Engine {
                 self.confirm(req, stale, &resp.headers, tx).await
             }
             StatusCode::OK => self.stream_body(req, resp, tx, upstream_bytes).await,
-            StatusCode::NOT_FOUND | StatusCode::GONE => {
-                let status = resp.status.as_u16();
-                if !req.negative_ttl.is_zero() {
-                    self.put_entry(req, negative_entry(req, status)).await?;
-                }
-                Err(FetchError::NotFound {
-                    url: req.url.to_string(),
-                    status,
-                    from_negative_cache: false,
-                })
-            }
-            other => Err(FetchError::Status {
+            other => Err(self.not_served(req, other).await),
+        }
+    }
+
+    /// The error for an upstream answer that is neither a body nor a confirmation: 404 and 410 are remembered
+    /// as a negative entry for `negative_ttl` (a failure to store it is the error instead); anything else is
+    /// passed on as the upstream's status.
+    async fn not_served(&self, req: &FetchRequest, status: StatusCode) -> FetchError {
+        if status != StatusCode::NOT_FOUND && status != StatusCode::GONE {
+            return FetchError::Status {
                 url: req.url.to_string(),
-                status: other.as_u16(),
-            }),
+                status: status.as_u16(),
+            };
+        }
+        let status = status.as_u16();
+        if !req.negative_ttl.is_zero() {
+            if let Err(e) = self.put_entry(req, negative_entry(req, status)).await {
+                return e;
+            }
+        }
+        FetchError::NotFound {
+            url: req.url.to_string(),
+            status,
+            from_negative_cache: false,
         }
     }
 
@@ -572,21 +581,7 @@ impl Engine {
                     source: Source::Headers { len },
                 })
             }
-            StatusCode::NOT_FOUND | StatusCode::GONE => {
-                let status = resp.status.as_u16();
-                if !req.negative_ttl.is_zero() {
-                    self.put_entry(req, negative_entry(req, status)).await?;
-                }
-                Err(FetchError::NotFound {
-                    url: req.url.to_string(),
-                    status,
-                    from_negative_cache: false,
-                })
-            }
-            other => Err(FetchError::Status {
-                url: req.url.to_string(),
-                status: other.as_u16(),
-            }),
+            other => Err(self.not_served(req, other).await),
         }
     }
 
