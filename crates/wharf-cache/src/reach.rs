@@ -258,6 +258,16 @@ impl Reach {
         Reach::new(&[url], None)
     }
 
+    /// A repository's reach: its `upstream` (as the format normalised it), its `file_hosts`, and the credential
+    /// of its `credentials_file`.
+    pub fn for_repository(
+        cfg: &wharf_config::RepoConfig,
+        upstream: &Url,
+    ) -> Result<Reach, crate::BuildError> {
+        let credential = Credential::from_config(cfg.credentials_file.as_deref(), upstream)?;
+        Ok(Reach::new(&[upstream], cfg.file_hosts.as_deref()).with_credential(credential))
+    }
+
     /// Allows links and redirects to any host that is not special (see the module docs).
     pub fn open(mut self) -> Reach {
         self.open = true;

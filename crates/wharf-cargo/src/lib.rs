@@ -24,8 +24,8 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use sha2::Digest as _;
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Credential,
-    Engine, Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Engine,
+    Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest,
     Repository, Served,
 };
 use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
@@ -75,10 +75,7 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
          top-level `public_url` (e.g. `public_url: \"http://wharf.ci:8080/\"`); wharf listens on a wildcard \
          address, which clients cannot use",
     ))?;
-    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
-    let reach = engine.register_reach(
-        Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential),
-    );
+    let reach = engine.register_reach(Reach::for_repository(cfg, &upstream)?);
     Ok(Arc::new(CargoRepo {
         reach,
         name: Arc::from(cfg.name.as_str()),

@@ -26,8 +26,8 @@ use axum::body::Body;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, BuildError, Credential, Engine,
-    Expected, FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest, Repository, IMMUTABLE,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, Engine, Expected,
+    FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest, Repository, IMMUTABLE,
 };
 use wharf_config::{ConfigError, Format, FormatSpec, RepoConfig, Upstreams};
 
@@ -163,10 +163,7 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         immutable
             .push(Glob::parse(g).map_err(|e| BuildError::at("immutable", format!("{g:?}: {e}")))?);
     }
-    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
-    let reach = engine.register_reach(
-        Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential),
-    );
+    let reach = engine.register_reach(Reach::for_repository(cfg, &upstream)?);
     Ok(Arc::new(GenericRepo {
         reach,
         name: Arc::from(cfg.name.as_str()),

@@ -19,8 +19,8 @@ use axum::body::Body;
 use http::{header, HeaderValue, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, BuildError, Credential, Engine,
-    FetchRequest, FormatDescriptor, Freshness, PassThrough, Reach, RepoRequest, Repository,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, Engine, FetchRequest,
+    FormatDescriptor, Freshness, PassThrough, Reach, RepoRequest, Repository,
 };
 use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
@@ -63,8 +63,7 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         .upstream
         .clone()
         .ok_or_else(|| BuildError::at("upstream", "missing"))?;
-    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
-    let reach = engine.register_reach(Reach::new(&[&upstream], None).with_credential(credential));
+    let reach = engine.register_reach(Reach::for_repository(cfg, &upstream)?);
     Ok(Arc::new(GoRepo {
         reach,
         name: Arc::from(cfg.name.as_str()),

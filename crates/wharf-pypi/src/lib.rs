@@ -30,8 +30,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
-    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Credential,
-    Engine, Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, Outcome, PurgeKeys,
+    error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Engine,
+    Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, Outcome, PurgeKeys,
     PurgeSelector, Reach, Refusal, RepoRequest, Repository,
 };
 use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
@@ -102,8 +102,7 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         let path = format!("{}/", upstream.path());
         upstream.set_path(&path);
     }
-    let credential = Credential::from_config(cfg.credentials_file.as_deref(), &upstream)?;
-    let mut reach = Reach::new(&[&upstream], cfg.file_hosts.as_deref()).with_credential(credential);
+    let mut reach = Reach::for_repository(cfg, &upstream)?;
     if cfg.file_hosts.is_none() {
         reach = reach.open();
     }
