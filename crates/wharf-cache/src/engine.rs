@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use tokio::sync::watch::Sender;
 use wharf_store::{now_ms, BlobFile, Entry, Sha256Writer, Store, TempBlob};
 
@@ -367,13 +367,7 @@ impl Engine {
         }
         self.check_declared_size(req)?;
         let permit = self.miss_permit(req, stale).await?;
-        let resp = match self.upstream.get(&req.url, &headers, &req.policy()).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                self.metrics.upstream_status(&req.repo, "error");
-                return Err(e);
-            }
-        };
+        let resp = self.ask_upstream(req, Method::GET, &headers).await?;
         drop(permit);
         self.metrics
             .upstream_latency
@@ -381,8 +375,6 @@ impl Engine {
                 repo: req.repo.to_string(),
             })
             .observe(resp.latency.as_secs_f64());
-        self.metrics
-            .upstream_status(&req.repo, crate::status_label(resp.status.as_u16()));
         match resp.status {
             StatusCode::NOT_MODIFIED if stale.is_some() => {
                 let stale = stale.expect("checked above");
@@ -391,6 +383,26 @@ impl Engine {
             StatusCode::OK => self.stream_body(req, resp, tx, upstream_bytes).await,
             other => Err(self.not_served(req, other).await),
         }
+    }
+
+    /// One upstream request for `req` under its reach policy, counted in `upstream_status` by its answer's
+    /// status (or as `error` when none came).
+    async fn ask_upstream(
+        &self,
+        req: &FetchRequest,
+        method: Method,
+        headers: &HeaderMap,
+    ) -> Result<crate::upstream::Response, FetchError> {
+        let answer = self
+            .upstream
+            .request(method, &req.url, headers, &req.policy())
+            .await;
+        let label = match &answer {
+            Ok(resp) => crate::status_label(resp.status.as_u16()),
+            Err(_) => "error",
+        };
+        self.metrics.upstream_status(&req.repo, label);
+        answer
     }
 
     /// The error for an upstream answer that is neither a body nor a confirmation: 404 and 410 are remembered
@@ -529,20 +541,8 @@ impl Engine {
             Cached::Absent => None,
         };
         let permit = self.miss_permit(req, stale.as_ref()).await?;
-        let resp = match self
-            .upstream
-            .request(http::Method::HEAD, &req.url, &req.headers, &req.policy())
-            .await
-        {
-            Ok(resp) => resp,
-            Err(e) => {
-                self.metrics.upstream_status(&req.repo, "error");
-                return Err(e);
-            }
-        };
+        let resp = self.ask_upstream(req, Method::HEAD, &req.headers).await?;
         drop(permit);
-        self.metrics
-            .upstream_status(&req.repo, crate::status_label(resp.status.as_u16()));
         match resp.status {
             StatusCode::OK => {
                 let len = header_text(&resp.headers, "content-length")
@@ -595,19 +595,7 @@ impl Engine {
         validator: &str,
         tx: &Sender<FlightState>,
     ) -> Result<bool, FetchError> {
-        let resp = match self
-            .upstream
-            .request(http::Method::HEAD, &req.url, &req.headers, &req.policy())
-            .await
-        {
-            Ok(resp) => resp,
-            Err(e) => {
-                self.metrics.upstream_status(&req.repo, "error");
-                return Err(e);
-            }
-        };
-        self.metrics
-            .upstream_status(&req.repo, crate::status_label(resp.status.as_u16()));
+        let resp = self.ask_upstream(req, Method::HEAD, &req.headers).await?;
         match resp.status {
             StatusCode::OK => {
                 let current = header_text(&resp.headers, validator);
