@@ -337,9 +337,15 @@ impl Index {
             }
             keys
         };
+        self.remove_keys(&keys)
+    }
+
+    /// Removes `keys` (full index keys) in one write transaction and accounts for what they held; returns
+    /// how many there were.
+    fn remove_keys(&self, keys: &[String]) -> Result<u64, StoreError> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut change = Change::default();
-        for k in &keys {
+        for k in keys {
             let c = self.write_record(&txn, k, None)?;
             change.bytes_removed += c.bytes_removed;
             change.negatives_removed += c.negatives_removed;
@@ -364,16 +370,7 @@ impl Index {
             }
             keys
         };
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut change = Change::default();
-        for k in &keys {
-            let c = self.write_record(&txn, k, None)?;
-            change.bytes_removed += c.bytes_removed;
-            change.negatives_removed += c.negatives_removed;
-        }
-        txn.commit().map_err(|e| self.err(e))?;
-        self.apply(&change);
-        Ok(keys.len() as u64)
+        self.remove_keys(&keys)
     }
 
     pub(crate) fn list(
