@@ -59,6 +59,18 @@ pub struct BuildError {
     pub message: String,
 }
 
+/// The repository's public base URL, for formats whose documents carry absolute URLs to wharf (`why` says
+/// which), or the error that asks for `public_url`.
+pub fn public_base(cfg: &wharf_config::RepoConfig, why: &str) -> Result<url::Url, BuildError> {
+    cfg.public_url.clone().ok_or_else(|| {
+        BuildError::new(format!(
+            "{why}, so wharf needs its own address: set the top-level `public_url` (e.g. \
+             `public_url: \"http://wharf.ci:8080/\"`); wharf listens on a wildcard address, which clients \
+             cannot use"
+        ))
+    })
+}
+
 impl BuildError {
     /// A problem with the repository's `key`.
     pub fn at(key: &'static str, message: impl Into<String>) -> BuildError {

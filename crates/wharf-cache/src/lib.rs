@@ -41,7 +41,7 @@ mod verify;
 pub use body::{BodyStream, Served};
 pub use engine::Engine;
 pub use error::FetchError;
-pub use format::{BuildError, FormatDescriptor, PurgeKeys, PurgeSelector};
+pub use format::{public_base, BuildError, FormatDescriptor, PurgeKeys, PurgeSelector};
 pub use labels::{method_label, status_label};
 pub use metrics::EngineMetrics;
 pub use pass_through::PassThrough;

@@ -141,11 +141,8 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         .upstream
         .clone()
         .ok_or_else(|| BuildError::at("upstream", "missing"))?;
-    let public_base = cfg.public_url.clone().ok_or_else(|| BuildError::new(
-        "npm package documents carry absolute tarball URLs, so wharf needs its own address: set the \
-         top-level `public_url` (e.g. `public_url: \"http://wharf.ci:8080/\"`); wharf listens on a wildcard \
-         address, which clients cannot use",
-    ))?;
+    let public_base =
+        wharf_cache::public_base(cfg, "npm package documents carry absolute tarball URLs")?;
     let reach = engine.register_reach(Reach::for_repository(cfg, &upstream)?);
     Ok(Arc::new(NpmRepo {
         reach,
