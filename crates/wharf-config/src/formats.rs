@@ -12,6 +12,8 @@ pub enum Upstreams {
     One { example: &'static str },
     /// `upstreams: {alias: URL, ...}`, at least one; `example` is one `alias: "URL"` entry for hints.
     Aliased { example: &'static str },
+    /// No upstream.
+    None,
 }
 
 /// The keys every repository takes, whatever its format (besides `upstream` or `upstreams`).
@@ -57,6 +59,7 @@ impl FormatSpec {
             || match self.upstreams {
                 Upstreams::One { .. } => key == "upstream",
                 Upstreams::Aliased { .. } => key == "upstreams",
+                Upstreams::None => false,
             }
     }
 
@@ -64,6 +67,7 @@ impl FormatSpec {
     pub fn example_upstream(&self) -> &'static str {
         match self.upstreams {
             Upstreams::One { example } | Upstreams::Aliased { example } => example,
+            Upstreams::None => "",
         }
     }
 }

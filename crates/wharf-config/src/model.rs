@@ -330,17 +330,19 @@ pub enum Format {
     Cargo,
     Go,
     Generic,
+    ActionsCache,
 }
 
 impl Format {
     /// Every format, in documentation order.
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Pypi,
         Format::Oci,
         Format::Npm,
         Format::Cargo,
         Format::Go,
         Format::Generic,
+        Format::ActionsCache,
     ];
 
     /// The config spelling: `pypi`, `oci`, `npm`, `cargo`, `go`, `generic`.
@@ -352,6 +354,7 @@ impl Format {
             Format::Cargo => "cargo",
             Format::Go => "go",
             Format::Generic => "generic",
+            Format::ActionsCache => "actions-cache",
         }
     }
 

@@ -75,9 +75,10 @@ pub fn repository_schema(formats: &[&FormatDescriptor]) -> Value {
     let rules: Vec<Value> = formats
         .iter()
         .map(|d| {
-            let required = match d.config.upstreams {
-                Upstreams::One { .. } => "upstream",
-                Upstreams::Aliased { .. } => "upstreams",
+            let required: Vec<&str> = match d.config.upstreams {
+                Upstreams::One { .. } => vec!["upstream"],
+                Upstreams::Aliased { .. } => vec!["upstreams"],
+                Upstreams::None => vec![],
             };
             let refused: Map<String, Value> = properties
                 .keys()
@@ -89,7 +90,7 @@ pub fn repository_schema(formats: &[&FormatDescriptor]) -> Value {
                     "properties": { "format": { "const": d.name() } },
                     "required": ["format"]
                 },
-                "then": { "required": [required], "properties": refused }
+                "then": { "required": required, "properties": refused }
             })
         })
         .collect();
