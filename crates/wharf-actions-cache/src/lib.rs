@@ -94,6 +94,9 @@ pub struct ActionsRepo {
     /// Largest upload of one entry.
     pub(crate) max_entry: u64,
     pub(crate) reach: Option<Arc<Reach>>,
+    /// Held while a reservation checks that its entry does not exist and while an upload becomes an entry,
+    /// so that a save finishing and another starting cannot both write the same entry.
+    pub(crate) entry_lock: tokio::sync::Mutex<()>,
 }
 
 impl ActionsRepo {
@@ -119,6 +122,7 @@ impl ActionsRepo {
             engine,
             signer: sign::Signer::random(),
             sessions: upload::Sessions::default(),
+            entry_lock: tokio::sync::Mutex::new(()),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(housekeeping(Arc::downgrade(&repo)));
@@ -296,12 +300,22 @@ impl ActionsRepo {
     }
 
     /// Makes a finished upload restorable: writes its entry (the blob is committed already), shares it with
-    /// other replicas, ends the session and keeps the repository within its limits.
+    /// other replicas, ends the session and keeps the repository within its limits. `Ok(None)` when the
+    /// session is no longer its entry's upload (replaced or expired) or the entry exists already: the first
+    /// save of an entry wins and entries never change.
     pub(crate) async fn record(
         &self,
         session: &upload::Session,
         committed: upload::Committed,
-    ) -> Result<wharf_store::Entry, wharf_store::StoreError> {
+    ) -> Result<Option<wharf_store::Entry>, wharf_store::StoreError> {
+        let _entry_lock = self.entry_lock.lock().await;
+        if !self.sessions.is_current(session) {
+            return Ok(None);
+        }
+        if self.entry_exists(&session.index_key)? {
+            self.sessions.close(&session.id);
+            return Ok(None);
+        }
         let entry = entries::new_entry(
             &session.namespace,
             &session.scope,
@@ -325,10 +339,18 @@ impl ActionsRepo {
             .store()
             .share(&self.name, &session.index_key, &entry);
         self.sessions.close(&session.id);
+        drop(_entry_lock);
         if self.config.max_size.is_some() {
             self.housekeep().await;
         }
-        Ok(entry)
+        Ok(Some(entry))
+    }
+
+    /// Whether a restorable entry is recorded under `index_key`.
+    pub(crate) fn entry_exists(&self, index_key: &str) -> Result<bool, wharf_store::StoreError> {
+        let store = self.engine.store();
+        let entry = store.lookup(&self.name, index_key)?;
+        Ok(entry.is_some_and(|e| e.blob_digest().is_some_and(|d| store.has_blob(&d))))
     }
 
     /// A positive id for an entry (clients show it; nothing looks it up).

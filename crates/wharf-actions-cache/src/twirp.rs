@@ -158,7 +158,8 @@ async fn create(repo: &ActionsRepo, caller: &entries::Caller, request: Request) 
         );
     };
     let index_key = entry_key(&caller.namespace, &scope, &request.key, &request.version);
-    match exists(repo, &index_key) {
+    let _entry_lock = repo.entry_lock.lock().await;
+    match repo.entry_exists(&index_key) {
         Ok(true) => {
             return ok(json!({"ok": false, "message": format!(
                 "a cache entry with key {:?} and this version already exists in this scope; entries are immutable",
@@ -191,13 +192,6 @@ async fn create(repo: &ActionsRepo, caller: &entries::Caller, request: Request) 
             ),
         ),
     }
-}
-
-/// Whether a usable entry is recorded under `index_key`.
-fn exists(repo: &ActionsRepo, index_key: &str) -> Result<bool, wharf_store::StoreError> {
-    let store = repo.engine.store();
-    let entry = store.lookup(&repo.name, index_key)?;
-    Ok(entry.is_some_and(|e| e.blob_digest().is_some_and(|d| store.has_blob(&d))))
 }
 
 fn size_of(value: &Value) -> Option<u64> {

@@ -26,6 +26,8 @@ pub const MAX_BLOCK_ID: usize = 128;
 pub const MAX_RANGES: usize = 50_000;
 /// A session with no request for this long is dropped.
 pub const SESSION_IDLE: Duration = Duration::from_secs(60 * 60);
+/// A session that received bytes may be replaced by a new reservation after this long without a request.
+pub const REPLACE_IDLE: Duration = Duration::from_secs(60);
 
 /// Bytes written in batches of about this size, off the async threads.
 const WRITE_BATCH: usize = 1 << 20;
@@ -329,13 +331,21 @@ impl Sessions {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Opens a session for an entry. A pending session for the same entry with no request in progress is
-    /// replaced (its client went away or has not started); one that is receiving bytes wins.
+    /// Opens a session for an entry. A pending session for the same entry is replaced when it has received
+    /// nothing and has no request in progress (its client went away, or was cut off before any byte was
+    /// kept), or when it has been silent for [`REPLACE_IDLE`]; otherwise the first reservation wins.
     pub fn open(&self, template: Session) -> Result<Arc<Session>, Refused> {
         let mut inner = self.inner();
         if let Some(old_id) = inner.by_entry.get(&template.index_key).cloned() {
             if let Some(old) = inner.by_id.get(&old_id) {
-                if old.state().busy > 0 {
+                let replaceable = {
+                    let state = old.state();
+                    let received = state.committed.is_some()
+                        || !state.blocks.is_empty()
+                        || state.ranges.as_ref().is_some_and(|r| !r.ranges.is_empty());
+                    state.busy == 0 && (!received || old.idle_for() > REPLACE_IDLE)
+                };
+                if !replaceable {
                     return Err(Refused::InProgress);
                 }
             }
@@ -354,6 +364,13 @@ impl Sessions {
 
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
         self.inner().by_id.get(id).cloned()
+    }
+
+    /// Whether `session` is still the upload of its entry (not finished, replaced or expired).
+    pub fn is_current(&self, session: &Session) -> bool {
+        let inner = self.inner();
+        inner.by_entry.get(&session.index_key) == Some(&session.id)
+            && inner.by_id.contains_key(&session.id)
     }
 
     pub fn for_entry(&self, index_key: &str) -> Option<Arc<Session>> {

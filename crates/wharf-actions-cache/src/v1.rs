@@ -168,12 +168,8 @@ async fn reserve(repo: &ActionsRepo, caller: &Caller, req: RepoRequest) -> Respo
     };
     let index_key = entry_key(&caller.namespace, &scope, &r.key, &r.version);
     let store = repo.engine.store();
-    let exists = store
-        .lookup(&repo.name, &index_key)
-        .ok()
-        .flatten()
-        .is_some_and(|e| e.blob_digest().is_some_and(|d| store.has_blob(&d)));
-    if exists {
+    let _entry_lock = repo.entry_lock.lock().await;
+    if repo.entry_exists(&index_key).unwrap_or(false) {
         return json_error(
             StatusCode::CONFLICT,
             &format!(
@@ -334,8 +330,15 @@ async fn commit(repo: &ActionsRepo, req: RepoRequest, id: &str) -> Response<Body
         Ok(c) => c,
         Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    if let Err(e) = repo.record(&session, committed).await {
-        return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+    match repo.record(&session, committed).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return json_error(
+                StatusCode::CONFLICT,
+                "another job saved this cache entry first; entries never change",
+            )
+        }
+        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
