@@ -295,6 +295,7 @@ async fn download_url(
         } else {
             ok(json!({"ok": false}))
         };
+        repo.engine.metrics().outcome(&repo.name, Outcome::Miss);
         resp.extensions_mut().insert(CacheInfo {
             outcome: Some(Outcome::Miss),
             upstream_bytes: None,

@@ -74,6 +74,7 @@ async fn lookup(repo: &ActionsRepo, caller: &Caller, req: &RepoRequest) -> Respo
     let Some(found) = found else {
         let mut resp = Response::new(Body::empty());
         *resp.status_mut() = StatusCode::NO_CONTENT;
+        repo.engine.metrics().outcome(&repo.name, Outcome::Miss);
         resp.extensions_mut().insert(CacheInfo {
             outcome: Some(Outcome::Miss),
             upstream_bytes: None,

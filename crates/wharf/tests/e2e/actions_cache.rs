@@ -252,6 +252,35 @@ fn v2_saves_and_restores_a_directory_with_restore_keys_and_equal_versions_only()
     assert!(log.iter().any(
         |r| r["path"].as_str().is_some_and(|p| p.contains("/_blob/get")) && r["cache"] == "hit"
     ));
+
+    // Hits and misses are counted, and the UI lists the scope's caches with size and last read.
+    let metrics = get_text(&wharf.url("/metrics"));
+    for outcome in ["hit", "miss"] {
+        assert!(
+            metrics.contains(&format!(
+                "wharf_cache_outcomes_total{{repo=\"actions\",outcome=\"{outcome}\"}}"
+            )),
+            "{outcome} counted"
+        );
+    }
+    let page = get_text(&wharf.url("/ui/browse/actions?prefix=1%2Frefs%252Fheads%252Fmain%2F"));
+    assert!(page.contains("deps-linux-111,"), "{page}");
+    assert!(page.contains("last read"), "{page}");
+}
+
+/// A GET's body as text (blocking; for small pages).
+fn get_text(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').expect("path");
+    let mut stream = TcpStream::connect(host).expect("connect");
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut text).expect("read");
+    text
 }
 
 #[test]
