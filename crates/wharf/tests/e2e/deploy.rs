@@ -486,7 +486,12 @@ fn chart_renders_valid_manifests_for_defaults_and_examples() {
     assert!(out.status.success(), "{notes}");
     for line in [
         "PIP_INDEX_URL=http://wharf.wharf.svc:8080/pypi/simple/",
+        // pip ignores a plain-HTTP index it is not told to trust.
+        "PIP_TRUSTED_HOST=wharf.wharf.svc",
         "npm_config_registry=http://wharf.wharf.svc:8080/npm/",
+        // containerd runs on the node, outside cluster DNS: never the Service's name.
+        "containerd on the nodes cannot resolve wharf.wharf.svc",
+        "http://<the node's own IP>:30500",
         "sparse+http://wharf.wharf.svc:8080/cargo/",
         "get secret wharf-admin",
     ] {
@@ -1309,4 +1314,442 @@ fn ci_ingress_routes_only_the_repositories_and_the_network_policy_names_its_peer
             .as_str(),
         Some("/")
     );
+}
+
+/// `python3` with `package_dir` (a directory `scripts/test` installs into the tool directory) on `PYTHONPATH`,
+/// or `None` when `module` does not import from it (the test skips; fails under CI).
+fn python_with(package_dir: &str, module: &str) -> Option<Command> {
+    let dirs = std::env::join_paths([tool_dir().join(package_dir), tool_dir().join("py")])
+        .expect("PYTHONPATH");
+    let works = Command::new("python3")
+        .env("PYTHONPATH", &dirs)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !works {
+        return missing(&format!("the Python module `{module}`"));
+    }
+    let mut cmd = Command::new("python3");
+    cmd.env("PYTHONPATH", &dirs);
+    Some(cmd)
+}
+
+/// Runs `cmd` with `input` on stdin; returns success and stdout + stderr.
+fn run_with_input(mut cmd: Command, input: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The chart with pypi, npm, cargo and go repositories and both admission policies for two runner namespaces.
+fn injection_args(api_version: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["-f", &example("values-ci.yaml")]
+        .map(String::from)
+        .to_vec();
+    for set in [
+        "repositories.go.format=go",
+        "repositories.go.upstream=https://go.example.com/",
+        "injection.mutatingAdmissionPolicy.enabled=true",
+        "injection.kyverno.enabled=true",
+        "injection.namespaces={arc-runners,gitlab-runner}",
+        "injection.podSelector.matchLabels.ci=job",
+    ] {
+        args.push("--set".into());
+        args.push(set.into());
+    }
+    args.push("--set".into());
+    args.push(format!(
+        "injection.mutatingAdmissionPolicy.apiVersion={api_version}"
+    ));
+    args
+}
+
+const BASE: &str = "http://wharf.wharf.svc:8080";
+
+#[test]
+fn admission_policies_match_the_kubernetes_and_kyverno_schemas() {
+    let Some(_) = tool("helm", &["version"]) else {
+        return;
+    };
+    let defaults = render(&["-f", &example("values-ci.yaml")]).expect("helm");
+    for kind in [
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "ClusterPolicy",
+    ] {
+        assert!(find(&defaults, kind).is_none(), "{kind} is opt-in");
+    }
+    let mut kyverno_policy = None;
+    for api_version in ["v1", "v1beta1", "v1alpha1"] {
+        let args = injection_args(&format!("admissionregistration.k8s.io/{api_version}"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let docs = render(&args).expect("helm");
+        let policy = find(&docs, "MutatingAdmissionPolicy").expect("policy");
+        let binding = find(&docs, "MutatingAdmissionPolicyBinding").expect("binding");
+        assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+        let selector = &binding["spec"]["matchResources"];
+        assert_eq!(
+            selector["namespaceSelector"]["matchExpressions"][0]["values"],
+            serde_yaml_ng::from_str::<Value>("[arc-runners, gitlab-runner]").expect("yaml")
+        );
+        assert_eq!(
+            selector["objectSelector"]["matchLabels"]["ci"].as_str(),
+            Some("job")
+        );
+        // Pods can opt out.
+        let opt_out = &selector["objectSelector"]["matchExpressions"][0];
+        assert_eq!(opt_out["key"].as_str(), Some("wharf.dev/inject"));
+        assert_eq!(opt_out["operator"].as_str(), Some("NotIn"));
+        // cargo's settings are in each runner namespace, where pods can mount them.
+        let cargo: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["metadata"]["name"].as_str() == Some("wharf-cargo-config"))
+            .collect();
+        let namespaces: Vec<&str> = cargo
+            .iter()
+            .filter_map(|d| d["metadata"]["namespace"].as_str())
+            .collect();
+        assert_eq!(namespaces, ["arc-runners", "gitlab-runner"]);
+        let toml = cargo[0]["data"]["config.toml"]
+            .as_str()
+            .expect("config.toml");
+        assert!(
+            toml.contains("replace-with = \"wharf\"")
+                && toml.contains(&format!("registry = \"sparse+{BASE}/cargo/\"")),
+            "{toml}"
+        );
+
+        // The Kubernetes objects against the API server's schemas (strict: no unknown field).
+        if let Some(mut validator) = kubernetes_validate() {
+            validate_admission_objects(&mut validator, &docs, api_version);
+        }
+        if api_version == "v1" {
+            kyverno_policy = find(&docs, "ClusterPolicy").cloned();
+        }
+    }
+
+    // Kyverno's policy against the kyverno.io/v1 schema (one run: loading the models takes seconds).
+    let kyverno = kyverno_policy.expect("ClusterPolicy");
+    let rules: Vec<&str> = kyverno["spec"]["rules"]
+        .as_sequence()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "env-containers",
+            "cargo-containers",
+            "env-init-containers",
+            "cargo-init-containers",
+            "cargo-volume"
+        ]
+    );
+    if let Some(mut python) = python_with("kyverno-py", "cloudcoil.models.kyverno.v1") {
+        python.arg(repo_root().join("deploy/tests/validate-kyverno.py"));
+        let line = serde_json::to_string(&kyverno).expect("json");
+        // The check does catch a misplaced field.
+        let broken = line.replacen("\"foreach\"", "\"forEach\"", 1).replacen(
+            "wharf-client-settings",
+            "broken",
+            1,
+        );
+        let (ok, out, err) = run_with_input(python, &format!("{line}\n{broken}\n"));
+        assert!(
+            out.contains("valid ClusterPolicy/wharf-client-settings\n"),
+            "{out}{err}"
+        );
+        assert!(
+            !ok && out.contains("invalid ClusterPolicy/broken") && out.contains("forEach"),
+            "{out}{err}"
+        );
+    }
+
+    // Over HTTPS, pip needs no trusted host; a format can be left out.
+    let docs = render(&[
+        "-f",
+        &example("values-ci.yaml"),
+        "--set",
+        "injection.mutatingAdmissionPolicy.enabled=true",
+        "--set",
+        "injection.namespaces={ci}",
+        "--set",
+        "injection.url=https://wharf.ci.example.com",
+        "--set",
+        "injection.repositories.npm=-",
+    ])
+    .expect("helm");
+    let expression = find(&docs, "MutatingAdmissionPolicy").expect("policy")["spec"]["mutations"]
+        [0]["applyConfiguration"]["expression"]
+        .as_str()
+        .expect("expression")
+        .to_string();
+    assert!(
+        expression.contains("\"https://wharf.ci.example.com/pypi/simple/\"")
+            && !expression.contains("PIP_TRUSTED_HOST")
+            && !expression.contains("npm_config_registry"),
+        "{expression}"
+    );
+    // Misconfigurations are refused when rendering.
+    let log = render_refused(&[
+        "--set",
+        "injection.kyverno.enabled=true",
+        "--set",
+        "injection.namespaces={ci}",
+    ]);
+    assert!(
+        log.contains("no pypi, npm, go or cargo repository"),
+        "{log}"
+    );
+    let log = render_refused(&["--set", "injection.kyverno.enabled=true"]);
+    assert!(log.contains("/injection/namespaces"), "{log}");
+    let log = render_refused(&[
+        "-f",
+        &example("values-ci.yaml"),
+        "--set",
+        "injection.kyverno.enabled=true",
+        "--set",
+        "injection.namespaces={ci}",
+        "--set",
+        "injection.repositories.pypi=npm",
+    ]);
+    assert!(log.contains("injection.repositories.pypi"), "{log}");
+}
+
+/// Validates the chart's Kubernetes objects in `docs` (not the custom resources) with kubernetes-validate and
+/// checks the admission objects were among them.
+fn validate_admission_objects(validator: &mut Command, docs: &[Value], api_version: &str) {
+    let kube: Vec<String> = docs
+        .iter()
+        .filter(|d| kind_of(d) != "ClusterPolicy")
+        .filter(|d| {
+            !d["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("monitoring.coreos.com/"))
+        })
+        // JSON is YAML, and keeps "off" a string (YAML 1.1 readers take a bare off as false).
+        .map(|d| serde_json::to_string(d).expect("json"))
+        .collect();
+    let passed = validate_manifests(validator, &kube.join("\n---\n"), api_version);
+    for name in [
+        "mutatingadmissionpolicy/wharf-client-settings",
+        "mutatingadmissionpolicybinding/wharf-client-settings",
+        "configmap/wharf-cargo-config",
+    ] {
+        assert!(
+            passed.iter().any(|p| p == name),
+            "{api_version}: {name}: {passed:?}"
+        );
+    }
+}
+
+/// Sample pods as runners create them: an ARC job pod (kubernetes mode) with a service container that sets
+/// its own npm registry, a GitLab build pod whose build container has its own index (from a Secret) and its own
+/// /.cargo, with an init container, and a bare pod.
+fn sample_pods() -> serde_json::Value {
+    serde_json::from_str(
+        r#"[
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "arc-job", "namespace": "arc-runners"},
+         "spec": {"containers": [
+            {"name": "job", "image": "ubuntu:24.04", "workingDir": "/__w/repo/repo",
+             "env": [{"name": "GITHUB_ACTIONS", "value": "true"}],
+             "volumeMounts": [{"name": "work", "mountPath": "/__w"}]},
+            {"name": "verdaccio", "image": "node:22",
+             "env": [{"name": "npm_config_registry", "value": "http://127.0.0.1:4873/"}]}],
+          "volumes": [{"name": "work", "persistentVolumeClaim": {"claimName": "arc-work"}}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gitlab-build", "namespace": "gitlab-runner"},
+         "spec": {"initContainers": [{"name": "init-permissions", "image": "busybox:1.36"}],
+          "containers": [
+            {"name": "build", "image": "python:3.12",
+             "env": [{"name": "PIP_INDEX_URL",
+                      "valueFrom": {"secretKeyRef": {"name": "private-index", "key": "url"}}}],
+             "volumeMounts": [{"name": "own-cargo", "mountPath": "/.cargo"}]},
+            {"name": "helper", "image": "gitlab-runner-helper:latest"}],
+          "volumes": [{"name": "own-cargo", "configMap": {"name": "team-cargo"}}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare", "namespace": "arc-runners"},
+         "spec": {"containers": [{"name": "c", "image": "rust:1"}]}}
+    ]"#,
+    )
+    .expect("sample pods")
+}
+
+/// `pods` after the policy's mutations, evaluated by cel-python (`deploy/tests/eval-admission-policy.py`).
+fn evaluate_policy(policy: &Value, pods: &serde_json::Value) -> Option<Vec<serde_json::Value>> {
+    let mut python = python_with("cel-py", "celpy")?;
+    python.arg(repo_root().join("deploy/tests/eval-admission-policy.py"));
+    let schemas =
+        tool_dir().join("py/kubernetes_validate/kubernetes-json-schema/v1.37.0-local-strict");
+    let input = serde_json::json!({
+        "policy": serde_json::to_value(policy).expect("json"),
+        "pods": pods,
+        "schemas": schemas,
+    });
+    let (ok, out, err) = run_with_input(python, &input.to_string());
+    assert!(ok, "evaluating the policy failed:\n{out}\n{err}");
+    let results: Vec<serde_json::Value> = serde_json::from_str(&out).expect("results");
+    Some(
+        results
+            .into_iter()
+            .map(|r| {
+                assert!(
+                    r["error"].is_null(),
+                    "CEL evaluation failed: {}",
+                    r["error"]
+                );
+                r["pod"].clone()
+            })
+            .collect(),
+    )
+}
+
+fn env_of(container: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    container["env"]
+        .as_array()
+        .map(|env| {
+            env.iter()
+                .map(|e| {
+                    let value = if e["value"].is_null() {
+                        e["valueFrom"].clone()
+                    } else {
+                        e["value"].clone()
+                    };
+                    (e["name"].as_str().unwrap_or("").to_string(), value)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn admission_policy_cel_gives_job_pods_only_the_settings_they_lack() {
+    let Some(_) = tool("helm", &["version"]) else {
+        return;
+    };
+    let args = injection_args("admissionregistration.k8s.io/v1");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let docs = render(&args).expect("helm");
+    let policy = find(&docs, "MutatingAdmissionPolicy").expect("policy");
+    let Some(pods) = evaluate_policy(policy, &sample_pods()) else {
+        return;
+    };
+    let wanted = [
+        ("PIP_INDEX_URL", format!("{BASE}/pypi/simple/")),
+        ("PIP_TRUSTED_HOST", "wharf.wharf.svc".to_string()),
+        ("UV_DEFAULT_INDEX", format!("{BASE}/pypi/simple/")),
+        ("npm_config_registry", format!("{BASE}/npm/")),
+        ("GOPROXY", format!("{BASE}/go")),
+    ];
+    let container = |pod: &serde_json::Value, list: &str, name: &str| {
+        pod["spec"][list]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no container {name}"))
+            .clone()
+    };
+    let cargo_mount = |c: &serde_json::Value| {
+        c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["mountPath"] == "/.cargo")
+            .map(|m| m["name"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    let has_all = |c: &serde_json::Value, except: &[&str]| {
+        let env = env_of(c);
+        for (name, value) in &wanted {
+            if except.contains(name) {
+                continue;
+            }
+            let found: Vec<_> = env.iter().filter(|(n, _)| n == name).collect();
+            assert_eq!(found.len(), 1, "{name} in {}: {env:?}", c["name"]);
+            assert_eq!(found[0].1.as_str(), Some(value.as_str()), "{name}");
+        }
+    };
+
+    // ARC job pod: the job container gets everything, its own variables stay first and untouched.
+    let job = container(&pods[0], "containers", "job");
+    has_all(&job, &[]);
+    assert_eq!(env_of(&job)[0].0, "GITHUB_ACTIONS");
+    assert_eq!(cargo_mount(&job), ["wharf-cargo-config"]);
+    // The service container keeps its own registry.
+    let service = container(&pods[0], "containers", "verdaccio");
+    has_all(&service, &["npm_config_registry"]);
+    let registry: Vec<_> = env_of(&service)
+        .into_iter()
+        .filter(|(n, _)| n == "npm_config_registry")
+        .collect();
+    assert_eq!(
+        registry,
+        [(
+            "npm_config_registry".to_string(),
+            serde_json::json!("http://127.0.0.1:4873/")
+        )]
+    );
+    let volume = pods[0]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "wharf-cargo-config")
+        .expect("cargo volume")
+        .clone();
+    assert_eq!(
+        volume["projected"]["sources"][0]["configMap"],
+        serde_json::json!({"name": "wharf-cargo-config", "optional": true})
+    );
+
+    // GitLab build pod: the build container's own index (from a Secret) and /.cargo win.
+    let build = container(&pods[1], "containers", "build");
+    has_all(&build, &["PIP_INDEX_URL"]);
+    let index: Vec<_> = env_of(&build)
+        .into_iter()
+        .filter(|(n, _)| n == "PIP_INDEX_URL")
+        .collect();
+    assert_eq!(index.len(), 1);
+    assert_eq!(index[0].1["secretKeyRef"]["name"], "private-index");
+    assert_eq!(cargo_mount(&build), ["own-cargo"]);
+    let helper = container(&pods[1], "containers", "helper");
+    has_all(&helper, &[]);
+    assert_eq!(cargo_mount(&helper), ["wharf-cargo-config"]);
+    let init = container(&pods[1], "initContainers", "init-permissions");
+    has_all(&init, &[]);
+    let bare = container(&pods[2], "containers", "c");
+    has_all(&bare, &[]);
+    assert_eq!(cargo_mount(&bare), ["wharf-cargo-config"]);
+
+    // Evaluated again (reinvocation after another mutation), the policy changes nothing.
+    let again = evaluate_policy(policy, &serde_json::Value::Array(pods.clone())).expect("celpy");
+    assert_eq!(again, pods, "the policy is idempotent");
+
+    // The mutated pods are valid Pods.
+    let Some(mut validator) = kubernetes_validate() else {
+        return;
+    };
+    let yaml: Vec<String> = pods
+        .iter()
+        .map(|p| serde_json::to_string(p).expect("json"))
+        .collect();
+    let passed = validate_manifests(&mut validator, &yaml.join("\n---\n"), "mutated pods");
+    for name in ["pod/arc-job", "pod/gitlab-build", "pod/bare"] {
+        assert!(passed.iter().any(|p| p == name), "{name}: {passed:?}");
+    }
 }
