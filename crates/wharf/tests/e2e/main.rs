@@ -8,6 +8,7 @@ mod cache;
 mod cargo;
 mod clients;
 mod config_cli;
+mod containerd;
 mod day2;
 mod deploy;
 mod fault_suite;
