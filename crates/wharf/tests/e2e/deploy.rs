@@ -173,6 +173,24 @@ fn value_sets() -> Vec<(&'static str, Vec<String>)> {
         ("values-minimal.yaml", example("values-minimal.yaml")),
         ("values-ci.yaml", example("values-ci.yaml")),
         ("values-s3.yaml", example("values-s3.yaml")),
+        ("values-production.yaml", example("values-production.yaml")),
+        (
+            // npm and cargo set on the command line, with no publicUrl: the chart gives wharf its
+            // in-cluster URL, so `serve` starts (it used to crash-loop asking for public_url).
+            "npm and cargo through --set",
+            [
+                "--set",
+                "repositories.npm.format=npm",
+                "--set",
+                "repositories.npm.upstream=https://npm.example.com/",
+                "--set",
+                "repositories.crates.format=cargo",
+                "--set",
+                "repositories.crates.upstream=https://cargo.example.com/index/",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
         (
             "all optional parts",
             [
@@ -208,6 +226,22 @@ fn value_sets() -> Vec<(&'static str, Vec<String>)> {
                 "networkPolicy.egressTo[0].cidr=203.0.113.0/24",
                 "--set",
                 "networkPolicy.egressTo[0].ports[0]=443",
+                "--set",
+                "credentials.existingSecret=wharf-upstreams",
+                "--set",
+                "extraVolumes[0].name=ca",
+                "--set",
+                "extraVolumes[0].configMap.name=corporate-ca",
+                "--set",
+                "extraVolumeMounts[0].name=ca",
+                "--set",
+                "extraVolumeMounts[0].mountPath=/etc/ssl/corporate",
+                "--set",
+                "topologySpreadConstraints[0].maxSkew=1",
+                "--set",
+                "topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+                "--set",
+                "topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
             ]
             .map(String::from)
             .to_vec(),
@@ -952,5 +986,327 @@ fn dockerfile_builds_a_static_unprivileged_image_matching_the_chart() {
     assert_eq!(
         values["securityContext"]["readOnlyRootFilesystem"],
         Value::Bool(true)
+    );
+}
+
+/// The chart rendered with `args` (`None`: helm is missing and the test skips); panics with helm's output when
+/// rendering fails.
+fn render(args: &[&str]) -> Option<Vec<Value>> {
+    let mut helm = tool("helm", &["version"])?;
+    let out = helm_template(&mut helm, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: helm template failed:\n{}",
+        text(&out)
+    );
+    Some(documents(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// helm's output for a rendering that must fail.
+fn render_refused(args: &[&str]) -> String {
+    let mut helm = tool("helm", &["version"]).expect("helm");
+    let out = helm_template(&mut helm, args);
+    let log = text(&out);
+    assert!(!out.status.success(), "{args:?} was accepted:\n{log}");
+    log
+}
+
+fn rendered_config(docs: &[Value]) -> String {
+    docs.iter()
+        .find(|d| kind_of(d) == "ConfigMap" && d["data"]["wharf.yaml"].is_string())
+        .expect("config map")["data"]["wharf.yaml"]
+        .as_str()
+        .expect("wharf.yaml")
+        .to_string()
+}
+
+fn example(name: &str) -> String {
+    examples_dir().join(name).display().to_string()
+}
+
+const NPM_AND_CARGO: [&str; 8] = [
+    "--set",
+    "repositories.npm.format=npm",
+    "--set",
+    "repositories.npm.upstream=https://npm.example.com/",
+    "--set",
+    "repositories.crates.format=cargo",
+    "--set",
+    "repositories.crates.upstream=https://cargo.example.com/index/",
+];
+
+#[test]
+fn chart_gives_npm_and_cargo_the_in_cluster_url_or_refuses_them_at_lint() {
+    let Some(docs) = render(&NPM_AND_CARGO) else {
+        return;
+    };
+    // In-cluster jobs are handed tarball and crate URLs on the Service, not on an ingress.
+    let config = rendered_config(&docs);
+    assert!(
+        config.contains("public_url: \"http://wharf.wharf.svc:8080/\""),
+        "{config}"
+    );
+    let mut args = NPM_AND_CARGO.to_vec();
+    args.extend(["--set", "publicUrl=https://wharf.ci.example.com/"]);
+    let config = rendered_config(&render(&args).expect("helm"));
+    assert!(
+        config.contains("public_url: \"https://wharf.ci.example.com/\""),
+        "{config}"
+    );
+    // No URL at all: refused when the values are checked, naming the two fields that would fix it.
+    let mut args = NPM_AND_CARGO.to_vec();
+    args.extend(["--set", "inClusterUrl=false"]);
+    let log = render_refused(&args);
+    assert!(
+        log.contains("/inClusterUrl") && log.contains("/publicUrl"),
+        "{log}"
+    );
+    let out = tool("helm", &["version"])
+        .expect("helm")
+        .arg("lint")
+        .arg(chart_dir())
+        .args(&args)
+        .output()
+        .expect("helm lint");
+    assert!(
+        !out.status.success() && text(&out).contains("/publicUrl"),
+        "helm lint accepted npm without a public URL:\n{}",
+        text(&out)
+    );
+    // Formats that write no absolute URLs need none.
+    let ok = render(&[
+        "--set",
+        "inClusterUrl=false",
+        "--set",
+        "repositories.pypi.format=pypi",
+        "--set",
+        "repositories.pypi.upstream=https://pypi.example.com/simple/",
+    ])
+    .expect("helm");
+    assert!(!rendered_config(&ok).contains("public_url"));
+}
+
+#[test]
+fn generated_admin_secret_is_created_once_by_helm_and_renders_are_stable() {
+    let Some(first) = render(&[]) else {
+        return;
+    };
+    let second = render(&[]).expect("helm");
+    let is_hook = |d: &Value| d["metadata"]["annotations"]["helm.sh/hook"].is_string();
+    let manifest = |docs: &[Value]| -> Vec<String> {
+        docs.iter()
+            .filter(|d| !is_hook(d))
+            .map(|d| serde_yaml_ng::to_string(d).expect("yaml"))
+            .collect()
+    };
+    // What Helm applies and compares at every upgrade (and what helm-diff shows) is the same on every
+    // render: the token is not part of it.
+    assert_eq!(manifest(&first), manifest(&second));
+    let secret = find(&first, "Secret").expect("a generated admin Secret");
+    let annotations = &secret["metadata"]["annotations"];
+    assert_eq!(annotations["helm.sh/hook"].as_str(), Some("pre-install"));
+    assert_eq!(
+        annotations["helm.sh/resource-policy"].as_str(),
+        Some("keep")
+    );
+    assert!(secret["data"]["token"]
+        .as_str()
+        .is_some_and(|t| t.len() >= 40));
+    let sts = find(&first, "StatefulSet").expect("StatefulSet");
+    let volumes = sts["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .expect("volumes");
+    assert!(volumes
+        .iter()
+        .any(|v| v["secret"]["secretName"].as_str() == Some("wharf-admin")));
+    // GitOps: the Secret comes from the user's secret store, the chart renders none.
+    let gitops = render(&["--set", "admin.existingSecret=ci-wharf-admin"]).expect("helm");
+    assert!(find(&gitops, "Secret").is_none());
+    assert_eq!(manifest(&gitops), {
+        let again = render(&["--set", "admin.existingSecret=ci-wharf-admin"]).expect("helm");
+        manifest(&again)
+    });
+}
+
+#[test]
+fn credentials_secret_and_extra_volumes_are_mounted_for_credentials_files() {
+    let Some(docs) = render(&[
+        "--set",
+        "repositories.images.format=oci",
+        "--set",
+        "repositories.images.upstreams.docker\\.io=https://registry.example.com",
+        "--set",
+        "repositories.images.credentials_file=/etc/wharf/credentials/registry.json",
+        "--set",
+        "credentials.existingSecret=wharf-upstreams",
+        "--set",
+        "extraVolumes[0].name=ca",
+        "--set",
+        "extraVolumes[0].configMap.name=corporate-ca",
+        "--set",
+        "extraVolumeMounts[0].name=ca",
+        "--set",
+        "extraVolumeMounts[0].mountPath=/etc/ssl/corporate",
+        "--set",
+        "extraVolumeMounts[0].readOnly=true",
+    ]) else {
+        return;
+    };
+    let pod = &find(&docs, "StatefulSet").expect("StatefulSet")["spec"]["template"]["spec"];
+    let volume = |name: &str| {
+        pod["volumes"]
+            .as_sequence()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no volume {name}: {:?}", pod["volumes"]))
+            .clone()
+    };
+    assert_eq!(
+        volume("credentials")["secret"]["secretName"].as_str(),
+        Some("wharf-upstreams")
+    );
+    assert_eq!(
+        volume("ca")["configMap"]["name"].as_str(),
+        Some("corporate-ca")
+    );
+    let mounts = pod["containers"][0]["volumeMounts"]
+        .as_sequence()
+        .expect("mounts");
+    let mounted = |path: &str, name: &str| {
+        mounts.iter().any(|m| {
+            m["mountPath"].as_str() == Some(path)
+                && m["name"].as_str() == Some(name)
+                && m["readOnly"] == Value::Bool(true)
+        })
+    };
+    assert!(
+        mounted("/etc/wharf/credentials", "credentials") && mounted("/etc/ssl/corporate", "ca"),
+        "{mounts:?}"
+    );
+    assert!(
+        rendered_config(&docs).contains("credentials_file: /etc/wharf/credentials/registry.json")
+    );
+}
+
+#[test]
+fn production_values_spread_two_replicas_drain_before_stopping_and_fit_the_volume() {
+    let production = example("values-production.yaml");
+    let Some(docs) = render(&["-f", &production]) else {
+        return;
+    };
+    let sts = find(&docs, "StatefulSet").expect("StatefulSet");
+    assert_eq!(sts["spec"]["replicas"].as_u64(), Some(2));
+    let config = rendered_config(&docs);
+    assert!(config.contains("bucket: ci-cache"), "{config}");
+    let pod = &sts["spec"]["template"]["spec"];
+    let spread = pod["topologySpreadConstraints"]
+        .as_sequence()
+        .expect("topology spread");
+    let keys: Vec<&str> = spread
+        .iter()
+        .filter_map(|c| c["topologyKey"].as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    );
+    for constraint in spread {
+        assert_eq!(
+            constraint["labelSelector"]["matchLabels"], sts["spec"]["selector"]["matchLabels"],
+            "the chart fills in its own pods"
+        );
+    }
+    // The image has no `sleep`: the kubelet's sleep action keeps the pod serving while it leaves the
+    // endpoints, and the grace period covers it and wharf's own drain.
+    let container = &pod["containers"][0];
+    let sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .expect("preStop sleep");
+    assert!(sleep >= 5, "{sleep}");
+    assert!(pod["terminationGracePeriodSeconds"].as_u64() >= Some(sleep + 30));
+    assert!(container["lifecycle"]["preStop"]["exec"].is_null());
+    let pdb = find(&docs, "PodDisruptionBudget").expect("PDB");
+    assert_eq!(pdb["spec"]["maxUnavailable"].as_u64(), Some(1));
+    // Before Kubernetes 1.30 there is no sleep action: no preStop rather than an invalid one.
+    let old = render(&["-f", &production, "--kube-version", "1.29.0"]).expect("helm");
+    let old_sts = find(&old, "StatefulSet").expect("StatefulSet");
+    assert!(old_sts["spec"]["template"]["spec"]["containers"][0]["lifecycle"].is_null());
+
+    // storage.max_size larger than the volume is refused when rendering (and so at lint), not found out
+    // when the volume fills.
+    let log = render_refused(&["--set", "storage.max_size=60GiB"]);
+    assert!(
+        log.contains("storage.max_size (60GiB) is larger than the volume (persistence.size 50Gi)"),
+        "{log}"
+    );
+    let log = render_refused(&["-f", &production, "--set", "persistence.size=80Gi"]);
+    assert!(log.contains("storage.max_size (90GiB)"), "{log}");
+    for fits in [
+        vec!["--set", "storage.max_size=45GiB"],
+        // 50 GB is less than the 50 GiB volume.
+        vec!["--set", "storage.max_size=50GB"],
+        // No volume to compare with (an emptyDir).
+        vec![
+            "--set",
+            "persistence.enabled=false",
+            "--set",
+            "storage.max_size=60GiB",
+        ],
+    ] {
+        render(&fits).expect("helm");
+    }
+}
+
+#[test]
+fn ci_ingress_routes_only_the_repositories_and_the_network_policy_names_its_peers() {
+    let Some(docs) = render(&["-f", &example("values-ci.yaml")]) else {
+        return;
+    };
+    let ingress = find(&docs, "Ingress").expect("Ingress");
+    let paths: BTreeSet<&str> = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_sequence()
+        .expect("paths")
+        .iter()
+        .filter_map(|p| p["path"].as_str())
+        .collect();
+    // The web UI (/), /status, /metrics and /admin are not reachable through the load balancer.
+    assert_eq!(
+        paths,
+        BTreeSet::from(["/cargo/", "/npm/", "/pypi/", "/v2/"]),
+        "the repositories and OCI's /v2/ only"
+    );
+    let policy = &find(&docs, "NetworkPolicy").expect("NetworkPolicy")["spec"];
+    let from = serde_json::to_string(&policy["ingress"][0]["from"]).expect("json");
+    for namespace in [
+        "arc-runners",
+        "gitlab-runner",
+        "ingress-nginx",
+        "monitoring",
+    ] {
+        assert!(from.contains(namespace), "{namespace} missing: {from}");
+    }
+    let egress = policy["egress"].as_sequence().expect("egress");
+    let upstream = &egress[1]["to"][0]["ipBlock"];
+    assert_eq!(upstream["cidr"].as_str(), Some("0.0.0.0/0"));
+    assert!(upstream["except"]
+        .as_sequence()
+        .expect("except")
+        .iter()
+        .any(|c| c.as_str() == Some("169.254.0.0/16")));
+    // An explicit path list still wins.
+    let all = render(&[
+        "--set",
+        "ingress.enabled=true",
+        "--set",
+        "ingress.hosts[0].host=wharf.example.com",
+        "--set",
+        "ingress.hosts[0].paths[0]=/",
+    ])
+    .expect("helm");
+    assert_eq!(
+        find(&all, "Ingress").expect("Ingress")["spec"]["rules"][0]["http"]["paths"][0]["path"]
+            .as_str(),
+        Some("/")
     );
 }
