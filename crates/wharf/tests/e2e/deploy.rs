@@ -844,88 +844,278 @@ fn load_yaml_docs(path: &Path) -> Vec<Value> {
     documents(&std::fs::read_to_string(path).expect("read example"))
 }
 
-#[test]
-fn runner_examples_point_clients_at_the_chart_service() {
-    let ci = &load_yaml_docs(&examples_dir().join("values-ci.yaml"))[0];
-    let base = "http://wharf.wharf.svc:8080/";
-    let repos = ci["repositories"].as_mapping().expect("repositories");
-    for repo in ["pypi", "npm", "cargo", "images"] {
-        assert!(repos.contains_key(repo), "values-ci.yaml has no `{repo}`");
-    }
-    let arc = load_yaml_docs(&examples_dir().join("arc-runner-scale-set.yaml"));
-    let env: Vec<(String, String)> = arc[0]["template"]["spec"]["containers"][0]["env"]
+/// `(name, value)` of each plain env entry of a container.
+fn plain_env(container: &Value) -> Vec<(String, String)> {
+    container["env"]
         .as_sequence()
-        .expect("env")
-        .iter()
+        .into_iter()
+        .flatten()
         .map(|e| {
             (
                 e["name"].as_str().unwrap_or("").to_string(),
                 e["value"].as_str().unwrap_or("").to_string(),
             )
         })
-        .collect();
-    let expect = [
-        ("PIP_INDEX_URL", format!("{base}pypi/simple/")),
-        ("UV_DEFAULT_INDEX", format!("{base}pypi/simple/")),
-        ("npm_config_registry", format!("{base}npm/")),
-    ];
-    for (name, value) in &expect {
+        .collect()
+}
+
+/// The client settings every runner example gives its jobs: the chart's Service, as in values-ci.yaml.
+fn expected_client_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("PIP_INDEX_URL", format!("{BASE}/pypi/simple/")),
+        ("PIP_TRUSTED_HOST", "wharf.wharf.svc".to_string()),
+        ("UV_DEFAULT_INDEX", format!("{BASE}/pypi/simple/")),
+        ("npm_config_registry", format!("{BASE}/npm/")),
+        ("GOPROXY", format!("{BASE}/go")),
+    ]
+}
+
+fn assert_client_env(what: &str, container: &Value) {
+    let env = plain_env(container);
+    for (name, value) in expected_client_env() {
         assert!(
-            env.iter().any(|(n, v)| n == name && v == value),
-            "ARC example: {name}={value} missing from {env:?}"
+            env.iter().any(|(n, v)| n == name && *v == value),
+            "{what}: {name}={value} missing from {env:?}"
         );
     }
-    let cargo = format!("sparse+{base}cargo/");
-    let arc_cargo = arc[1]["data"]["config.toml"]
-        .as_str()
-        .expect("cargo config");
-    assert!(arc_cargo.contains(&cargo) && arc_cargo.contains("replace-with = \"wharf\""));
+}
 
+/// The container mounts cargo's settings at /.cargo (a parent of every working directory), from `volume`.
+fn assert_cargo_mount(what: &str, container: &Value, volumes: &Value) {
+    let mount = container["volumeMounts"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|m| m["mountPath"].as_str() == Some("/.cargo"))
+        .unwrap_or_else(|| panic!("{what}: nothing at /.cargo"));
+    let volume = volumes
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap_or_else(|| panic!("{what}: no volume {:?}", mount["name"]));
+    assert_eq!(
+        volume["configMap"]["name"].as_str(),
+        Some("wharf-cargo-config")
+    );
+}
+
+fn assert_cargo_config_map(what: &str, doc: &Value) {
+    assert_eq!(kind_of(doc), "ConfigMap", "{what}");
+    assert_eq!(doc["metadata"]["name"].as_str(), Some("wharf-cargo-config"));
+    let toml = doc["data"]["config.toml"].as_str().expect("config.toml");
+    assert!(
+        toml.contains(&format!("registry = \"sparse+{BASE}/cargo/\""))
+            && toml.contains("[source.crates-io]\nreplace-with = \"wharf\""),
+        "{what}: {toml}"
+    );
+}
+
+#[test]
+fn runner_examples_point_every_job_at_the_chart_service() {
+    let ci = &load_yaml_docs(&examples_dir().join("values-ci.yaml"))[0];
+    let repos = ci["repositories"].as_mapping().expect("repositories");
+    for repo in ["pypi", "npm", "cargo", "go", "images"] {
+        assert!(repos.contains_key(repo), "values-ci.yaml has no `{repo}`");
+    }
+    let mut objects: Vec<Value> = Vec::new();
+    let pod_template = |name: &str, template: &Value| -> Value {
+        serde_yaml_ng::to_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": name},
+            "template": serde_json::to_value(template).expect("json"),
+        }))
+        .expect("yaml")
+    };
+
+    // ARC, Docker-in-Docker: the runner's steps get the settings, the daemon pulls Docker Hub images
+    // through wharf.
+    let dind = load_yaml_docs(&examples_dir().join("arc-runner-scale-set.yaml"));
+    let spec = &dind[0]["template"]["spec"];
+    let containers = spec["containers"].as_sequence().expect("containers");
+    let runner = containers
+        .iter()
+        .find(|c| c["name"] == "runner")
+        .expect("runner");
+    assert_client_env("ARC dind runner", runner);
+    assert_cargo_mount("ARC dind runner", runner, &spec["volumes"]);
+    let daemon = containers
+        .iter()
+        .find(|c| c["name"] == "dind")
+        .expect("dind");
+    let args: Vec<&str> = daemon["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        args.contains(&"--registry-mirror=http://wharf.wharf.svc:8080")
+            && args.contains(&"--insecure-registry=wharf.wharf.svc:8080"),
+        "{args:?}"
+    );
+    assert_cargo_config_map("ARC dind", &dind[1]);
+    objects.push(pod_template("arc-dind", &dind[0]["template"]));
+    objects.push(dind[1].clone());
+
+    // ARC, kubernetes mode: the hooks create the job pods from a template that carries the settings.
+    let kube = load_yaml_docs(&examples_dir().join("arc-runner-scale-set-kubernetes.yaml"));
+    assert_eq!(
+        kube[0]["containerMode"]["type"].as_str(),
+        Some("kubernetes")
+    );
+    let runner = &kube[0]["template"]["spec"]["containers"][0];
+    let template_path = plain_env(runner)
+        .into_iter()
+        .find(|(n, _)| n == "ACTIONS_RUNNER_CONTAINER_HOOK_TEMPLATE")
+        .expect("hook template variable")
+        .1;
+    let mount = runner["volumeMounts"]
+        .as_sequence()
+        .expect("mounts")
+        .iter()
+        .find(|m| {
+            m["mountPath"]
+                .as_str()
+                .is_some_and(|p| template_path.starts_with(&format!("{p}/")))
+        })
+        .expect("the template is mounted where the variable says");
+    let file = template_path.rsplit('/').next().expect("file name");
+    let template_map = kube
+        .iter()
+        .find(|d| d["metadata"]["name"].as_str() == Some("wharf-job-template"))
+        .expect("hook template ConfigMap");
+    let volumes = &kube[0]["template"]["spec"]["volumes"];
+    assert!(volumes
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .any(|v| v["name"] == mount["name"]
+            && v["configMap"]["name"] == template_map["metadata"]["name"]));
+    let job_template: Value =
+        serde_yaml_ng::from_str(template_map["data"][file].as_str().expect("template"))
+            .expect("hook template parses");
+    let job = &job_template["spec"]["containers"][0];
+    assert_eq!(job["name"].as_str(), Some("$job"));
+    assert_client_env("ARC job pod template", job);
+    assert_cargo_mount(
+        "ARC job pod template",
+        job,
+        &job_template["spec"]["volumes"],
+    );
+    assert_cargo_config_map("ARC kubernetes mode", &kube[2]);
+    objects.push(pod_template("arc-kubernetes-runner", &kube[0]["template"]));
+    objects.push(pod_template("arc-job", &job_template));
+    objects.push(kube[1].clone());
+    objects.push(kube[2].clone());
+
+    // GitLab's Kubernetes executor.
     let gitlab = load_yaml_docs(&examples_dir().join("gitlab-runner.yaml"));
     let toml = gitlab[0]["runners"]["config"]
         .as_str()
         .expect("runners.config");
-    for (name, value) in &expect {
+    for (name, value) in expected_client_env() {
         assert!(
             toml.contains(&format!("\"{name}={value}\"")),
             "GitLab example: {name}"
         );
     }
-    assert!(toml.contains(&format!("CARGO_REGISTRIES_WHARF_INDEX={cargo}")));
+    assert!(
+        toml.contains("mount_path = \"/.cargo\"") && !toml.contains("\"CARGO_HOME="),
+        "cargo's settings where cargo looks whatever CARGO_HOME is:\n{toml}"
+    );
+    // Environment variables cannot replace cargo's source: only the file does.
+    assert!(!toml.contains("CARGO_REGISTRIES_"), "{toml}");
+    assert_cargo_config_map("GitLab", &gitlab[1]);
+    objects.push(gitlab[1].clone());
 
+    // No example mounts into the runner's home, where the mount point would be root-owned for uid 1001.
+    for file in [
+        "arc-runner-scale-set.yaml",
+        "arc-runner-scale-set-kubernetes.yaml",
+        "gitlab-runner.yaml",
+    ] {
+        let text = std::fs::read_to_string(examples_dir().join(file)).expect("example");
+        assert!(!text.contains("/home/runner/.cargo"), "{file}");
+    }
+
+    // containerd on each node: the NodePort on the node's own address (any kube-proxy mode), not the
+    // Service's name (no cluster DNS on the node) nor 127.0.0.1 (iptables mode only).
     let hosts = load_yaml_docs(&examples_dir().join("containerd-hosts-daemonset.yaml"));
     let node_port = ci["service"]["nodePort"].as_u64().expect("nodePort");
     let hosts_toml = hosts[0]["data"]["docker.io.toml"]
         .as_str()
         .expect("hosts.toml");
-    assert!(hosts_toml.contains(&format!("[host.\"http://127.0.0.1:{node_port}\"]")));
+    assert!(hosts_toml.contains(&format!("[host.\"http://NODE_ADDRESS:{node_port}\"]")));
     assert!(hosts_toml.contains("capabilities = [\"pull\", \"resolve\"]"));
+    assert!(!hosts_toml.contains("127.0.0.1") && !hosts_toml.contains(".svc"));
+    let init = &hosts[1]["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(
+        init["env"][0]["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("status.hostIP")
+    );
+    // The init container's script, run here on a scratch directory for an IPv4 and an IPv6 node.
+    let script = init["command"][2].as_str().expect("script");
+    for (ip, host) in [("10.0.3.7", "10.0.3.7"), ("fd00:10:3::7", "[fd00:10:3::7]")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config");
+        let certs = dir.path().join("certs.d");
+        std::fs::create_dir_all(&config).expect("mkdir");
+        std::fs::write(config.join("docker.io.toml"), hosts_toml).expect("write");
+        let local = script
+            .replace("/certs.d", &certs.display().to_string())
+            .replace("/config/", &format!("{}/", config.display()));
+        let out = Command::new("sh")
+            .args(["-c", &local])
+            .env("NODE_IP", ip)
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{}", text(&out));
+        let written =
+            std::fs::read_to_string(certs.join("docker.io/hosts.toml")).expect("hosts.toml");
+        assert!(
+            written.contains(&format!("[host.\"http://{host}:{node_port}\"]")),
+            "{written}"
+        );
+    }
+    objects.extend(hosts.iter().cloned());
     assert!(ci["repositories"]["images"]["upstreams"]["docker.io"].is_string());
 
-    // The Kubernetes objects in the examples are valid: the DaemonSet and ConfigMaps as they are, and the
-    // ARC pod template as a PodTemplate.
+    // Bottlerocket: a registry mirror in its settings, at an address nodes resolve.
+    let bottlerocket = examples_dir().join("bottlerocket-settings.toml");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, tomllib; print(json.dumps(tomllib.load(open(sys.argv[1], 'rb'))))",
+        ])
+        .arg(&bottlerocket)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", text(&out));
+    let settings: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mirror = &settings["settings"]["container-registry"]["mirrors"][0];
+    assert_eq!(mirror["registry"], "docker.io");
+    let endpoint = mirror["endpoint"][0].as_str().expect("endpoint");
+    assert!(
+        endpoint.starts_with("http") && !endpoint.contains(".svc"),
+        "{endpoint}"
+    );
+
+    // Every Kubernetes object in the examples is valid (pod templates as PodTemplates).
     let Some(mut validator) = kubernetes_validate() else {
         return;
     };
-    let pod_template = serde_yaml_ng::to_string(&serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "PodTemplate",
-        "metadata": {"name": "arc-runner"},
-        "template": serde_json::to_value(&arc[0]["template"]).expect("json"),
-    }))
-    .expect("yaml");
-    let mut all = vec![pod_template];
-    for doc in arc
+    let all: Vec<String> = objects
         .iter()
-        .skip(1)
-        .chain(gitlab.iter().skip(1))
-        .chain(hosts.iter())
-    {
-        all.push(serde_yaml_ng::to_string(doc).expect("yaml"));
-    }
-    let passed = validate_manifests(&mut validator, &all.join("---\n"), "runner examples");
+        .map(|d| serde_json::to_string(d).expect("json"))
+        .collect();
+    let passed = validate_manifests(&mut validator, &all.join("\n---\n"), "runner examples");
     for name in [
-        "podtemplate/arc-runner",
+        "podtemplate/arc-dind",
+        "podtemplate/arc-kubernetes-runner",
+        "podtemplate/arc-job",
+        "configmap/wharf-job-template",
         "daemonset/wharf-containerd-hosts",
         "configmap/wharf-cargo-config",
     ] {
@@ -1278,7 +1468,7 @@ fn ci_ingress_routes_only_the_repositories_and_the_network_policy_names_its_peer
     // The web UI (/), /status, /metrics and /admin are not reachable through the load balancer.
     assert_eq!(
         paths,
-        BTreeSet::from(["/cargo/", "/npm/", "/pypi/", "/v2/"]),
+        BTreeSet::from(["/cargo/", "/go/", "/npm/", "/pypi/", "/v2/"]),
         "the repositories and OCI's /v2/ only"
     );
     let policy = &find(&docs, "NetworkPolicy").expect("NetworkPolicy")["spec"];
@@ -1288,6 +1478,8 @@ fn ci_ingress_routes_only_the_repositories_and_the_network_policy_names_its_peer
         "gitlab-runner",
         "ingress-nginx",
         "monitoring",
+        // the nodes' subnet: containerd pulling through the NodePort
+        "10.0.0.0/16",
     ] {
         assert!(from.contains(namespace), "{namespace} missing: {from}");
     }
@@ -1363,8 +1555,6 @@ fn injection_args(api_version: &str) -> Vec<String> {
         .map(String::from)
         .to_vec();
     for set in [
-        "repositories.go.format=go",
-        "repositories.go.upstream=https://go.example.com/",
         "injection.mutatingAdmissionPolicy.enabled=true",
         "injection.kyverno.enabled=true",
         "injection.namespaces={arc-runners,gitlab-runner}",
