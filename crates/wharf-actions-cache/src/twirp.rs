@@ -10,7 +10,7 @@ use axum::body::Body;
 use http::{header, Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use wharf_cache::{CacheInfo, Outcome, PassThrough, RepoRequest};
+use wharf_cache::{CacheInfo, Credential, Outcome, PassThrough, RepoRequest};
 
 use crate::entries::{self, Found};
 use crate::layout::{check_key, check_version, entry_key, scope_prefix, split_entry, MAX_KEYS};
@@ -392,13 +392,26 @@ async fn forward(
         Ok(b) => b,
         Err(e) => return error(Code::Malformed, e.to_string()),
     };
+    // The job's runtime token is what the results service authenticates: it goes to that origin only
+    // (over https, or to loopback), as a repository credential would.
+    let token = req
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.is_empty() && t.len() <= crate::token::MAX_TOKEN_LEN && !t.contains(':'))
+        .and_then(|t| Credential::parse(t, upstream).ok());
+    let reach = repo
+        .reach
+        .as_ref()
+        .map(|reach| Arc::new(reach.as_ref().clone().with_credential(token)));
     let pass = PassThrough {
         repo: Arc::clone(&repo.name),
         method: Method::POST,
         url,
         headers: req.headers,
         body,
-        reach: repo.reach.clone(),
+        reach,
     };
     match repo.engine.pass_through(pass).await {
         Ok(resp) => resp,

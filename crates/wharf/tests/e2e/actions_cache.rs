@@ -200,6 +200,55 @@ fn noise(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_twirp_services_go_to_results_upstream_with_the_job_token() {
+    let results = wharf_testkit::ScriptedServer::start().await;
+    results.script(
+        "/results/twirp/github.actions.results.api.v1.ArtifactService/CreateArtifact",
+        wharf_testkit::Answer::new(200, r#"{"ok":true,"signed_upload_url":"x"}"#)
+            .header("content-type", "application/json"),
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repos = format!(
+        "  actions:\n    format: actions-cache\n    results_upstream: \"{}/results\"\n    max_size: 1GiB\n    max_unused: 7d\n",
+        results.url()
+    );
+    let wharf = Wharf::start(&tmp.path().join("data"), &repos, "");
+    let tok = token("1", MAIN);
+    let resp = http()
+        .post(wharf.url("/twirp/github.actions.results.api.v1.ArtifactService/CreateArtifact"))
+        .bearer_auth(&tok)
+        .header("content-type", "application/json")
+        .body(r#"{"name":"logs"}"#)
+        .send()
+        .await
+        .expect("forwarded");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        r#"{"ok":true,"signed_upload_url":"x"}"#
+    );
+    let seen = results.seen_under("/results/twirp/");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].body_len, r#"{"name":"logs"}"#.len());
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(format!("Bearer {tok}").as_str())
+    );
+    // The cache service itself is never forwarded.
+    let (_, miss) = twirp(
+        &http(),
+        &wharf.url("/"),
+        "GetCacheEntryDownloadURL",
+        &tok,
+        json!({"key": "k", "version": "v"}),
+    )
+    .await;
+    assert_eq!(miss["ok"], false);
+    assert_eq!(results.seen().len(), 1);
+}
+
 fn start(data: &Path) -> Wharf {
     Wharf::start(data, "  actions:\n    format: actions-cache\n", "")
 }
