@@ -27,7 +27,7 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
     error_response, fetch_error_response, serve, BoxFuture, BuildError, Engine, Expected,
-    FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest, Repository, IMMUTABLE,
+    FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest, Repository, Verified, IMMUTABLE,
 };
 use wharf_config::{ConfigError, Format, FormatSpec, KeyKind, KeySpec, RepoConfig, Upstreams};
 
@@ -269,18 +269,22 @@ impl GenericRepo {
         let sibling = (req.method == Method::GET || mutable)
             && self.verify_sibling_checksums
             && !self.checksums.contains_key(&path)
-            && !path.ends_with(".sha256");
+            && !is_checksum_file(&path);
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, freshness);
         fetch.negative_ttl = self.negative_ttl;
         fetch.reach = Some(self.reach.clone());
-        fetch.expected = match self.checksums.get(&path) {
-            Some(sum) => Some(Expected::Sha256(sum.clone())),
-            None if sibling => match self.sibling_sha256(&req.path, query, freshness).await {
-                Ok(sum) => sum.map(Expected::Sha256),
+        let verified = match self.checksums.get(&path) {
+            Some(sum) => Some((sum.clone(), Verified::PINNED)),
+            None if sibling => match self.sibling_checksum(&req.path, query, freshness).await {
+                Ok(found) => found,
                 Err(refused) => return refused,
             },
             None => None,
         };
+        let verified = verified.map(|(sum, source)| {
+            fetch.expected = Some(Expected::Sha256(sum));
+            source
+        });
         // A `HEAD` of an immutable file with no pinned digest is answered from upstream's `HEAD`, without
         // downloading it.
         let result = if req.method == Method::HEAD && !mutable && fetch.expected.is_none() {
@@ -298,6 +302,9 @@ impl GenericRepo {
                 };
                 resp.headers_mut()
                     .insert(header::CACHE_CONTROL, cache_control);
+                if let Some(source) = verified {
+                    resp.extensions_mut().insert(source);
+                }
                 resp
             }
             Err(e) => fetch_error_response(&e),
@@ -306,42 +313,91 @@ impl GenericRepo {
 }
 
 impl GenericRepo {
-    /// The sha256 in `<raw_path>.sha256`, fetched through the engine (cached, with the file's freshness):
-    /// `None` when upstream has no such file; an error response when it cannot be read or names no sha256.
-    async fn sibling_sha256(
+    /// The sha256 a file must have according to the checksum files beside it, and which file said so:
+    /// `<raw_path>.sha256` when upstream has it, else the file's line in `SHA256SUMS` in the same directory.
+    /// Both are fetched through the engine (cached, with the file's freshness). `None` when neither exists
+    /// or `SHA256SUMS` does not list the file; an error response when one cannot be read or `.sha256`
+    /// names no sha256.
+    async fn sibling_checksum(
         &self,
         raw_path: &str,
         query: Option<&str>,
         freshness: Freshness,
-    ) -> Result<Option<String>, Response<Body>> {
-        let raw = format!("{raw_path}.sha256");
+    ) -> Result<Option<(String, Verified)>, Response<Body>> {
+        let own = format!("{raw_path}.sha256");
+        if let Some(text) = self
+            .checksum_file(&own, query, freshness, MAX_SIBLING)
+            .await?
+        {
+            return match first_sha256(&text) {
+                Some(sum) => Ok(Some((sum, Verified::SIBLING_FILE))),
+                None => Err(error_response(
+                    StatusCode::BAD_GATEWAY,
+                    format!("{own} names no sha256, so the file beside it cannot be verified"),
+                )),
+            };
+        }
+        let (dir, name) = raw_path.rsplit_once('/').unwrap_or(("", raw_path));
+        let sums = format!("{dir}/SHA256SUMS");
+        let Some(text) = self
+            .checksum_file(&sums, query, freshness, MAX_SUMS)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // The list names files as their raw path segment is decoded; compare decoded names.
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        Ok(listed_sha256(&text, &name).map(|sum| (sum, Verified::SUMS_FILE)))
+    }
+
+    /// The body of the checksum file at `raw` (a raw path under the repository), `None` when upstream has
+    /// none.
+    async fn checksum_file(
+        &self,
+        raw: &str,
+        query: Option<&str>,
+        freshness: Freshness,
+        max: u64,
+    ) -> Result<Option<bytes::Bytes>, Response<Body>> {
         let mut url = self.upstream.clone();
         url.set_path(&format!("{}{raw}", self.upstream.path()));
         url.set_query(query);
         let key = match query {
             Some(q) => format!("{raw}?{q}"),
-            None => raw,
+            None => raw.to_owned(),
         };
         let shown = url.to_string();
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, freshness);
         fetch.negative_ttl = self.negative_ttl;
         fetch.reach = Some(self.reach.clone());
-        let text = match self.engine.get(fetch).await {
+        match self.engine.get(fetch).await {
             Ok(served) => served
-                .into_document(MAX_SIBLING, &shown)
+                .into_document(max, &shown)
                 .await
-                .map_err(|e| fetch_error_response(&e))?,
-            Err(wharf_cache::FetchError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(fetch_error_response(&e)),
-        };
-        match first_sha256(&text) {
-            Some(sum) => Ok(Some(sum)),
-            None => Err(error_response(
-                StatusCode::BAD_GATEWAY,
-                format!("{shown} names no sha256, so the file beside it cannot be verified"),
-            )),
+                .map(Some)
+                .map_err(|e| fetch_error_response(&e)),
+            Err(wharf_cache::FetchError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(fetch_error_response(&e)),
         }
     }
+}
+
+/// Whether `path` is itself a checksum file (never verified against another one).
+fn is_checksum_file(path: &str) -> bool {
+    path.ends_with(".sha256") || path.rsplit('/').next() == Some("SHA256SUMS")
+}
+
+/// The sha256 `SHA256SUMS` text lists for the file `name` (lines `<hex>  <name>`, `<hex> *<name>` for
+/// binary mode, names optionally prefixed `./`), lower-cased.
+fn listed_sha256(text: &[u8], name: &str) -> Option<String> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.lines().find_map(|line| {
+        let (sum, rest) = line.trim_end().split_once(char::is_whitespace)?;
+        let listed = rest.trim_start().trim_start_matches('*');
+        let listed = listed.strip_prefix("./").unwrap_or(listed);
+        (listed == name && sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| sum.to_ascii_lowercase())
+    })
 }
 
 /// How long ago the last multiple of `ttl` since the epoch was, at `now`: an entry younger than that was
@@ -360,6 +416,8 @@ fn since_boundary(ttl: Duration, now: std::time::SystemTime) -> Duration {
 
 /// Largest sibling checksum file read (a `sha256sum` line is under 1 KiB).
 const MAX_SIBLING: u64 = 64 * 1024;
+/// Largest `SHA256SUMS` read (a release with thousands of files stays well under it).
+const MAX_SUMS: u64 = 1024 * 1024;
 
 /// The first whitespace-separated token of `text`, if it is 64 hex characters (lower-cased).
 fn first_sha256(text: &[u8]) -> Option<String> {
@@ -378,6 +436,22 @@ mod tests {
         let mut cfg = RepoConfig::new("releases", FORMAT.config.format);
         cfg.upstream = Some(Url::parse("http://127.0.0.1:9/files/").unwrap());
         cfg
+    }
+
+    #[test]
+    fn sha256sums_lists_files_in_text_and_binary_mode() {
+        let a = "ab".repeat(32);
+        let b = "CD".repeat(32);
+        let text = format!("{a}  tool-1.0.tar.gz\n{b} *./tool-1.0.zip\nnot a line\n");
+        assert_eq!(listed_sha256(text.as_bytes(), "tool-1.0.tar.gz"), Some(a));
+        assert_eq!(
+            listed_sha256(text.as_bytes(), "tool-1.0.zip"),
+            Some(b.to_ascii_lowercase())
+        );
+        assert_eq!(listed_sha256(text.as_bytes(), "tool-1.0"), None);
+        assert_eq!(listed_sha256(b"\xff\xfe", "x"), None);
+        assert!(is_checksum_file("v1/SHA256SUMS") && is_checksum_file("a.tgz.sha256"));
+        assert!(!is_checksum_file("v1/SHA256SUMS.asc.tgz"));
     }
 
     #[test]
