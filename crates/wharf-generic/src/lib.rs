@@ -337,8 +337,10 @@ impl GenericRepo {
                 )),
             };
         }
-        let (dir, name) = raw_path.rsplit_once('/').unwrap_or(("", raw_path));
-        let sums = format!("{dir}/SHA256SUMS");
+        let (sums, name) = match raw_path.rsplit_once('/') {
+            Some((dir, name)) => (format!("{dir}/SHA256SUMS"), name),
+            None => ("SHA256SUMS".to_owned(), raw_path),
+        };
         let Some(text) = self
             .checksum_file(&sums, query, freshness, MAX_SUMS)
             .await?

@@ -380,6 +380,11 @@ async fn sibling_sha256_files_verify_downloads_when_asked() {
     };
     assert_eq!(verified("/sums/good.bin"), Some("sha256-file".into()));
     assert_eq!(verified("/sums/plain.bin"), Some(serde_json::Value::Null));
+    assert_eq!(
+        up.requests_for("/SHA256SUMS"),
+        1,
+        "a file without <file>.sha256 at the top looks for SHA256SUMS at the top, once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
