@@ -15,6 +15,7 @@
 //!   `<path>.sha256` beside it (fetched and cached through the engine like any file), when that exists;
 //! - files are served as downloads (`download_type`), never as pages on wharf's origin.
 
+pub mod apt;
 pub mod client_settings;
 pub mod glob;
 
@@ -261,6 +262,13 @@ impl GenericRepo {
         } else {
             Freshness::Immutable
         };
+        if self.aligned_dists && mutable && query.is_none() {
+            if let Some((suite, index)) = apt::index_in_suite(&req.path) {
+                if let Some(sum) = self.suite_lists(suite, index, freshness).await {
+                    return self.serve_index_by_hash(&req, url, sum).await;
+                }
+            }
+        }
         // The raw path cannot hold a literal `?`, so the key is unambiguous.
         let key = match query {
             Some(q) => format!("{}?{q}", req.path),
@@ -383,6 +391,68 @@ impl GenericRepo {
         }
     }
 }
+
+impl GenericRepo {
+    /// The sha256 the suite's current `InRelease` (else `Release`) lists for `index`, fetched through the
+    /// engine with the suite's freshness. `None` when the suite has no release file wharf can read or it
+    /// does not list the index: the index is then served as any mutable file.
+    async fn suite_lists(&self, suite: &str, index: &str, freshness: Freshness) -> Option<String> {
+        for release in ["InRelease", "Release"] {
+            let raw = format!("{suite}/{release}");
+            match self.checksum_file(&raw, None, freshness, MAX_RELEASE).await {
+                Ok(Some(text)) => return apt::listed_sha256(&text, index),
+                Ok(None) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Serves the un-hashed index `req` names with the bytes whose sha256 is `sum`: kept under the index's
+    /// by-hash path, fetched from upstream's by-hash file, else from `url` (the un-hashed file) and verified
+    /// against `sum`.
+    async fn serve_index_by_hash(
+        &self,
+        req: &RepoRequest,
+        url: Url,
+        sum: String,
+    ) -> Response<Body> {
+        let hashed = apt::by_hash_path(&req.path, &sum);
+        let mut hashed_url = self.upstream.clone();
+        hashed_url.set_path(&format!("{}{hashed}", self.upstream.path()));
+        let fetch = |key: String, url: Url| {
+            let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
+            fetch.negative_ttl = self.negative_ttl;
+            fetch.reach = Some(self.reach.clone());
+            fetch.expected = Some(Expected::Sha256(sum.clone()));
+            fetch
+        };
+        let result = match self.engine.get(fetch(hashed, hashed_url)).await {
+            // No by-hash files upstream: the un-hashed file, kept under a key of its own (`#` never occurs
+            // in a request path) so the by-hash path's negative entry does not hide it.
+            Err(wharf_cache::FetchError::NotFound { .. }) => {
+                self.engine
+                    .get(fetch(format!("{}#sha256={sum}", req.path), url))
+                    .await
+            }
+            other => other,
+        };
+        match result {
+            Ok(served) => {
+                let mut resp = serve(served, &req.method, &req.headers, None);
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("max-age=0, must-revalidate"),
+                );
+                resp
+            }
+            Err(e) => fetch_error_response(&e),
+        }
+    }
+}
+
+/// Largest release file (`InRelease`, `Release`) read to find an index's sha256.
+const MAX_RELEASE: u64 = 16 * 1024 * 1024;
 
 /// Whether `path` is itself a checksum file (never verified against another one).
 fn is_checksum_file(path: &str) -> bool {
