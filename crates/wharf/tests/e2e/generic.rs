@@ -424,7 +424,7 @@ async fn a_sha256sums_file_in_the_directory_verifies_the_files_it_lists() {
     let out = tmp.path().join("out");
     assert_eq!(
         curl(&out, &[&wharf.url("/rel/v1.0/tool-linux.tar.gz")]),
-        (200, tool.clone())
+        (200, tool)
     );
     assert_eq!(
         curl(&out, &[&wharf.url("/rel/v1.0/notes.txt")]),
