@@ -27,3 +27,4 @@ mod persistence;
 mod quickstart;
 mod s3;
 mod security;
+mod warm;
