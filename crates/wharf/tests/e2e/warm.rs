@@ -255,3 +255,65 @@ async fn warming_200_packages_from_a_slow_upstream_fetches_each_once() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// The chart's warm example runs `wharf warm` against the chart's Service on files its ConfigMap holds, and
+/// each of those files is one `wharf warm` reads.
+#[test]
+fn the_warm_cronjob_example_warms_files_from_its_configmap() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/examples/warm-cronjob.yaml");
+    let text = std::fs::read_to_string(&path).expect("read example");
+    let docs: Vec<serde_json::Value> = text
+        .split("\n---\n")
+        .map(|d| serde_yaml_ng::from_str(d).expect("yaml"))
+        .collect();
+    let (config_map, cron) = (&docs[0], &docs[1]);
+    assert_eq!(
+        (config_map["kind"].as_str(), cron["kind"].as_str()),
+        (Some("ConfigMap"), Some("CronJob"))
+    );
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let args: Vec<&str> = pod["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(args[0], "warm");
+    assert!(
+        args.contains(&"--url=http://wharf.wharf.svc:8080/"),
+        "{args:?}"
+    );
+    let files: Vec<&str> = args
+        .iter()
+        .filter(|a| a.starts_with("/locks/"))
+        .copied()
+        .collect();
+    assert!(!files.is_empty());
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in &files {
+        let key = file.trim_start_matches("/locks/");
+        let content = config_map["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} is not in the ConfigMap"));
+        std::fs::write(dir.path().join(key), content).expect("write");
+    }
+    // Every file parses: `wharf warm` against a port nobody listens on gets past parsing and fails only on
+    // the connection (exit 1 with each artifact listed, not a usage error).
+    let out = std::process::Command::new(WHARF)
+        .arg("warm")
+        .args(["--url", &format!("http://{}/", free_port())])
+        .args(
+            files
+                .iter()
+                .map(|f| dir.path().join(f.trim_start_matches("/locks/"))),
+        )
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("from requirements into `pypi`") && err.contains("from images into `oci`"),
+        "{err}"
+    );
+}
