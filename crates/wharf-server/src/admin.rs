@@ -80,7 +80,7 @@ pub(crate) fn authorize(
     caller: &Caller,
     action: &str,
 ) -> Result<(), Box<Response>> {
-    let Some(token) = &state.admin_token else {
+    let Some(token) = state.admin_token.as_ref().map(|t| t.current()) else {
         return Err(Box::new(error_response(
             StatusCode::FORBIDDEN,
             "the admin API is disabled: set admin.token_file in the configuration",

@@ -31,7 +31,7 @@ use wharf_cache::{Engine, EngineMetrics, Upstream, UpstreamOptions};
 use wharf_config::{Config, RepoConfig};
 use wharf_store::{SharedOptions, SharedUsage, Store, StoreOptions};
 
-pub use admin_token::{read_admin_token, AdminToken, MIN_TOKEN_LEN};
+pub use admin_token::{read_admin_token, watch_admin_token, AdminToken, MIN_TOKEN_LEN};
 pub use formats::{descriptor, format_specs, FORMATS};
 pub use schema::values_schema;
 pub use state::{AppState, Mounted};
@@ -83,13 +83,13 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
     let engine = Engine::new(store, upstream, engine_metrics);
 
     let (repos, repo_order) = mount_repositories(&config, &engine)?;
-    let admin_token = match admin_token(&config)? {
-        Some((token, warnings)) => {
-            for warning in &warnings {
-                tracing::warn!("{warning}");
-            }
-            Some(token)
-        }
+    let admin_token = match &config.admin.token_file {
+        Some(path) => Some(
+            watch_admin_token(path).map_err(|message| ServerError::AdminToken {
+                path: path.display().to_string(),
+                message,
+            })?,
+        ),
         None => None,
     };
     let stats = stats::AllStats {
@@ -168,7 +168,7 @@ fn mount_repositories(
 }
 
 /// The admin token and the warnings about its file (each naming the field), or `None` without a token file.
-fn admin_token(config: &Config) -> Result<Option<(String, Vec<String>)>, ServerError> {
+fn admin_token_warnings(config: &Config) -> Result<Option<Vec<String>>, ServerError> {
     let Some(path) = &config.admin.token_file else {
         return Ok(None);
     };
@@ -181,7 +181,7 @@ fn admin_token(config: &Config) -> Result<Option<(String, Vec<String>)>, ServerE
         .iter()
         .map(|w| format!("admin.token_file {}: {w}", path.display()))
         .collect();
-    Ok(Some((read.token, warnings)))
+    Ok(Some(warnings))
 }
 
 /// Everything `serve` checks before it binds, without touching the configured store: the HTTP client
@@ -202,7 +202,7 @@ pub fn check_startup(config: &Config) -> Result<Vec<String>, ServerError> {
             EngineMetrics::default(),
         );
         mount_repositories(config, &engine)?;
-        Ok(admin_token(config)?.map(|(_, w)| w).unwrap_or_default())
+        Ok(admin_token_warnings(config)?.unwrap_or_default())
     })();
     let _ = std::fs::remove_dir_all(&scratch);
     result

@@ -30,7 +30,8 @@ pub struct AppState {
     pub http: HttpMetrics,
     pub stats: AllStats,
     pub started: Instant,
-    pub admin_token: Option<String>,
+    /// Re-read when its file changes (rotation without a restart).
+    pub admin_token: Option<wharf_cache::SecretFile>,
     pub access_log: bool,
     pub config: Arc<wharf_config::Config>,
     pub(crate) evictions_seen: AtomicU64,

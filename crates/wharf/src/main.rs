@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use wharf_config::{Config, ConfigErrors, Format, LogFormat, RepoConfig};
+use wharf_config::{Config, ConfigErrors, LogFormat, RepoConfig};
 
 #[derive(Parser)]
 #[command(
@@ -181,7 +181,7 @@ fn load_config(sources: &Sources) -> anyhow::Result<Result<Config, ExitCode>> {
             wharf_config::redact_secrets(detected.url.as_str()),
             detected.source
         );
-        let mut repo = RepoConfig::new("pypi", Format::Pypi);
+        let mut repo = RepoConfig::new("pypi", wharf_pypi::FORMAT.config.format);
         repo.upstream = Some(detected.url);
         config.repositories.push(repo);
     }

@@ -8,6 +8,8 @@ mod cache;
 mod cargo;
 mod clients;
 mod config_cli;
+mod containerd;
+mod day2;
 mod deploy;
 mod fault_suite;
 mod faults;
