@@ -44,7 +44,7 @@ pub use engine::Engine;
 pub use error::FetchError;
 pub use format::{public_base, BuildError, FormatDescriptor, PurgeKeys, PurgeSelector};
 pub use labels::{method_label, status_label};
-pub use metrics::EngineMetrics;
+pub use metrics::{EngineMetrics, StoreOpLabels};
 pub use pass_through::PassThrough;
 pub use reach::{
     same_origin, secrets_allowed, special_class, Credential, Reach, Special, MAX_REDIRECTS,

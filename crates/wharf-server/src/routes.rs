@@ -19,13 +19,10 @@ pub async fn healthz() -> &'static str {
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let store = state.engine.store().clone();
-    let check = tokio::task::spawn_blocking(move || store.check_writable()).await;
+    let check = tokio::task::spawn_blocking(move || store.readiness()).await;
     match check {
         Ok(Ok(())) => "ready\n".into_response(),
-        Ok(Err(e)) => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: store not writable: {e}"),
-        ),
+        Ok(Err(e)) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
     }
 }
