@@ -63,6 +63,26 @@ pub struct StorageConfig {
     pub s3: Option<S3Config>,
     /// Most negative entries (remembered upstream 404s) kept; the oldest are dropped beyond it.
     pub max_negative_entries: u64,
+    /// Free space eviction keeps on the store's volume; `None` = 5% of the volume, at most 1 GiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_free: Option<MinFree>,
+}
+
+/// `storage.min_free`: a size (`"2GiB"`) or a share of the volume (`"10%"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinFree {
+    Bytes(u64),
+    /// 0 to 99.
+    Percent(u8),
+}
+
+impl Serialize for MinFree {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MinFree::Bytes(bytes) => serializer.serialize_u64(*bytes),
+            MinFree::Percent(p) => serializer.serialize_str(&format!("{p}%")),
+        }
+    }
 }
 
 /// An S3-compatible object store. Credentials are not part of the config.
@@ -346,6 +366,7 @@ impl Default for StorageConfig {
             max_size: None,
             s3: None,
             max_negative_entries: DEFAULT_MAX_NEGATIVE_ENTRIES,
+            min_free: None,
         }
     }
 }

@@ -1073,3 +1073,20 @@ fn miss_limits_and_negative_cap_are_read_and_checked() {
         "storage.max_negative_entries",
     );
 }
+
+#[test]
+fn min_free_is_a_size_or_a_share_of_the_volume() {
+    use crate::MinFree;
+    assert_eq!(
+        parse("storage:\n  min_free: 2GiB\n").storage.min_free,
+        Some(MinFree::Bytes(2 << 30))
+    );
+    assert_eq!(
+        parse("storage:\n  min_free: \"10%\"\n").storage.min_free,
+        Some(MinFree::Percent(10))
+    );
+    assert_eq!(parse("storage: {}\n").storage.min_free, None);
+    let error = single("storage:\n  min_free: \"150%\"\n", "storage.min_free");
+    assert!(error.message.contains("below 100"), "{}", error.message);
+    single("storage:\n  min_free: lots\n", "storage.min_free");
+}

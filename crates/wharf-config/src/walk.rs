@@ -15,7 +15,7 @@ use url::Url;
 use crate::check::{self, repo_path};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::formats::{self, FormatSpec};
-use crate::model::{Config, Format, LogFormat, RepoConfig, S3Config, StorageConfig};
+use crate::model::{Config, Format, LogFormat, MinFree, RepoConfig, S3Config, StorageConfig};
 use crate::net::{self, shorten, UrlRole};
 use crate::own::{KeyKind, KeySpec, KeyValue, OwnKeys};
 use crate::suggest::closest;
@@ -31,7 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "log",
     "repositories",
 ];
-const STORAGE_KEYS: &[&str] = &["path", "max_size", "s3", "max_negative_entries"];
+const STORAGE_KEYS: &[&str] = &["path", "max_size", "s3", "max_negative_entries", "min_free"];
 const S3_KEYS: &[&str] = &[
     "bucket",
     "endpoint",
@@ -442,6 +442,26 @@ impl Walker<'_> {
         }
     }
 
+    /// A size, or a percentage of the volume below 100 (`"5%"`).
+    fn min_free(&mut self, value: &Value, path: &str) -> Option<MinFree> {
+        let Some(percent) = value.as_str().and_then(|s| s.trim().strip_suffix('%')) else {
+            return self.size(value, path).map(MinFree::Bytes);
+        };
+        match percent.trim().parse::<u8>() {
+            Ok(p) if p < 100 => Some(MinFree::Percent(p)),
+            _ => {
+                self.report(
+                    ConfigError::new(
+                        path,
+                        format!("\"{}%\" is not a percentage below 100", shorten(percent)),
+                    )
+                    .with_hint("write a share of the volume like \"5%\", or a size like \"2GiB\""),
+                );
+                None
+            }
+        }
+    }
+
     fn size(&mut self, value: &Value, path: &str) -> Option<u64> {
         match value {
             Value::String(s) => match units::size_reason(s) {
@@ -568,6 +588,9 @@ impl Walker<'_> {
         }
         if let Some(v) = section.get("max_size") {
             storage.max_size = self.size(v, "storage.max_size");
+        }
+        if let Some(v) = section.get("min_free") {
+            storage.min_free = self.min_free(v, "storage.min_free");
         }
         if let Some(n) = section.get("max_negative_entries").and_then(|v| {
             self.count(

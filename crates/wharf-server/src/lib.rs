@@ -15,6 +15,7 @@ mod schema;
 mod state;
 mod stats;
 mod ui;
+mod warm;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -74,14 +75,31 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         }),
     })?;
     store.set_max_negative_entries(config.storage.max_negative_entries);
+    store.set_min_free(match config.storage.min_free {
+        None => wharf_store::MinFree::Default,
+        Some(wharf_config::MinFree::Bytes(b)) => wharf_store::MinFree::Bytes(b),
+        Some(wharf_config::MinFree::Percent(p)) => wharf_store::MinFree::Percent(p),
+    });
     let upstream = Upstream::new(upstream_options(&config))?;
     let mut registry = Registry::default();
     let engine_metrics = EngineMetrics::default();
     engine_metrics.register(&mut registry);
     let http = metrics::HttpMetrics::new(&mut registry);
-    let engine = Engine::new(store, upstream, engine_metrics);
+    let engine = Engine::new(store, upstream, engine_metrics.clone());
 
     let (repos, repo_order) = mount_repositories(&config, &engine)?;
+    // Store errors are rare: exported at 0 from the start, so an alert on their increase sees the first one.
+    for repo in &repo_order {
+        for op in ["write", "read"] {
+            engine_metrics
+                .store_errors
+                .get_or_create(&wharf_cache::StoreOpLabels {
+                    repo: repo.clone(),
+                    op,
+                })
+                .inc_by(0);
+        }
+    }
     let admin_token = match &config.admin.token_file {
         Some(path) => Some(
             watch_admin_token(path).map_err(|message| ServerError::AdminToken {
@@ -111,6 +129,7 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         evictions_seen: AtomicU64::new(0),
         evicted_bytes_seen: AtomicU64::new(0),
         shared_seen: Mutex::new(SharedUsage::default()),
+        warm: Default::default(),
     }))
 }
 
@@ -261,6 +280,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/status", get(routes::status))
         .route("/admin/purge", post(admin::purge))
         .route("/admin/evict", post(admin::evict))
+        .route("/admin/warm", post(warm::warm))
         .route("/ui/browse/{repo}", get(ui::browse))
         .fallback(routes::dispatch)
         .layer(axum::middleware::from_fn_with_state(
