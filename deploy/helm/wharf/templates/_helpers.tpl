@@ -110,3 +110,94 @@ repositories: {}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Injection: the repository a client format is pointed at (injection.repositories, else the first of that
+     format by name; "-": none). Argument: dict "root" $ "format" "pypi". */}}
+{{- define "wharf.injection.repository" -}}
+{{- $root := .root -}}
+{{- $format := .format -}}
+{{- $chosen := get $root.Values.injection.repositories $format -}}
+{{- if not $chosen -}}
+{{- range $name, $repo := $root.Values.repositories -}}
+{{- if and (not $chosen) (eq $repo.format $format) }}{{ $chosen = $name }}{{ end -}}
+{{- end -}}
+{{- else if ne $chosen "-" -}}
+{{- $repo := get $root.Values.repositories $chosen -}}
+{{- if not $repo -}}
+{{- fail (printf "injection.repositories.%s: no repository %q in `repositories`" $format $chosen) -}}
+{{- end -}}
+{{- if ne $repo.format $format -}}
+{{- fail (printf "injection.repositories.%s: repository %q has format %s, not %s" $format $chosen $repo.format $format) -}}
+{{- end -}}
+{{- end -}}
+{{- if ne $chosen "-" }}{{ $chosen }}{{ end -}}
+{{- end -}}
+
+{{/* Injection: the base URL job pods reach wharf at, with a trailing slash. */}}
+{{- define "wharf.injection.url" -}}
+{{- $url := .Values.injection.url | default (include "wharf.serviceUrl" .) -}}
+{{- printf "%s/" (trimSuffix "/" $url) -}}
+{{- end -}}
+
+{{/* Injection: the environment variables for pip, uv, npm and Go, as a YAML list of {name, value}. */}}
+{{- define "wharf.injection.env" -}}
+{{- $base := include "wharf.injection.url" . -}}
+{{- $url := urlParse $base -}}
+{{- with include "wharf.injection.repository" (dict "root" . "format" "pypi") }}
+- name: PIP_INDEX_URL
+  value: {{ printf "%s%s/simple/" $base . | quote }}
+{{- if eq $url.scheme "http" }}
+- name: PIP_TRUSTED_HOST
+  value: {{ $url.hostname | quote }}
+{{- end }}
+- name: UV_DEFAULT_INDEX
+  value: {{ printf "%s%s/simple/" $base . | quote }}
+{{- end }}
+{{- with include "wharf.injection.repository" (dict "root" . "format" "npm") }}
+- name: npm_config_registry
+  value: {{ printf "%s%s/" $base . | quote }}
+{{- end }}
+{{- with include "wharf.injection.repository" (dict "root" . "format" "go") }}
+- name: GOPROXY
+  value: {{ printf "%s%s" $base . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Injection: cargo's source replacement (empty without a cargo repository). */}}
+{{- define "wharf.injection.cargoConfig" -}}
+{{- with include "wharf.injection.repository" (dict "root" . "format" "cargo") -}}
+[source.crates-io]
+replace-with = "wharf"
+
+[source.wharf]
+registry = {{ printf "sparse+%s%s/" (include "wharf.injection.url" $) . | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/* Injection: the name of the ConfigMap (in each injected namespace) and of the pod volume holding it. */}}
+{{- define "wharf.injection.cargoName" -}}
+{{- printf "%s-cargo-config" (include "wharf.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Injection, CEL: one container list's apply configuration. Argument: dict "root" $ "list" "containers". */}}
+{{- define "wharf.injection.containersCel" -}}
+{{- $root := .root -}}
+{{- $type := printf "Object.spec.%s" .list -}}
+{{- $env := include "wharf.injection.env" $root | fromYamlArray -}}
+{{- $cargo := include "wharf.injection.cargoConfig" $root -}}
+object.spec.{{ .list }}.map(c, {{ $type }}{
+  name: c.name
+  {{- if $env }},
+  env: [
+    {{- range $i, $e := $env }}{{ if $i }},{{ end }}
+    {{ $type }}.env{name: {{ $e.name | quote }}, value: {{ $e.value | quote }}}
+    {{- end }}
+  ].filter(e, !has(c.env) || !c.env.exists(v, v.name == e.name))
+  {{- end }}
+  {{- if $cargo }},
+  volumeMounts: ((has(c.volumeMounts) && c.volumeMounts.exists(m, m.mountPath == "/.cargo" || m.mountPath.startsWith("/.cargo/")))
+    ? []
+    : [{{ $type }}.volumeMounts{name: {{ include "wharf.injection.cargoName" $root | quote }}, mountPath: "/.cargo", readOnly: true}])
+  {{- end }}
+})
+{{- end -}}
