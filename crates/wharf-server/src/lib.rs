@@ -15,6 +15,7 @@ mod schema;
 mod state;
 mod stats;
 mod ui;
+mod warm;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -128,6 +129,7 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         evictions_seen: AtomicU64::new(0),
         evicted_bytes_seen: AtomicU64::new(0),
         shared_seen: Mutex::new(SharedUsage::default()),
+        warm: Default::default(),
     }))
 }
 
@@ -278,6 +280,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/status", get(routes::status))
         .route("/admin/purge", post(admin::purge))
         .route("/admin/evict", post(admin::evict))
+        .route("/admin/warm", post(warm::warm))
         .route("/ui/browse/{repo}", get(ui::browse))
         .fallback(routes::dispatch)
         .layer(axum::middleware::from_fn_with_state(

@@ -87,6 +87,7 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
         "upstream_fetches_in_flight": state.engine.inflight(),
         // The connection limits in force, as configured (`server:`).
         "server": state.config.server,
+        "warm": crate::warm::status_section(state),
     })
 }
 

@@ -38,6 +38,8 @@ pub struct AppState {
     pub(crate) evicted_bytes_seen: AtomicU64,
     /// The shared tier's counters at the last refresh, to turn its totals into counter increments.
     pub(crate) shared_seen: Mutex<wharf_store::SharedUsage>,
+    /// `POST /admin/warm` jobs, running and recently finished.
+    pub(crate) warm: crate::warm::WarmJobs,
 }
 
 impl AppState {

@@ -29,3 +29,4 @@ mod persistence;
 mod quickstart;
 mod s3;
 mod security;
+mod warm;
