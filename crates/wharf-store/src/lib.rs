@@ -316,6 +316,12 @@ impl Store {
         self.lru.contains(digest)
     }
 
+    /// When `digest` was last opened for reading (or stored), in ms since the epoch; `None` when it is not
+    /// stored.
+    pub fn last_access(&self, digest: &Digest) -> Option<u64> {
+        self.lru.last_access(digest)
+    }
+
     pub fn usage(&self) -> Usage {
         let (bytes, blobs, evictions, evicted_bytes) = self.lru.totals();
         Usage {

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod actions_cache;
 mod admin_ui;
 mod apt;
 mod cache;
