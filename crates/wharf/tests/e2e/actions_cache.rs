@@ -1118,3 +1118,20 @@ async fn admin_purges_a_scope_by_prefix() {
     assert!(!restorable(&client, &base, &feature, "npm-a").await);
     assert!(restorable(&client, &base, &main, "pip-a").await);
 }
+
+/// `scoping: repository` relaxes branch scopes (every branch of a repository shares one), never repositories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaxed_scoping_shares_branches_but_not_repositories() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        "  actions:\n    format: actions-cache\n    scoping: repository\n",
+        "",
+    );
+    let client = http();
+    let base = wharf.url("/");
+    let feature = token("1", &[("refs/heads/feature", 3), ("refs/heads/main", 1)]);
+    assert!(save_raw(&client, &base, &feature, "from-feature", noise(500, 70)).await);
+    assert!(restorable(&client, &base, &token("1", MAIN), "from-feature").await);
+    assert!(!restorable(&client, &base, &token("2", MAIN), "from-feature").await);
+}
