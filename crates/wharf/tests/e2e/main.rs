@@ -23,6 +23,7 @@ mod hostile_mixed;
 mod hostile_reach;
 mod hostile_serve;
 mod hostile_store;
+mod image;
 mod load;
 mod npm;
 mod oci;
