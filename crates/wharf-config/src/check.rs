@@ -331,7 +331,22 @@ pub(crate) fn repo_checks(
     if let Some(spec) = spec {
         let format = spec.format;
         match spec.upstreams {
-            Upstreams::None => {}
+            Upstreams::None => {
+                for (key, given) in [
+                    ("upstream", repo.upstream.is_some()),
+                    ("upstreams", !repo.upstreams.is_empty()),
+                ] {
+                    if given {
+                        errors.push(
+                            ConfigError::new(
+                                at(key),
+                                format!("{format} repositories take no `{key}`"),
+                            )
+                            .with_hint("their content comes from their clients: remove the key"),
+                        );
+                    }
+                }
+            }
             Upstreams::Aliased { example } => {
                 if repo.upstream.is_some() {
                     errors.push(
