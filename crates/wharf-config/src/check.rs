@@ -187,6 +187,15 @@ pub(crate) fn http(http: &HttpConfig) -> Vec<ConfigError> {
             );
         }
     }
+    if http.dns_refresh < std::time::Duration::from_secs(1) {
+        errors.push(
+            ConfigError::new(
+                "http.dns_refresh",
+                "below 1s, every request would open a new upstream connection",
+            )
+            .with_hint("use a duration like \"30s\" (the default), at least \"1s\""),
+        );
+    }
     if http.retries > MAX_RETRIES {
         errors.push(
             ConfigError::new(
