@@ -21,6 +21,7 @@
 
 mod auth;
 pub mod client_settings;
+pub mod hosted;
 mod media;
 #[cfg(test)]
 mod props;
@@ -63,6 +64,8 @@ pub struct OciRepo {
     auth: Authenticator,
     /// Sizes declared by the manifests served, bounding the downloads of what they reference.
     sizes: sizes::DeclaredSizes,
+    /// The namespaces that accept pushes (`hosted:`), if any.
+    hosted: Option<Arc<hosted::Hosted>>,
 }
 
 /// The OCI format's descriptor, listed in the server's format registry.
@@ -86,6 +89,31 @@ pub const FORMAT: FormatDescriptor = FormatDescriptor {
 
 /// Builds the repository from its configuration.
 pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
+    let hosted = hosted_config(cfg)?;
+    build_with(cfg, engine, hosted, Arc::new(wharf_store::now_ms))
+}
+
+/// The `hosted:` section of `cfg`, if it has one.
+pub fn hosted_config(_cfg: &RepoConfig) -> Result<Option<hosted::HostedConfig>, BuildError> {
+    Ok(None)
+}
+
+/// [`build`] with the hosted section given, and the clock the hosted side uses (tests control theirs).
+pub fn build_with(
+    cfg: &RepoConfig,
+    engine: Arc<Engine>,
+    hosted: Option<hosted::HostedConfig>,
+    clock: hosted::Clock,
+) -> Result<Arc<dyn Repository>, BuildError> {
+    Ok(Arc::new(build_repo(cfg, engine, hosted, clock)?))
+}
+
+fn build_repo(
+    cfg: &RepoConfig,
+    engine: Arc<Engine>,
+    hosted: Option<hosted::HostedConfig>,
+    clock: hosted::Clock,
+) -> Result<OciRepo, BuildError> {
     if cfg.upstreams.is_empty() {
         return Err(BuildError::at(
             "upstreams",
@@ -117,7 +145,20 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         credentials,
     )
     .map_err(|e| BuildError::at("credentials_file", e))?;
-    Ok(Arc::new(OciRepo {
+    let hosted = match hosted {
+        None => None,
+        Some(config) => {
+            config.check(&aliases)?;
+            let hosted =
+                hosted::Hosted::new(Arc::from(cfg.name.as_str()), engine.clone(), config, clock)
+                    .map_err(|e| BuildError::at("hosted.token_file", e))?;
+            let hosted = Arc::new(hosted);
+            hosted.pin_all();
+            hosted::spawn_background(&hosted);
+            Some(hosted)
+        }
+    };
+    Ok(OciRepo {
         name: Arc::from(cfg.name.as_str()),
         labels: aliases.iter().map(|a| Arc::from(a.as_str())).collect(),
         aliases,
@@ -129,7 +170,8 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         engine,
         auth,
         sizes: sizes::DeclaredSizes::default(),
-    }))
+        hosted,
+    })
 }
 
 impl Repository for OciRepo {
@@ -147,6 +189,10 @@ impl Repository for OciRepo {
     fn route_prefix(&self) -> Option<&'static str> {
         Some("v2")
     }
+
+    fn status(&self) -> Option<serde_json::Value> {
+        self.hosted.as_ref().map(|h| h.status())
+    }
 }
 
 /// Why a fetch through an upstream failed.
@@ -157,13 +203,6 @@ enum Failure {
 
 impl OciRepo {
     async fn route(&self, req: RepoRequest) -> Response<Body> {
-        if req.method != Method::GET && req.method != Method::HEAD {
-            return oci_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "UNSUPPORTED",
-                "wharf is a pull-through cache: only GET and HEAD are supported",
-            );
-        }
         let segments = match wharf_cache::path::segments(&req.path) {
             Ok(s) => s,
             Err(e) => return oci_error(StatusCode::BAD_REQUEST, "NAME_INVALID", &e.to_string()),
@@ -172,6 +211,33 @@ impl OciRepo {
             Ok(route) => route,
             Err(refusal) => return refused(&refusal),
         };
+        if let Some(hosted) = &self.hosted {
+            if route == Route::Base {
+                // Clients learn here that this registry takes Basic credentials (skopeo and Docker ask
+                // `/v2/` first and send credentials only after a challenge); anonymous pulls still work.
+                if req.method == Method::GET || req.method == Method::HEAD {
+                    return if hosted.authorized(&req) {
+                        version_check()
+                    } else {
+                        hosted::unauthorized()
+                    };
+                }
+            } else if route.name().is_some_and(|n| hosted.config.hosts(n)) {
+                return hosted.handle(req, route).await;
+            }
+        }
+        if req.method != Method::GET && req.method != Method::HEAD
+            || matches!(route, Route::Upload { .. })
+        {
+            let hint = match &self.hosted {
+                Some(h) => format!(
+                    "this namespace is proxied from upstream; push to a hosted namespace ({})",
+                    h.config.namespaces.join(", ")
+                ),
+                None => "wharf is a pull-through cache here: only GET and HEAD are supported (configure `hosted:` to accept pushes)".to_string(),
+            };
+            return oci_error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", &hint);
+        }
         let ns = req.query.as_deref().and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes())
                 .find(|(k, _)| k == "ns")
@@ -181,6 +247,13 @@ impl OciRepo {
             Route::Base => return version_check(),
             Route::Manifest { name, .. } | Route::Blob { name, .. } | Route::TagList { name } => {
                 name
+            }
+            Route::Upload { .. } | Route::Referrers { .. } => {
+                return oci_error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    "the referrers API answers for hosted namespaces only",
+                )
             }
         };
         let (index, name) = match route::select(&self.aliases, ns.as_deref(), name) {
@@ -193,7 +266,7 @@ impl OciRepo {
             }
             Route::Blob { sha256, .. } => self.blob(&req, index, &name, &sha256).await,
             Route::TagList { .. } => self.tag_list(&req, index, &name).await,
-            Route::Base => version_check(),
+            Route::Base | Route::Upload { .. } | Route::Referrers { .. } => version_check(),
         };
         resp.extensions_mut()
             .insert(UpstreamLabel(self.labels[index].clone()));
