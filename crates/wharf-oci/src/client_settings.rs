@@ -95,3 +95,56 @@ mod tests {
         assert!(text.contains("\"registry-mirrors\": [\"http://wharf.ci:8080\"]"));
     }
 }
+
+/// What `wharf env` adds for hosted namespaces: how CI pushes images and build caches there.
+pub fn hosted_settings(hosted: &crate::hosted::HostedConfig, wharf: &Url) -> String {
+    let mut root = wharf.clone();
+    root.set_path("");
+    root.set_query(None);
+    let authority = match (root.host_str(), root.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_string(),
+        _ => root.as_str().trim_end_matches('/').to_string(),
+    };
+    let insecure = root.scheme() == "http";
+    let token = hosted.token_file.display();
+    let first = hosted.namespaces.first().map_or("ci", String::as_str);
+    let cache = hosted
+        .namespaces
+        .iter()
+        .find(|n| n.as_str() == "cache")
+        .map_or(first, String::as_str);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n# Hosted namespaces (push here; never forwarded upstream): {}",
+        hosted
+            .namespaces
+            .iter()
+            .map(|n| format!("{authority}/{n}/"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "# Pushes need the token in {token} as the password (any user name); pulls are anonymous.\n\
+         # skopeo copy{tls} --dest-creds \"ci:$(cat {token})\" docker-archive:image.tar docker://{authority}/{first}/app:$TAG\n\
+         # docker login {authority} -u ci --password-stdin < {token}\n\
+         # docker buildx build --cache-to type=registry,ref={authority}/{cache}/app:buildcache,mode=max \\\n\
+         #   --cache-from type=registry,ref={authority}/{cache}/app:buildcache .\n\
+         # kaniko: --cache=true --cache-repo={authority}/{cache}/app{kaniko}",
+        tls = if insecure { " --dest-tls-verify=false" } else { "" },
+        kaniko = if insecure {
+            format!(" --insecure-registry={authority}")
+        } else {
+            String::new()
+        },
+    );
+    if insecure {
+        let _ = writeln!(
+            out,
+            "\n# BuildKit (buildkitd.toml) for a plain-HTTP registry:\n[registry.\"{authority}\"]\n  http = true\n  insecure = true"
+        );
+    }
+    out
+}

@@ -82,7 +82,11 @@ pub const FORMAT: FormatDescriptor = FormatDescriptor {
     },
     build,
     client_settings: |cfg, base, _repo_base| {
-        client_settings::client_settings(&cfg.name, &cfg.upstreams, base)
+        let mut out = client_settings::client_settings(&cfg.name, &cfg.upstreams, base);
+        if let Ok(Some(hosted)) = hosted_config(cfg) {
+            out.push_str(&client_settings::hosted_settings(&hosted, base));
+        }
+        out
     },
     purge_selectors: &[],
 };
