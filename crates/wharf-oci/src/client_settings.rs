@@ -65,37 +65,6 @@ pub fn client_settings(repo: &str, upstreams: &[(String, Url)], wharf: &Url) -> 
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_toml_per_upstream_and_mirrors() {
-        let upstreams = vec![
-            (
-                "docker.io".to_string(),
-                Url::parse("https://hub-mirror.example.com/").unwrap(),
-            ),
-            (
-                "ghcr.io".to_string(),
-                Url::parse("https://ghcr.example.com:8443/").unwrap(),
-            ),
-        ];
-        let text = client_settings(
-            "images",
-            &upstreams,
-            &Url::parse("http://wharf.ci:8080/images/").unwrap(),
-        );
-        assert!(text.contains("/etc/containerd/certs.d/docker.io/hosts.toml"));
-        assert!(text.contains("server = \"https://hub-mirror.example.com\""));
-        assert!(text
-            .contains("[host.\"http://wharf.ci:8080\"]\n  capabilities = [\"pull\", \"resolve\"]"));
-        assert!(text.contains("prefix = \"ghcr.io\"\nlocation = \"ghcr.example.com:8443\""));
-        assert!(text.contains("location = \"wharf.ci:8080/ghcr.io\"\ninsecure = true"));
-        assert!(text.contains("\"registry-mirrors\": [\"http://wharf.ci:8080\"]"));
-    }
-}
-
 /// What `wharf env` adds for hosted namespaces: how CI pushes images and build caches there.
 pub fn hosted_settings(hosted: &crate::hosted::HostedConfig, wharf: &Url) -> String {
     let mut root = wharf.clone();
@@ -147,4 +116,70 @@ pub fn hosted_settings(hosted: &crate::hosted::HostedConfig, wharf: &Url) -> Str
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_toml_per_upstream_and_mirrors() {
+        let upstreams = vec![
+            (
+                "docker.io".to_string(),
+                Url::parse("https://hub-mirror.example.com/").unwrap(),
+            ),
+            (
+                "ghcr.io".to_string(),
+                Url::parse("https://ghcr.example.com:8443/").unwrap(),
+            ),
+        ];
+        let text = client_settings(
+            "images",
+            &upstreams,
+            &Url::parse("http://wharf.ci:8080/images/").unwrap(),
+        );
+        assert!(text.contains("/etc/containerd/certs.d/docker.io/hosts.toml"));
+        assert!(text.contains("server = \"https://hub-mirror.example.com\""));
+        assert!(text
+            .contains("[host.\"http://wharf.ci:8080\"]\n  capabilities = [\"pull\", \"resolve\"]"));
+        assert!(text.contains("prefix = \"ghcr.io\"\nlocation = \"ghcr.example.com:8443\""));
+        assert!(text.contains("location = \"wharf.ci:8080/ghcr.io\"\ninsecure = true"));
+        assert!(text.contains("\"registry-mirrors\": [\"http://wharf.ci:8080\"]"));
+    }
+
+    #[test]
+    fn hosted_namespaces_get_push_lines() {
+        let hosted = crate::hosted::HostedConfig {
+            namespaces: vec!["ci".into(), "cache".into()],
+            token_file: "/etc/wharf/push-token".into(),
+            retention: Default::default(),
+        };
+        let text = hosted_settings(&hosted, &Url::parse("http://wharf.ci:8080/").unwrap());
+        assert!(
+            text.contains("wharf.ci:8080/ci/, wharf.ci:8080/cache/"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--dest-creds \"ci:$(cat /etc/wharf/push-token)\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("ref=wharf.ci:8080/cache/app:buildcache,mode=max"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[registry.\"wharf.ci:8080\"]\n  http = true"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--cache-repo=wharf.ci:8080/cache/app --insecure-registry=wharf.ci:8080"),
+            "{text}"
+        );
+        let https = hosted_settings(&hosted, &Url::parse("https://wharf.example/").unwrap());
+        assert!(
+            !https.contains("http = true") && !https.contains("tls-verify"),
+            "{https}"
+        );
+    }
 }

@@ -309,6 +309,17 @@ impl Hosted {
                 record(&hex, size, Some(media_type.clone()), now, false, vec![]),
             ));
         }
+        // Blobs that came another way (pulled through a proxy namespace, pushed before a restart) become
+        // hosted content too: pinned from now on, and counted and swept by retention.
+        {
+            let store = self.engine.store();
+            for r in &parsed.refs {
+                let key = hosted_blob_key(&r.hex);
+                if matches!(store.lookup(&self.repo, &key), Ok(None)) {
+                    writes.push((key, record(&r.hex, r.size, None, now, true, vec![])));
+                }
+            }
+        }
         if let Some(subject) = &parsed.subject {
             let mut headers = vec![("media-type".to_string(), media_type.clone())];
             if let Some(t) = &parsed.artifact_type {

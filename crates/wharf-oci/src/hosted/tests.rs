@@ -770,3 +770,49 @@ async fn open_uploads_are_bounded_and_idle_ones_dropped() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_layer_pulled_through_the_proxy_becomes_hosted_when_a_pushed_manifest_names_it() {
+    let h = harness(Retention::default());
+    // The layer as the pull side stores it: the blob and its `blobs/sha256/<hex>` entry, no hosted record.
+    let layer = b"pulled through the proxy".to_vec();
+    let hex = sha(&layer);
+    let store = h.repo.engine.store().clone();
+    let digest = wharf_store::Digest::from_hex(&hex).unwrap();
+    let mut temp = store.temp_blob().unwrap();
+    temp.write_all(&layer).unwrap();
+    store
+        .commit_blob(temp, &digest, layer.len() as u64)
+        .unwrap();
+    let entry = super::record(&hex, layer.len() as u64, None, 1, true, vec![]);
+    store
+        .put_entry("images", &super::blob_key(&hex), &entry)
+        .unwrap();
+    // skopeo finds it with a HEAD and does not upload it again.
+    let a = h
+        .push(
+            Method::HEAD,
+            &format!("/v2/ci/app/blobs/sha256:{hex}"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let c = h.blob("ci/app", b"{}").await;
+    let body = manifest_body(&c, 2, &[(&hex, layer.len())], None);
+    let a = h
+        .push(Method::PUT, "/v2/ci/app/manifests/v1", &[], body.as_bytes())
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert!(store
+        .lookup("images", &super::hosted_blob_key(&hex))
+        .unwrap()
+        .is_some());
+    // Pinned: eviction leaves it, and retention counts it.
+    store.evict_down_to(0).unwrap();
+    assert!(store.has_blob(&digest));
+    h.tick(2 * super::retention::GRACE_MS);
+    let report = h.sweep();
+    assert!(report.kept_bytes >= layer.len() as u64, "{report:?}");
+    assert_eq!(report.blobs_removed, 0);
+}
