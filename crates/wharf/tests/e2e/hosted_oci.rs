@@ -189,6 +189,34 @@ async fn hosted_skopeo_push_pull_and_a_layer_stored_once_with_the_proxy() {
     ]);
     assert!(ok && out.contains(MANIFEST), "{out}");
 
+    // Docker schema 2 (skopeo converts the arm64 image on the way).
+    let (ok, out) = skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--override-arch",
+        "arm64",
+        "--override-os",
+        "linux",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("ci:{TOKEN}"),
+        &src,
+        &format!("docker://{}/ci/docker:v2s2", wharf.addr),
+    ]);
+    assert!(ok, "schema 2 push failed:\n{out}");
+    let (ok, out) = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--no-creds",
+        "--raw",
+        &format!("docker://{}/ci/docker:v2s2", wharf.addr),
+    ]);
+    assert!(
+        ok && out.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{out}"
+    );
+
     // The same image upstream, pulled through the proxy namespace: no new blob, no new byte in the store.
     registry.push(&image, "team/app", "v1");
     let before = status(&wharf).await["store"].clone();
@@ -214,7 +242,7 @@ async fn hosted_skopeo_push_pull_and_a_layer_stored_once_with_the_proxy() {
     let st = status(&wharf).await;
     let ns = &st["repositories"][0]["hosted"]["namespaces"][0];
     assert_eq!(ns["namespace"], "ci", "{st}");
-    assert_eq!(ns["tags"], 2, "{st}");
+    assert_eq!(ns["tags"], 3, "{st}");
     assert!(
         ns["bytes"].as_u64().unwrap() >= image.blobs.values().sum::<u64>(),
         "{st}"
@@ -229,7 +257,7 @@ async fn hosted_skopeo_push_pull_and_a_layer_stored_once_with_the_proxy() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("wharf_hosted_tags{repo=\"images\",namespace=\"ci\"} 2"),
+        metrics.contains("wharf_hosted_tags{repo=\"images\",namespace=\"ci\"} 3"),
         "{metrics}"
     );
     let ui = http()
@@ -340,6 +368,24 @@ async fn hosted_buildkit_cache_export_pushed_like_containerd() {
         put.headers()["docker-content-digest"].to_str().unwrap(),
         digest_of(index.as_bytes())
     );
+    // BuildKit's `image-manifest=true` form: an image manifest whose config is the cache config.
+    let image_form = json!({
+        "schemaVersion": 2, "mediaType": MANIFEST,
+        "config": {"mediaType": CACHE_CONFIG, "digest": digest_of(cache_config.as_bytes()), "size": cache_config.len()},
+        "layers": layers.iter().map(|l| json!({"mediaType": LAYER, "digest": digest_of(l), "size": l.len()})).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let put = authed(
+        &wharf,
+        reqwest::Method::PUT,
+        "/v2/cache/app/manifests/buildcache-im",
+    )
+    .header("content-type", MANIFEST)
+    .body(image_form)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(put.status(), 201);
     // The next export finds every blob and only moves the tag.
     for layer in &layers {
         assert!(
@@ -1067,4 +1113,51 @@ fn hosted_namespace_equal_to_an_alias_is_a_config_error_with_its_path() {
         "{text}"
     );
     assert!(text.contains("ghcr"), "{text}");
+}
+
+#[test]
+fn hosted_env_prints_how_ci_pushes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  path: \"{}\"\nrepositories:\n{}",
+            tmp.path().join("data").display(),
+            hosted_repo(
+                tmp.path(),
+                "https://hub.example.com/",
+                "      retention: { keep_tags: 5 }\n"
+            )
+        ),
+    )
+    .unwrap();
+    let out = Command::new(crate::support::WHARF)
+        .args(["env", "--url", "http://wharf.ci:8080/", "--config"])
+        .arg(&config)
+        .env_remove("WHARF_CONFIG")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("wharf.ci:8080/ci/, wharf.ci:8080/cache/"),
+        "{text}"
+    );
+    assert!(
+        text.contains("type=registry,ref=wharf.ci:8080/cache/app:buildcache,mode=max"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[registry.\"wharf.ci:8080\"]\n  http = true"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--cache-repo=wharf.ci:8080/cache/app"),
+        "{text}"
+    );
 }
