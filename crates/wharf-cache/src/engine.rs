@@ -123,7 +123,11 @@ impl Engine {
         key: &str,
         freshness: Freshness,
     ) -> Result<Option<Served>, FetchError> {
-        let Some(entry) = self.store.lookup(repo, key).map_err(store_err)? else {
+        let found = self.store.lookup(repo, key).map_err(|e| {
+            self.metrics.store_error(repo, "read");
+            store_err(e)
+        });
+        let Some(entry) = found? else {
             return Ok(None);
         };
         if entry.is_negative() {
@@ -366,6 +370,9 @@ impl Engine {
                 }
                 self.metrics.error(&req.repo, error.kind());
             }
+            if let FetchError::Store(message) = &error {
+                self.store.record_write_failure(message.clone());
+            }
             tx.send_replace(FlightState::Failed(error));
         }
         self.metrics.inflight.dec();
@@ -486,11 +493,21 @@ impl Engine {
         }
     }
 
-    /// Refuses a body when fewer than `needed` bytes are free on the store's disk.
-    fn check_free_disk(&self, url: &str, needed: u64) -> Result<(), FetchError> {
-        let Some(free) = self.store.free_bytes() else {
+    /// Makes room for `needed` more bytes above the volume's free-space floor by evicting, and refuses the
+    /// body when even then fewer than `needed` bytes are free on the store's disk.
+    async fn check_free_disk(&self, url: &str, needed: u64) -> Result<(), FetchError> {
+        let Some(mut free) = self.store.free_bytes() else {
             return Ok(());
         };
+        let floor = self.store.min_free_bytes().unwrap_or(0);
+        if free < needed.saturating_add(floor) {
+            let store = self.store.clone();
+            free = tokio::task::spawn_blocking(move || store.make_room(needed))
+                .await
+                .map_err(|e| FetchError::Store(e.to_string()))?
+                .map_err(store_err)?
+                .unwrap_or(free);
+        }
         if free < needed {
             return Err(FetchError::TooLarge {
                 url: url.to_string(),
@@ -688,7 +705,8 @@ impl Engine {
                 });
             }
         }
-        self.check_free_disk(&url, announced.unwrap_or(0).saturating_add(DISK_HEADROOM))?;
+        self.check_free_disk(&url, announced.unwrap_or(0).saturating_add(DISK_HEADROOM))
+            .await?;
         let mut next_disk_check = DISK_CHECK_EVERY;
         let mut kept: Vec<(String, String)> = req
             .keep_headers
@@ -767,7 +785,7 @@ impl Engine {
                         }
                     }
                     if sha.len() + chunk.len() as u64 >= next_disk_check {
-                        self.check_free_disk(&url, DISK_HEADROOM)?;
+                        self.check_free_disk(&url, DISK_HEADROOM).await?;
                         next_disk_check += DISK_CHECK_EVERY;
                     }
                     sha.update(&chunk);

@@ -35,6 +35,7 @@ mod reach;
 mod request;
 mod request_body;
 mod respond;
+mod secret_file;
 mod upstream;
 mod verify;
 
@@ -43,7 +44,7 @@ pub use engine::Engine;
 pub use error::FetchError;
 pub use format::{public_base, BuildError, FormatDescriptor, PurgeKeys, PurgeSelector};
 pub use labels::{method_label, status_label};
-pub use metrics::EngineMetrics;
+pub use metrics::{EngineMetrics, StoreOpLabels};
 pub use pass_through::PassThrough;
 pub use reach::{
     same_origin, secrets_allowed, special_class, Credential, Reach, Special, MAX_REDIRECTS,
@@ -53,6 +54,9 @@ pub use request_body::{BodyError, RequestBody};
 pub use respond::{
     download_type, error_response, fetch_error_response, read_only_segments, serve, BoxFuture,
     CacheInfo, Refusal, RepoRequest, Repository, UpstreamLabel, IMMUTABLE,
+};
+pub use secret_file::{
+    read_secret, SecretFile, SecretRead, MAX_SECRET_FILE_LEN, RECHECK as SECRET_RECHECK,
 };
 pub use upstream::{ClientBuildError, Upstream, UpstreamOptions};
 pub use verify::Expected;

@@ -27,6 +27,13 @@ pub struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreOpLabels {
+    pub repo: String,
+    /// `write` (spool file, blob commit, index entry) or `read` (the index, on a lookup).
+    pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub repo: String,
     pub kind: &'static str,
@@ -45,6 +52,9 @@ pub struct EngineMetrics {
     pub upstream_requests: Family<StatusLabels, Counter>,
     pub upstream_bytes: Family<RepoLabel, Counter>,
     pub upstream_errors: Family<KindLabels, Counter>,
+    /// Failures of wharf's own store (disk full, read-only, I/O errors): not upstream's fault, so not in
+    /// `upstream_errors`.
+    pub store_errors: Family<StoreOpLabels, Counter>,
     pub upstream_latency: Family<RepoLabel, Histogram, fn() -> Histogram>,
     pub inflight: Gauge,
 }
@@ -56,6 +66,7 @@ impl Default for EngineMetrics {
             upstream_requests: Family::default(),
             upstream_bytes: Family::default(),
             upstream_errors: Family::default(),
+            store_errors: Family::default(),
             upstream_latency: Family::new_with_constructor(latency_histogram),
             inflight: Gauge::default(),
         }
@@ -83,6 +94,11 @@ impl EngineMetrics {
             "wharf_upstream_errors",
             "Failed upstream fetches, by kind (timeout, unreachable, status_5xx, status_429, truncated, digest_mismatch, ...)",
             self.upstream_errors.clone(),
+        );
+        registry.register(
+            "wharf_store_errors",
+            "Failed reads and writes of the local store (disk full, read-only, I/O errors), by operation",
+            self.store_errors.clone(),
         );
         registry.register(
             "wharf_upstream_response_seconds",
@@ -114,11 +130,25 @@ impl EngineMetrics {
             .inc();
     }
 
+    /// Counts a failed fetch: a store failure as a store error (`write`), anything else as an upstream error
+    /// of its kind.
     pub(crate) fn error(&self, repo: &str, kind: &'static str) {
+        if kind == "store" {
+            return self.store_error(repo, "write");
+        }
         self.upstream_errors
             .get_or_create(&KindLabels {
                 repo: repo.to_string(),
                 kind,
+            })
+            .inc();
+    }
+
+    pub(crate) fn store_error(&self, repo: &str, op: &'static str) {
+        self.store_errors
+            .get_or_create(&StoreOpLabels {
+                repo: repo.to_string(),
+                op,
             })
             .inc();
     }

@@ -52,8 +52,9 @@ pub const FORMAT: FormatDescriptor = FormatDescriptor {
     config: FormatSpec {
         // Tarballs, `dl` downloads, token realms and redirects may live on hosts listed here.
         keys: &["file_hosts"],
+        synonyms: &["rust", "crate", "crates", "sparse"],
         ..FormatSpec::new(
-            Format::Cargo,
+            Format::new("cargo"),
             Upstreams::One {
                 example: "https://<your sparse cargo index>/",
             },

@@ -369,11 +369,6 @@ pub(crate) fn repo_checks(
         let given = [
             ("checksum_databases", !repo.checksum_databases.is_empty()),
             ("file_hosts", repo.file_hosts.is_some()),
-            ("immutable", !repo.immutable.is_empty()),
-            ("ignore_query", repo.ignore_query),
-            ("checksums", !repo.checksums.is_empty()),
-            ("verify_sibling_checksums", repo.verify_sibling_checksums),
-            ("preset", repo.preset.is_some()),
         ];
         for (key, present) in given {
             if present && !spec.accepts(key) {
@@ -388,6 +383,11 @@ pub(crate) fn repo_checks(
                 errors.push(
                     ConfigError::new(at(key), only_for(key, formats, Some(format))).with_hint(hint),
                 );
+            }
+        }
+        for key in repo.own.keys() {
+            if crate::own::find_key(spec.own_keys, key).is_none() {
+                errors.push(not_for_format(repo, key, spec, formats));
             }
         }
         errors.extend((spec.check)(repo));
@@ -450,6 +450,25 @@ pub(crate) fn repo_checks(
         );
     }
     errors
+}
+
+/// The error for a key that is another format's own (or no format's): "`hosted` is only for oci
+/// repositories, not npm".
+pub(crate) fn not_for_format(
+    repo: &RepoConfig,
+    key: &str,
+    spec: &FormatSpec,
+    formats: &[FormatSpec],
+) -> ConfigError {
+    let doc = formats::own_key_takers(formats, key)
+        .next()
+        .map(|(format, k)| format!(" ({format}: {})", k.doc))
+        .unwrap_or_default();
+    ConfigError::new(
+        repo.key_path(key),
+        format!("{}{doc}", only_for(key, formats, Some(spec.format))),
+    )
+    .with_hint("remove it")
 }
 
 /// Whether wharf sends credentials to `url`: https, or plain http to a loopback address.
@@ -536,7 +555,7 @@ mod tests {
     }
 
     fn pypi(name: &str) -> RepoConfig {
-        let mut repo = RepoConfig::new(name, Format::Pypi);
+        let mut repo = RepoConfig::new(name, crate::fixture::PYPI);
         repo.upstream = Some(url("https://idx.example.org/simple/"));
         repo
     }
@@ -575,21 +594,21 @@ mod tests {
         let mut config = Config::embedded_default();
         config.repositories.push(pypi("pypi"));
         config.repositories.push(pypi("pypi"));
-        let mut images = RepoConfig::new("images", Format::Oci);
+        let mut images = RepoConfig::new("images", crate::fixture::OCI);
         images.upstream = Some(url("https://reg.example.org/"));
         config.repositories.push(images);
-        let mut npm = RepoConfig::new("npm", Format::Npm);
+        let mut npm = RepoConfig::new("npm", crate::fixture::NPM);
         npm.file_hosts = Some(vec![]);
         config.repositories.push(npm);
-        let mut go = RepoConfig::new("go", Format::Go);
+        let mut go = RepoConfig::new("go", crate::fixture::GO);
         go.upstream = Some(url("https://proxy.example.org/"));
         go.file_hosts = Some(vec!["cdn.example.org".into()]);
         config.repositories.push(go);
-        let mut clear = RepoConfig::new("clear", Format::Cargo);
+        let mut clear = RepoConfig::new("clear", crate::fixture::CARGO);
         clear.upstream = Some(url("http://idx.example.org/"));
         clear.credentials_file = Some("/etc/wharf/cargo-token".into());
         config.repositories.push(clear);
-        let mut local = RepoConfig::new("local", Format::Pypi);
+        let mut local = RepoConfig::new("local", crate::fixture::PYPI);
         local.upstream = Some(url("http://127.0.0.1:3141/simple/"));
         local.credentials_file = Some("/etc/wharf/pypi-credentials".into());
         local.file_hosts = Some(vec!["files.example.org".into()]);

@@ -6,6 +6,7 @@
 //! * `check`: rules across fields, shared by the file loader, [`Config::validate`] and [`parse_repo_flag`].
 //! * `units`, `net`: durations, sizes, listen addresses, URLs.
 //! * `repo_flag`: the `--repo NAME=FORMAT+URL` syntax.
+//! * `own`: keys that belong to one format ([`KeySpec`], declared by the format; parsed into [`OwnKeys`]).
 //! * `formats`: what checking knows of each format the binary serves ([`FormatSpec`], passed in by the caller:
 //!   this crate depends on no format crate, and refuses formats and keys that no passed-in format reads).
 //!
@@ -21,6 +22,7 @@ mod formats;
 mod limits;
 mod model;
 mod net;
+mod own;
 #[cfg(test)]
 mod props;
 mod repo_flag;
@@ -41,11 +43,12 @@ pub use error::{ConfigError, ConfigErrors};
 pub use formats::{FormatSpec, Upstreams, COMMON_KEYS, OPTIONAL_KEYS};
 pub use limits::{MAX_CONFIG_BYTES, MAX_NESTING};
 pub use model::{
-    AdminConfig, Config, Format, HttpConfig, LogConfig, LogFormat, RepoConfig, S3Config,
+    AdminConfig, Config, Format, HttpConfig, LogConfig, LogFormat, MinFree, RepoConfig, S3Config,
     ServerConfig, StorageConfig, UnknownFormat, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_METADATA_TTL, DEFAULT_NEGATIVE_TTL, DEFAULT_STORAGE_PATH,
 };
 pub use net::{parse_listen, redact_secrets};
+pub use own::{find_key, KeyKind, KeySpec, KeyValue, OwnKeys};
 pub use repo_flag::parse_repo_flag;
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 

@@ -4,15 +4,14 @@
 //! `/`); this module does no parsing itself. Serialising (for `/status`) gives the same shape as the YAML file
 //! and never includes secrets: config holds only *paths* to secret files, and URL credentials are redacted.
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
 use url::Url;
 
+use crate::own::OwnKeys;
 use crate::ser;
 
 /// Default `listen` address.
@@ -64,6 +63,26 @@ pub struct StorageConfig {
     pub s3: Option<S3Config>,
     /// Most negative entries (remembered upstream 404s) kept; the oldest are dropped beyond it.
     pub max_negative_entries: u64,
+    /// Free space eviction keeps on the store's volume; `None` = 5% of the volume, at most 1 GiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_free: Option<MinFree>,
+}
+
+/// `storage.min_free`: a size (`"2GiB"`) or a share of the volume (`"10%"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinFree {
+    Bytes(u64),
+    /// 0 to 99.
+    Percent(u8),
+}
+
+impl Serialize for MinFree {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MinFree::Bytes(bytes) => serializer.serialize_u64(*bytes),
+            MinFree::Percent(p) => serializer.serialize_str(&format!("{p}%")),
+        }
+    }
 }
 
 /// An S3-compatible object store. Credentials are not part of the config.
@@ -247,24 +266,6 @@ pub struct RepoConfig {
     /// upstream; requests for any other name are refused (a free-form name would make wharf an open relay).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checksum_databases: Vec<String>,
-    /// Generic only: globs of request paths (`*` within a segment, `**` across segments) cached forever and
-    /// never revalidated; every other path is revalidated after `metadata_ttl`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub immutable: Vec<String>,
-    /// Generic only: drop query strings from the cache key and the upstream URL.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub ignore_query: bool,
-    /// Generic only: the sha256 (hex) a path's body must have; a download that differs is not stored.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub checksums: BTreeMap<String, String>,
-    /// Generic only: verify a download against the sha256 in `<path>.sha256` beside it, when that exists.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub verify_sibling_checksums: bool,
-    /// Generic only: a named set of freshness rules for a known kind of upstream (`apt`: an apt archive's
-    /// `pool/**` and `**/by-hash/**` immutable, every other path revalidated after `metadata_ttl`). The
-    /// format checks the name; `immutable` globs add to the preset's.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub preset: Option<String>,
     /// File with upstream credentials (`user:password` or a token; OCI: `<alias> <user>:<password>` lines),
     /// sent only to the upstream's own origin, over https or to loopback.
     #[serde(
@@ -272,6 +273,9 @@ pub struct RepoConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub credentials_file: Option<PathBuf>,
+    /// The keys only this repository's format reads (declared in its `FormatSpec::own_keys`).
+    #[serde(flatten, skip_serializing_if = "OwnKeys::is_empty")]
+    pub own: OwnKeys,
     /// The URL clients reach this repository at (`{public_url}{name}/`), for formats that must write absolute
     /// URLs into what they serve. Not read from the file: the server derives it from the top-level
     /// `public_url`, or from `listen` when that is a concrete address; `None` when neither gives one.
@@ -291,12 +295,8 @@ impl RepoConfig {
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             file_hosts: None,
             checksum_databases: Vec::new(),
-            immutable: Vec::new(),
-            ignore_query: false,
-            checksums: BTreeMap::new(),
-            verify_sibling_checksums: false,
-            preset: None,
             credentials_file: None,
+            own: OwnKeys::default(),
             public_url: None,
         }
     }
@@ -320,52 +320,27 @@ impl RepoConfig {
     }
 }
 
-/// A package format.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Pypi,
-    Oci,
-    Npm,
-    Cargo,
-    Go,
-    Generic,
-}
+/// A package format, by its config spelling (`pypi`, `oci`, ...). Formats are open: each format crate declares
+/// its own (`Format::new("pypi")`) in its descriptor, and a config names one of those the binary serves
+/// (parsed against the served list, see [`FormatSpec`](crate::FormatSpec)).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct Format(&'static str);
 
 impl Format {
-    /// Every format, in documentation order.
-    pub const ALL: [Format; 6] = [
-        Format::Pypi,
-        Format::Oci,
-        Format::Npm,
-        Format::Cargo,
-        Format::Go,
-        Format::Generic,
-    ];
-
-    /// The config spelling: `pypi`, `oci`, `npm`, `cargo`, `go`, `generic`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Pypi => "pypi",
-            Format::Oci => "oci",
-            Format::Npm => "npm",
-            Format::Cargo => "cargo",
-            Format::Go => "go",
-            Format::Generic => "generic",
-        }
+    /// The format spelled `name` in configs (lower case, e.g. `actions-cache`).
+    pub const fn new(name: &'static str) -> Format {
+        Format(name)
     }
 
-    /// Words people write for a format that are not its name (`docker` for `oci`).
-    fn from_synonym(word: &str) -> Option<Format> {
-        Some(match word {
-            "docker" | "container" | "containers" | "image" | "images" | "registry" => Format::Oci,
-            "python" | "pip" | "uv" | "simple" => Format::Pypi,
-            "node" | "nodejs" | "javascript" | "js" | "yarn" | "pnpm" => Format::Npm,
-            "rust" | "crate" | "crates" | "sparse" => Format::Cargo,
-            "golang" | "gomod" | "goproxy" => Format::Go,
-            "http" | "https" | "raw" | "file" | "files" => Format::Generic,
-            _ => return None,
-        })
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl Serialize for Format {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0)
     }
 }
 
@@ -375,53 +350,13 @@ impl std::fmt::Display for Format {
     }
 }
 
-/// Error from parsing a [`Format`]; its `Display` lists the valid formats.
+/// Text that names no served format, with the served format it probably meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownFormat {
     /// The text that was not a format.
     pub found: String,
-    /// A format the text probably meant.
+    /// A served format the text probably meant.
     pub suggestion: Option<Format>,
-}
-
-impl UnknownFormat {
-    /// "valid formats: pypi, oci, ..." plus a "did you mean" when there is a likely candidate.
-    pub fn hint(&self) -> String {
-        let valid = Format::ALL.map(Format::as_str).join(", ");
-        match self.suggestion {
-            Some(format) => format!("did you mean `{format}`? valid formats: {valid}"),
-            None => format!("valid formats: {valid}"),
-        }
-    }
-}
-
-impl std::fmt::Display for UnknownFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "unknown format {:?} ({})", self.found, self.hint())
-    }
-}
-
-impl std::error::Error for UnknownFormat {}
-
-impl FromStr for Format {
-    type Err = UnknownFormat;
-
-    /// Case-insensitive.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.trim().to_ascii_lowercase();
-        if let Some(format) = Format::ALL.into_iter().find(|f| f.as_str() == lower) {
-            return Ok(format);
-        }
-        let names = Format::ALL.map(Format::as_str);
-        let suggestion = Format::from_synonym(&lower).or_else(|| {
-            crate::suggest::closest(&lower, &names)
-                .and_then(|name| Format::ALL.into_iter().find(|f| f.as_str() == name))
-        });
-        Err(UnknownFormat {
-            found: s.to_owned(),
-            suggestion,
-        })
-    }
 }
 
 impl Default for StorageConfig {
@@ -431,6 +366,7 @@ impl Default for StorageConfig {
             max_size: None,
             s3: None,
             max_negative_entries: DEFAULT_MAX_NEGATIVE_ENTRIES,
+            min_free: None,
         }
     }
 }
@@ -467,32 +403,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_parse_case_insensitively_and_print_back() {
-        for format in Format::ALL {
-            assert_eq!(format.as_str().parse::<Format>(), Ok(format));
-            assert_eq!(
-                format.to_string().to_uppercase().parse::<Format>(),
-                Ok(format)
-            );
-        }
-    }
-
-    #[test]
-    fn unknown_format_suggests_and_lists_valid_ones() {
-        let error = "docker".parse::<Format>().unwrap_err();
-        assert_eq!(error.suggestion, Some(Format::Oci));
-        assert_eq!(
-            error.to_string(),
-            "unknown format \"docker\" (did you mean `oci`? valid formats: pypi, oci, npm, cargo, go, generic)"
-        );
-        assert_eq!(
-            "ppyi".parse::<Format>().unwrap_err().suggestion,
-            Some(Format::Pypi)
-        );
-        assert_eq!("zzzzzz".parse::<Format>().unwrap_err().suggestion, None);
-    }
 
     #[test]
     fn embedded_default_is_valid_and_has_no_repositories() {

@@ -5,7 +5,7 @@
 
 use crate::check;
 use crate::formats::{self, FormatSpec, Upstreams};
-use crate::model::{Format, RepoConfig};
+use crate::model::RepoConfig;
 use crate::net::{self, redact_url_text, UrlRole};
 
 const SYNTAX: &str =
@@ -41,19 +41,14 @@ pub fn parse_repo_flag(s: &str, formats: &[FormatSpec]) -> Result<RepoConfig, St
     };
     let (name, format_text) = head.split_once('=').unwrap_or((head, head));
     // The text is not echoed as written: a mistyped flag may hold credentials.
-    let format = format_text.parse::<Format>().map_err(|unknown| {
+    let spec = formats::parse(formats, format_text).map_err(|unknown| {
         fail(format!(
             "unknown format {:?} ({})",
             redact_url_text(format_text),
             formats::unknown_hint(formats, &unknown)
         ))
     })?;
-    let Some(spec) = formats::find(formats, format) else {
-        return Err(fail(format!(
-            "format `{format}` is not served by this build of wharf (hint: use one of {})",
-            formats::names(formats)
-        )));
-    };
+    let format = spec.format;
     let mut repo = RepoConfig::new(name.trim(), format);
 
     let url = |text: &str| {
@@ -121,7 +116,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(repo.name, "pypi");
-        assert_eq!(repo.format, Format::Pypi);
+        assert_eq!(repo.format, crate::fixture::PYPI);
         assert_eq!(
             repo.upstream.unwrap().as_str(),
             "https://idx.example.org/simple/"
@@ -135,7 +130,10 @@ mod tests {
     fn name_defaults_to_the_format() {
         let repo =
             parse_repo_flag("npm+https://npm.example.org/", crate::fixture::FORMATS).unwrap();
-        assert_eq!((repo.name.as_str(), repo.format), ("npm", Format::Npm));
+        assert_eq!(
+            (repo.name.as_str(), repo.format),
+            ("npm", crate::fixture::NPM)
+        );
     }
 
     #[test]
@@ -145,7 +143,7 @@ mod tests {
             crate::fixture::FORMATS,
         )
         .unwrap();
-        assert_eq!(repo.format, Format::Oci);
+        assert_eq!(repo.format, crate::fixture::OCI);
         assert_eq!(repo.upstream, None);
         let upstreams: Vec<(&str, &str)> = repo
             .upstreams

@@ -111,7 +111,8 @@ fn example_config_parses_with_every_field() {
     // The formats of this crate's test fixture (which leaves generic out to test an unserved format; generic's
     // example is in the README).
     let formats: Vec<Format> = config.repositories.iter().map(|r| r.format).collect();
-    assert_eq!(formats, Format::ALL[..5]);
+    let served: Vec<Format> = crate::fixture::FORMATS.iter().map(|s| s.format).collect();
+    assert_eq!(formats, served);
 
     let pypi = config.repository("pypi").unwrap();
     assert_eq!(
@@ -174,7 +175,7 @@ fn full_config_round_trips_through_serialization() {
 #[test]
 fn serialization_never_shows_url_credentials() {
     let mut config = Config::embedded_default();
-    let mut repo = RepoConfig::new("pypi", Format::Pypi);
+    let mut repo = RepoConfig::new("pypi", crate::fixture::PYPI);
     repo.upstream = Some(url::Url::parse("https://user:hunter2@idx.example.org/simple/").unwrap());
     config.repositories.push(repo);
     let json = serde_json::to_string(&config).unwrap();
@@ -193,7 +194,7 @@ fn defaults_fill_everything_not_written() {
     let config = parse(PYPI);
     let expected = Config {
         repositories: vec![{
-            let mut repo = RepoConfig::new("pypi", Format::Pypi);
+            let mut repo = RepoConfig::new("pypi", crate::fixture::PYPI);
             repo.upstream = Some(url::Url::parse("https://idx.example.org/simple/").unwrap());
             repo
         }],
@@ -915,32 +916,33 @@ fn server_keys_in_the_wrong_section_say_where_they_belong() {
 
 #[test]
 fn formats_and_keys_no_served_format_reads_are_refused() {
-    // A known format without a crate serving it: refused like an unknown one, listing what is served.
+    // Formats are open: a format no crate of this binary serves is an unknown one, listing what is served.
     let error = single(
         "repositories:\n  tools:\n    format: generic\n    upstream: https://dl.example.org/\n",
         "repositories.tools.format",
     );
-    assert_eq!(
-        error.message,
-        "format `generic` is not served by this build of wharf"
-    );
-    assert_eq!(hint(&error), "use one of pypi, oci, npm, cargo, go");
-    // A synonym of an unserved format is not suggested.
+    assert_eq!(error.message, "unknown format \"generic\"");
+    assert_eq!(hint(&error), "valid formats: pypi, oci, npm, cargo, go");
+    // A synonym of a served format is suggested.
     let error = single(
-        "repositories:\n  tools:\n    format: files\n    upstream: https://dl.example.org/\n",
+        "repositories:\n  tools:\n    format: docker\n    upstreams: {d: https://r.example.org/}\n",
         "repositories.tools.format",
     );
-    assert_eq!(hint(&error), "valid formats: pypi, oci, npm, cargo, go");
-    // The same rule for a config built in code, and for `--repo`.
+    assert_eq!(
+        hint(&error),
+        "did you mean `oci`? valid formats: pypi, oci, npm, cargo, go"
+    );
+    // The same for a config built in code, and for `--repo`.
     let mut config = Config::embedded_default();
-    let mut repo = RepoConfig::new("tools", Format::Generic);
+    let mut repo = RepoConfig::new("tools", crate::fixture::GENERIC);
     repo.upstream = Some("https://dl.example.org/".parse().unwrap());
     config.repositories.push(repo);
     let errors = config.validate(crate::fixture::FORMATS).unwrap_err();
     assert_eq!(paths(&errors), ["repositories.tools.format"]);
+    assert!(errors.0[0].message.contains("not served by this build"));
     let error =
         parse_repo_flag("generic+https://dl.example.org/", crate::fixture::FORMATS).unwrap_err();
-    assert!(error.contains("not served by this build"), "{error}");
+    assert!(error.contains("unknown format"), "{error}");
     // With the formats that read `file_hosts`, the key's error names them.
     let error = single(
         "repositories:\n  g:\n    format: go\n    upstream: https://g.example.org/\n    file_hosts: [a.example.org]\n",
@@ -950,16 +952,102 @@ fn formats_and_keys_no_served_format_reads_are_refused() {
         error.message,
         "`file_hosts` is only for pypi, oci, npm, cargo repositories, not go"
     );
-    // `preset` (a generic key) is read, and refused with its field path for a format that does not take it.
+    // A key only an unserved format reads is an unknown key.
     let error = single(
         "repositories:\n  p:\n    format: pypi\n    upstream: https://p.example.org/simple/\n    preset: apt\n",
         "repositories.p.preset",
     );
-    assert!(error.message.contains("`preset`"), "{}", error.message);
-    single(
-        "repositories:\n  p:\n    format: pypi\n    upstream: https://p.example.org/simple/\n    preset: [apt]\n",
-        "repositories.p.preset",
+    assert_eq!(error.message, "unknown key `preset`");
+    // Another format's own key is refused with its field path, naming the format that reads it.
+    let error = single(
+        "repositories:\n  p:\n    format: pypi\n    upstream: https://p.example.org/simple/\n    hosted: {namespaces: [ci]}\n",
+        "repositories.p.hosted",
     );
+    assert!(
+        error
+            .message
+            .starts_with("`hosted` is only for oci repositories, not pypi"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn a_formats_own_keys_are_typed_nested_and_reported_with_full_paths() {
+    let config = parse(
+        "repositories:\n  images:\n    format: oci\n    upstreams: {d: https://r.example.org/}\n    pull_only: true\n    labels: {team: ci}\n    hosted:\n      namespaces: [ci, cache]\n      token_file: /etc/wharf/push-token\n      retention: {keep_tags: 50, untagged_after: 7d, max_size: 200GiB}\n",
+    );
+    let own = &config.repository("images").unwrap().own;
+    assert_eq!(own.bool("pull_only"), Some(true));
+    assert_eq!(own.string_map("labels").unwrap()["team"], "ci");
+    let hosted = own.section("hosted").unwrap();
+    assert_eq!(hosted.strings("namespaces"), ["ci", "cache"]);
+    assert_eq!(
+        hosted.path("token_file"),
+        Some(std::path::Path::new("/etc/wharf/push-token"))
+    );
+    let retention = hosted.section("retention").unwrap();
+    assert_eq!(retention.integer("keep_tags"), Some(50));
+    assert_eq!(
+        retention.duration("untagged_after"),
+        Some(Duration::from_secs(7 * 86400))
+    );
+    assert_eq!(retention.size("max_size"), Some(200 << 30));
+    // Serialised in the file's shape, beside the shared keys.
+    let json = serde_json::to_value(&config).unwrap();
+    assert_eq!(
+        json["repositories"]["images"]["hosted"]["retention"]["untagged_after"],
+        "7d"
+    );
+
+    // Wrong types and unknown nested keys, each with its full path.
+    let error = single(
+        "repositories:\n  images:\n    format: oci\n    upstreams: {d: https://r.example.org/}\n    hosted: {retention: {keep_tags: \"50\"}}\n",
+        "repositories.images.hosted.retention.keep_tags",
+    );
+    assert!(hint(&error).contains("without quotes"), "{}", hint(&error));
+    single(
+        "repositories:\n  images:\n    format: oci\n    upstreams: {d: https://r.example.org/}\n    hosted: {retention: {untagged_after: 7}}\n",
+        "repositories.images.hosted.retention.untagged_after",
+    );
+    let error = single(
+        "repositories:\n  images:\n    format: oci\n    upstreams: {d: https://r.example.org/}\n    hosted: {namespace: [ci]}\n",
+        "repositories.images.hosted.namespace",
+    );
+    assert_eq!(hint(&error), "did you mean `namespaces`?");
+    single(
+        "repositories:\n  images:\n    format: oci\n    upstreams: {d: https://r.example.org/}\n    results: not-a-url\n",
+        "repositories.images.results",
+    );
+    single(
+        "repositories:\n  images:\n    format: oci\n    upstreams: {d: https://r.example.org/}\n    hosted: [ci]\n",
+        "repositories.images.hosted",
+    );
+    let error = single(
+        "repositories:\n  images:\n    format: oci\n    upstreams: {d: https://r.example.org/}\n    hosted: {mode: strct}\n",
+        "repositories.images.hosted.mode",
+    );
+    assert_eq!(hint(&error), "did you mean `strict`?");
+    // Null (as Helm renders unset values) is absent.
+    let config = parse(
+        "repositories:\n  images:\n    format: oci\n    upstreams: {d: https://r.example.org/}\n    hosted: {token_file: null}\n",
+    );
+    let hosted = config
+        .repository("images")
+        .unwrap()
+        .own
+        .section("hosted")
+        .unwrap();
+    assert!(!hosted.contains("token_file"));
+
+    // An own key set in code for a format that does not declare it is refused by `validate`.
+    let mut config = Config::embedded_default();
+    let mut repo = RepoConfig::new("p", crate::fixture::PYPI);
+    repo.upstream = Some("https://p.example.org/simple/".parse().unwrap());
+    repo.own.set("pull_only", crate::KeyValue::Bool(true));
+    config.repositories.push(repo);
+    let errors = config.validate(crate::fixture::FORMATS).unwrap_err();
+    assert_eq!(paths(&errors), ["repositories.p.pull_only"]);
 }
 
 #[test]
@@ -984,4 +1072,21 @@ fn miss_limits_and_negative_cap_are_read_and_checked() {
         "storage:\n  max_negative_entries: -1\n",
         "storage.max_negative_entries",
     );
+}
+
+#[test]
+fn min_free_is_a_size_or_a_share_of_the_volume() {
+    use crate::MinFree;
+    assert_eq!(
+        parse("storage:\n  min_free: 2GiB\n").storage.min_free,
+        Some(MinFree::Bytes(2 << 30))
+    );
+    assert_eq!(
+        parse("storage:\n  min_free: \"10%\"\n").storage.min_free,
+        Some(MinFree::Percent(10))
+    );
+    assert_eq!(parse("storage: {}\n").storage.min_free, None);
+    let error = single("storage:\n  min_free: \"150%\"\n", "storage.min_free");
+    assert!(error.message.contains("below 100"), "{}", error.message);
+    single("storage:\n  min_free: lots\n", "storage.min_free");
 }

@@ -15,8 +15,9 @@ use url::Url;
 use crate::check::{self, repo_path};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::formats::{self, FormatSpec};
-use crate::model::{Config, Format, LogFormat, RepoConfig, S3Config, StorageConfig};
+use crate::model::{Config, Format, LogFormat, MinFree, RepoConfig, S3Config, StorageConfig};
 use crate::net::{self, shorten, UrlRole};
+use crate::own::{KeyKind, KeySpec, KeyValue, OwnKeys};
 use crate::suggest::closest;
 use crate::units::{self, DURATION_EXPECTED, SIZE_EXPECTED};
 
@@ -30,7 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "log",
     "repositories",
 ];
-const STORAGE_KEYS: &[&str] = &["path", "max_size", "s3", "max_negative_entries"];
+const STORAGE_KEYS: &[&str] = &["path", "max_size", "s3", "max_negative_entries", "min_free"];
 const S3_KEYS: &[&str] = &[
     "bucket",
     "endpoint",
@@ -66,13 +67,11 @@ const REPO_KEYS: &[&str] = &[
     "negative_ttl",
     "file_hosts",
     "checksum_databases",
-    "immutable",
-    "ignore_query",
-    "checksums",
-    "verify_sibling_checksums",
-    "preset",
     "credentials_file",
 ];
+
+/// The format of a repository whose `format` is missing or not served (its format checks are skipped).
+const NO_FORMAT: Format = Format::new("");
 
 /// Parses YAML text into a config validated for the formats in `formats`.
 pub(crate) fn parse(text: &str, formats: &[FormatSpec]) -> Result<Config, ConfigErrors> {
@@ -443,6 +442,26 @@ impl Walker<'_> {
         }
     }
 
+    /// A size, or a percentage of the volume below 100 (`"5%"`).
+    fn min_free(&mut self, value: &Value, path: &str) -> Option<MinFree> {
+        let Some(percent) = value.as_str().and_then(|s| s.trim().strip_suffix('%')) else {
+            return self.size(value, path).map(MinFree::Bytes);
+        };
+        match percent.trim().parse::<u8>() {
+            Ok(p) if p < 100 => Some(MinFree::Percent(p)),
+            _ => {
+                self.report(
+                    ConfigError::new(
+                        path,
+                        format!("\"{}%\" is not a percentage below 100", shorten(percent)),
+                    )
+                    .with_hint("write a share of the volume like \"5%\", or a size like \"2GiB\""),
+                );
+                None
+            }
+        }
+    }
+
     fn size(&mut self, value: &Value, path: &str) -> Option<u64> {
         match value {
             Value::String(s) => match units::size_reason(s) {
@@ -569,6 +588,9 @@ impl Walker<'_> {
         }
         if let Some(v) = section.get("max_size") {
             storage.max_size = self.size(v, "storage.max_size");
+        }
+        if let Some(v) = section.get("min_free") {
+            storage.min_free = self.min_free(v, "storage.min_free");
         }
         if let Some(n) = section.get("max_negative_entries").and_then(|v| {
             self.count(
@@ -817,12 +839,19 @@ impl Walker<'_> {
             );
             None
         } else {
-            self.section(value, &base, REPO_KEYS, repo_hint)
+            // The shared keys, and every served format's own keys (refused below for the other formats).
+            let mut allowed = REPO_KEYS.to_vec();
+            for key in self.formats.iter().flat_map(|spec| spec.own_keys) {
+                if !allowed.contains(&key.name) {
+                    allowed.push(key.name);
+                }
+            }
+            self.section(value, &base, &allowed, repo_hint)
         };
         let Some(section) = section else {
             // Still say whether the name itself is usable.
             self.report_checks(check::repo_checks(
-                &RepoConfig::new(name, Format::Generic),
+                &RepoConfig::new(name, NO_FORMAT),
                 None,
                 self.formats,
             ));
@@ -838,12 +867,8 @@ impl Walker<'_> {
                 );
                 None
             }
-            Some(Value::String(s)) => match s.parse::<Format>() {
-                Ok(format) if formats::find(self.formats, format).is_some() => Some(format),
-                Ok(format) => {
-                    self.report(check::not_served(&base, format, self.formats));
-                    None
-                }
+            Some(Value::String(s)) => match formats::parse(self.formats, s) {
+                Ok(spec) => Some(spec.format),
                 Err(unknown) => {
                     let hint = formats::unknown_hint(self.formats, &unknown);
                     self.report(
@@ -864,7 +889,7 @@ impl Walker<'_> {
             }
         };
 
-        let mut repo = RepoConfig::new(name, format.unwrap_or(Format::Generic));
+        let mut repo = RepoConfig::new(name, format.unwrap_or(NO_FORMAT));
         if let Some(v) = section.get("upstream") {
             repo.upstream = self
                 .url(v, &at("upstream"), UrlRole::Upstream)
@@ -893,29 +918,105 @@ impl Walker<'_> {
                 .file_hosts(v, &at("checksum_databases"))
                 .unwrap_or_default();
         }
-        if let Some(v) = section.get("immutable") {
-            repo.immutable = self.strings(v, &at("immutable"));
-        }
-        if let Some(v) = section.get("ignore_query") {
-            repo.ignore_query = self.boolean(v, &at("ignore_query")).unwrap_or(false);
-        }
-        if let Some(v) = section.get("verify_sibling_checksums") {
-            repo.verify_sibling_checksums = self
-                .boolean(v, &at("verify_sibling_checksums"))
-                .unwrap_or(false);
-        }
-        if let Some(v) = section.get("preset") {
-            repo.preset = self.string(v, &at("preset"));
-        }
-        if let Some(v) = section.get("checksums") {
-            repo.checksums = self.string_map(v, &at("checksums"));
-        }
         if let Some(v) = section.get("credentials_file") {
             repo.credentials_file = self.path(v, &at("credentials_file"));
         }
         let spec = format.and_then(|f| formats::find(self.formats, f));
+        if let Some(spec) = spec {
+            for &(key, value) in &section.entries {
+                let Some(key_spec) = crate::own::find_key(spec.own_keys, key) else {
+                    continue;
+                };
+                if value.is_null() {
+                    continue;
+                }
+                if let Some(parsed) = self.own_value(key_spec, value, &at(key)) {
+                    repo.own.set(key, parsed);
+                }
+            }
+            for &(key, _) in &section.entries {
+                if !REPO_KEYS.contains(&key) && !spec.accepts(key) {
+                    // Another format's own key.
+                    self.report(check::not_for_format(&repo, key, spec, self.formats));
+                }
+            }
+        }
         self.report_checks(check::repo_checks(&repo, spec, self.formats));
         Some(repo)
+    }
+
+    /// A value of a format's own key, checked against its kind.
+    fn own_value(&mut self, spec: &KeySpec, value: &Value, path: &str) -> Option<KeyValue> {
+        Some(match spec.kind {
+            KeyKind::Bool => KeyValue::Bool(self.boolean(value, path)?),
+            KeyKind::Integer => KeyValue::Integer(self.whole(value, path)?),
+            KeyKind::String => KeyValue::String(self.string(value, path)?),
+            KeyKind::OneOf(choices) => {
+                let text = self.string(value, path)?;
+                if !choices.contains(&text.as_str()) {
+                    let hint = match closest(&text, choices) {
+                        Some(candidate) => format!("did you mean `{candidate}`?"),
+                        None => format!("use one of {}", choices.join(", ")),
+                    };
+                    self.report(
+                        ConfigError::new(path, format!("unknown value {:?}", shorten(&text)))
+                            .with_hint(hint),
+                    );
+                    return None;
+                }
+                KeyValue::String(text)
+            }
+            KeyKind::Strings => KeyValue::Strings(self.strings(value, path)),
+            KeyKind::Duration => KeyValue::Duration(self.duration(value, path)?),
+            KeyKind::Size => KeyValue::Size(self.size(value, path)?),
+            KeyKind::Url => KeyValue::Url(self.url(value, path, UrlRole::Upstream)?),
+            KeyKind::Path => KeyValue::Path(self.path(value, path)?),
+            KeyKind::StringMap => KeyValue::StringMap(self.string_map(value, path)),
+            KeyKind::Section(keys) => {
+                let names: Vec<&str> = keys.iter().map(|k| k.name).collect();
+                let section = self.section(value, path, &names, no_hint)?;
+                let mut own = OwnKeys::default();
+                for &(key, value) in &section.entries {
+                    let Some(key_spec) = crate::own::find_key(keys, key) else {
+                        continue;
+                    };
+                    if value.is_null() {
+                        continue;
+                    }
+                    if let Some(parsed) = self.own_value(key_spec, value, &join(path, key)) {
+                        own.set(key, parsed);
+                    }
+                }
+                KeyValue::Section(own)
+            }
+        })
+    }
+
+    /// A whole number, zero or more.
+    fn whole(&mut self, value: &Value, path: &str) -> Option<u64> {
+        match value {
+            Value::Number(n) => match n.as_u64() {
+                Some(n) => Some(n),
+                None => {
+                    self.report(
+                        ConfigError::new(
+                            path,
+                            format!("{n} is not a whole number of zero or more"),
+                        )
+                        .with_hint("write a whole number, e.g. 50"),
+                    );
+                    None
+                }
+            },
+            other => {
+                let hint = match other {
+                    Value::String(s) => format!("write the number without quotes ({})", shorten(s)),
+                    _ => "write a whole number, e.g. 50".to_owned(),
+                };
+                self.wrong_type(path, "a number", other, Some(hint));
+                None
+            }
+        }
     }
 
     fn upstreams(&mut self, value: &Value, path: &str) -> Vec<(String, Url)> {
@@ -985,11 +1086,10 @@ impl Walker<'_> {
     /// A mapping of string to string (`checksums: {path: hex}`); the format checks the values.
     fn string_map(&mut self, value: &Value, path: &str) -> BTreeMap<String, String> {
         let Value::Mapping(map) = value else {
-            let hint =
-                "write a mapping, e.g. `checksums: {\"tool/v1/tool.tar.gz\": \"<sha256 hex>\"}`";
+            let hint = "write a mapping of `name: value` entries, e.g. `{\"a/b.tar.gz\": \"...\"}`";
             self.wrong_type(
                 path,
-                "a mapping of path to sha256",
+                "a mapping of string to string",
                 value,
                 Some(hint.to_owned()),
             );

@@ -29,7 +29,7 @@ use wharf_cache::{
     error_response, fetch_error_response, serve, BoxFuture, BuildError, Engine, Expected,
     FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest, Repository, IMMUTABLE,
 };
-use wharf_config::{ConfigError, Format, FormatSpec, RepoConfig, Upstreams};
+use wharf_config::{ConfigError, Format, FormatSpec, KeyKind, KeySpec, RepoConfig, Upstreams};
 
 pub use client_settings::client_settings;
 use glob::Glob;
@@ -40,17 +40,12 @@ pub const MAX_QUERY: usize = 1024;
 /// The generic format's descriptor, listed in the server's format registry.
 pub const FORMAT: FormatDescriptor = FormatDescriptor {
     config: FormatSpec {
-        keys: &[
-            "file_hosts",
-            "immutable",
-            "ignore_query",
-            "checksums",
-            "verify_sibling_checksums",
-            "preset",
-        ],
+        keys: &["file_hosts"],
+        own_keys: OWN_KEYS,
         check,
+        synonyms: &["http", "https", "raw", "file", "files"],
         ..FormatSpec::new(
-            Format::Generic,
+            Format::new("generic"),
             Upstreams::One {
                 example: "https://<file host>/",
             },
@@ -58,10 +53,39 @@ pub const FORMAT: FormatDescriptor = FormatDescriptor {
     },
     build,
     client_settings: |cfg, _base, repo_base| {
-        client_settings(&cfg.name, cfg.preset.as_deref(), repo_base)
+        client_settings(&cfg.name, cfg.own.string("preset"), repo_base)
     },
     purge_selectors: &[],
 };
+
+/// The keys only generic repositories read.
+pub const OWN_KEYS: &[KeySpec] = &[
+    KeySpec::new(
+        "immutable",
+        KeyKind::Strings,
+        "globs of paths cached forever (`*` within a segment, `**` across segments)",
+    ),
+    KeySpec::new(
+        "ignore_query",
+        KeyKind::Bool,
+        "drop query strings from the cache key and the upstream URL",
+    ),
+    KeySpec::new(
+        "checksums",
+        KeyKind::StringMap,
+        "path -> sha256 (hex) its download must have",
+    ),
+    KeySpec::new(
+        "verify_sibling_checksums",
+        KeyKind::Bool,
+        "verify a download against the sha256 in `<path>.sha256` beside it, when that exists",
+    ),
+    KeySpec::new(
+        "preset",
+        KeyKind::OneOf(&["apt"]),
+        "freshness rules for a known kind of upstream (apt: pool/** and **/by-hash/** immutable)",
+    ),
+];
 
 pub struct GenericRepo {
     name: Arc<str>,
@@ -103,7 +127,7 @@ pub fn preset_globs(preset: &str) -> Option<&'static [&'static str]> {
 /// and a sha256.
 fn check(repo: &RepoConfig) -> Vec<ConfigError> {
     let mut errors = Vec::new();
-    if let Some(preset) = repo.preset.as_deref() {
+    if let Some(preset) = repo.own.string("preset") {
         if preset_globs(preset).is_none() {
             let known: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
             errors.push(
@@ -115,7 +139,7 @@ fn check(repo: &RepoConfig) -> Vec<ConfigError> {
             );
         }
     }
-    for (i, pattern) in repo.immutable.iter().enumerate() {
+    for (i, pattern) in repo.own.strings("immutable").iter().enumerate() {
         if let Err(problem) = Glob::parse(pattern) {
             errors.push(
                 ConfigError::new(
@@ -126,7 +150,7 @@ fn check(repo: &RepoConfig) -> Vec<ConfigError> {
             );
         }
     }
-    for (path, sum) in &repo.checksums {
+    for (path, sum) in repo.own.string_map("checksums").into_iter().flatten() {
         let at = format!("{}.{path}", repo.key_path("checksums"));
         if path.is_empty() || path.starts_with('/') || path.contains('?') {
             errors.push(
@@ -150,7 +174,8 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         .upstream
         .clone()
         .ok_or_else(|| BuildError::at("upstream", "missing"))?;
-    let preset = match cfg.preset.as_deref() {
+    let own = &cfg.own;
+    let preset = match own.string("preset") {
         Some(name) => preset_globs(name)
             .ok_or_else(|| BuildError::at("preset", format!("unknown preset {name:?}")))?,
         None => &[],
@@ -159,7 +184,7 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         .iter()
         .map(|g| Glob::parse(g).map_err(|e| BuildError::at("preset", format!("{g:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    for g in &cfg.immutable {
+    for g in own.strings("immutable") {
         immutable
             .push(Glob::parse(g).map_err(|e| BuildError::at("immutable", format!("{g:?}: {e}")))?);
     }
@@ -169,14 +194,15 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         name: Arc::from(cfg.name.as_str()),
         upstream,
         immutable,
-        ignore_query: cfg.ignore_query,
-        checksums: cfg
-            .checksums
-            .iter()
+        ignore_query: own.bool("ignore_query").unwrap_or(false),
+        checksums: own
+            .string_map("checksums")
+            .into_iter()
+            .flatten()
             .map(|(path, sum)| (path.clone(), sum.to_ascii_lowercase()))
             .collect(),
-        verify_sibling_checksums: cfg.verify_sibling_checksums,
-        aligned_dists: cfg.preset.as_deref() == Some("apt"),
+        verify_sibling_checksums: own.bool("verify_sibling_checksums").unwrap_or(false),
+        aligned_dists: own.string("preset") == Some("apt"),
         metadata_ttl: cfg.metadata_ttl,
         negative_ttl: cfg.negative_ttl,
         engine,
@@ -346,9 +372,10 @@ fn first_sha256(text: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wharf_config::KeyValue;
 
     fn repo() -> RepoConfig {
-        let mut cfg = RepoConfig::new("releases", Format::Generic);
+        let mut cfg = RepoConfig::new("releases", FORMAT.config.format);
         cfg.upstream = Some(Url::parse("http://127.0.0.1:9/files/").unwrap());
         cfg
     }
@@ -368,8 +395,14 @@ mod tests {
     #[test]
     fn bad_globs_and_checksums_are_named_by_field_path() {
         let mut cfg = repo();
-        cfg.immutable = vec!["**/ok/**".into(), "a/**b".into()];
-        cfg.checksums.insert("/abs".into(), "00".into());
+        cfg.own.set(
+            "immutable",
+            KeyValue::Strings(vec!["**/ok/**".into(), "a/**b".into()]),
+        );
+        cfg.own.set(
+            "checksums",
+            KeyValue::StringMap([("/abs".into(), "00".into())].into()),
+        );
         let errors: Vec<String> = check(&cfg).iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(
@@ -380,13 +413,18 @@ mod tests {
             .iter()
             .any(|e| e.contains("repositories.releases.checksums./abs") && e.contains("sha256")));
         let mut good = repo();
-        good.immutable = vec!["**/releases/download/**".into()];
-        good.checksums
-            .insert("tool/v1/tool.tgz".into(), "Ab".repeat(32));
-        good.preset = Some("apt".into());
+        good.own.set(
+            "immutable",
+            KeyValue::Strings(vec!["**/releases/download/**".into()]),
+        );
+        good.own.set(
+            "checksums",
+            KeyValue::StringMap([("tool/v1/tool.tgz".into(), "Ab".repeat(32))].into()),
+        );
+        good.own.set("preset", KeyValue::String("apt".into()));
         assert!(check(&good).is_empty());
         let mut bad = repo();
-        bad.preset = Some("yum".into());
+        bad.own.set("preset", KeyValue::String("yum".into()));
         let errors: Vec<String> = check(&bad).iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(

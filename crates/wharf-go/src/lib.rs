@@ -43,8 +43,9 @@ pub struct GoRepo {
 pub const FORMAT: FormatDescriptor = FormatDescriptor {
     config: FormatSpec {
         keys: &["checksum_databases"],
+        synonyms: &["golang", "gomod", "goproxy"],
         ..FormatSpec::new(
-            Format::Go,
+            Format::new("go"),
             Upstreams::One {
                 example: "https://<your Go module proxy>/",
             },

@@ -123,8 +123,9 @@ pub const FORMAT: FormatDescriptor = FormatDescriptor {
     config: FormatSpec {
         // Tarballs, `dl` downloads, token realms and redirects may live on hosts listed here.
         keys: &["file_hosts"],
+        synonyms: &["node", "nodejs", "javascript", "js", "yarn", "pnpm"],
         ..FormatSpec::new(
-            Format::Npm,
+            Format::new("npm"),
             Upstreams::One {
                 example: "https://<your npm registry>/",
             },

@@ -73,8 +73,16 @@ pub const FORMAT: FormatDescriptor = FormatDescriptor {
     config: FormatSpec {
         // Tarballs, `dl` downloads, token realms and redirects may live on hosts listed here.
         keys: &["file_hosts"],
+        synonyms: &[
+            "docker",
+            "container",
+            "containers",
+            "image",
+            "images",
+            "registry",
+        ],
         ..FormatSpec::new(
-            Format::Oci,
+            Format::new("oci"),
             Upstreams::Aliased {
                 example: "docker.io: \"https://<registry>\"",
             },

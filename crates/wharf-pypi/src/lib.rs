@@ -65,8 +65,9 @@ pub struct PypiRepo {
 pub const FORMAT: FormatDescriptor = FormatDescriptor {
     config: FormatSpec {
         keys: &["file_hosts"],
+        synonyms: &["python", "pip", "uv", "simple"],
         ..FormatSpec::new(
-            Format::Pypi,
+            Format::new("pypi"),
             Upstreams::One {
                 example: "https://<your index>/simple/",
             },

@@ -45,7 +45,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Who made a call, for the audit log. Behind an ingress the peer is the proxy, so the client address the
 /// proxy claims (`X-Forwarded-For`) is recorded too, as claimed.
-struct Caller {
+pub(crate) struct Caller {
     client: String,
     forwarded_for: String,
     user_agent: String,
@@ -62,7 +62,7 @@ fn header_text(headers: &HeaderMap, name: http::header::HeaderName) -> String {
 }
 
 impl Caller {
-    fn new(peer: std::net::SocketAddr, headers: &HeaderMap) -> Caller {
+    pub(crate) fn new(peer: std::net::SocketAddr, headers: &HeaderMap) -> Caller {
         Caller {
             client: peer.ip().to_string(),
             forwarded_for: header_text(
@@ -74,13 +74,13 @@ impl Caller {
     }
 }
 
-fn authorize(
+pub(crate) fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     caller: &Caller,
     action: &str,
 ) -> Result<(), Box<Response>> {
-    let Some(token) = &state.admin_token else {
+    let Some(token) = state.admin_token.as_ref().map(|t| t.current()) else {
         return Err(Box::new(error_response(
             StatusCode::FORBIDDEN,
             "the admin API is disabled: set admin.token_file in the configuration",
@@ -150,7 +150,7 @@ fn write_audit(
     }
 }
 
-fn audit(state: &AppState, caller: &Caller, action: &str, detail: serde_json::Value) {
+pub(crate) fn audit(state: &AppState, caller: &Caller, action: &str, detail: serde_json::Value) {
     write_audit(Some(state.engine.store().root()), caller, action, detail);
 }
 

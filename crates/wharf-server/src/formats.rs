@@ -44,6 +44,17 @@ mod tests {
                     d.name()
                 );
             }
+            // An own key never shadows a key every repository (or several formats) reads.
+            for key in d.config.own_keys {
+                assert!(
+                    !wharf_config::COMMON_KEYS.contains(&key.name)
+                        && !wharf_config::OPTIONAL_KEYS.contains(&key.name)
+                        && !["upstream", "upstreams"].contains(&key.name),
+                    "{}'s own key {} is a shared key",
+                    d.name(),
+                    key.name
+                );
+            }
         }
     }
 }

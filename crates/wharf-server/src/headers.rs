@@ -3,12 +3,16 @@
 //! did not set their own. The default policy is the strictest: nothing loads, no script runs, and the
 //! document gets an opaque origin (`sandbox`), so even bytes that reached a browser as a page cannot act on
 //! wharf's origin. The web UI sets [`UI_POLICY`], the one relaxation it needs (inline styles, its own
-//! filter form).
+//! filter form). Answers from a repository's cache also say where they came from in [`CACHE_HEADER`].
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{header, HeaderValue};
+
+/// Where a repository's answer came from (`hit`, `miss`, `coalesced`, `revalidated`, `stale`, `negative`),
+/// for `wharf warm` and for people reading responses; the same word as the access log's `cache`.
+pub const CACHE_HEADER: http::HeaderName = http::HeaderName::from_static("x-wharf-cache");
 
 /// For everything wharf serves that is not the web UI: files, index pages, JSON, errors.
 pub const DEFAULT_POLICY: &str =
@@ -20,7 +24,14 @@ pub const UI_POLICY: &str =
 
 pub async fn layer(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
+    let outcome = resp
+        .extensions()
+        .get::<wharf_cache::CacheInfo>()
+        .and_then(|info| info.outcome);
     let headers = resp.headers_mut();
+    if let Some(outcome) = outcome {
+        headers.insert(CACHE_HEADER, HeaderValue::from_static(outcome.as_str()));
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

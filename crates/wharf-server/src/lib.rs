@@ -15,6 +15,7 @@ mod schema;
 mod state;
 mod stats;
 mod ui;
+mod warm;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,7 +31,7 @@ use wharf_cache::{Engine, EngineMetrics, Upstream, UpstreamOptions};
 use wharf_config::{Config, RepoConfig};
 use wharf_store::{SharedOptions, SharedUsage, Store, StoreOptions};
 
-pub use admin_token::{read_admin_token, AdminToken, MIN_TOKEN_LEN};
+pub use admin_token::{read_admin_token, watch_admin_token, AdminToken, MIN_TOKEN_LEN};
 pub use formats::{descriptor, format_specs, FORMATS};
 pub use schema::values_schema;
 pub use state::{AppState, Mounted};
@@ -74,21 +75,38 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         }),
     })?;
     store.set_max_negative_entries(config.storage.max_negative_entries);
+    store.set_min_free(match config.storage.min_free {
+        None => wharf_store::MinFree::Default,
+        Some(wharf_config::MinFree::Bytes(b)) => wharf_store::MinFree::Bytes(b),
+        Some(wharf_config::MinFree::Percent(p)) => wharf_store::MinFree::Percent(p),
+    });
     let upstream = Upstream::new(upstream_options(&config))?;
     let mut registry = Registry::default();
     let engine_metrics = EngineMetrics::default();
     engine_metrics.register(&mut registry);
     let http = metrics::HttpMetrics::new(&mut registry);
-    let engine = Engine::new(store, upstream, engine_metrics);
+    let engine = Engine::new(store, upstream, engine_metrics.clone());
 
     let (repos, repo_order) = mount_repositories(&config, &engine)?;
-    let admin_token = match admin_token(&config)? {
-        Some((token, warnings)) => {
-            for warning in &warnings {
-                tracing::warn!("{warning}");
-            }
-            Some(token)
+    // Store errors are rare: exported at 0 from the start, so an alert on their increase sees the first one.
+    for repo in &repo_order {
+        for op in ["write", "read"] {
+            engine_metrics
+                .store_errors
+                .get_or_create(&wharf_cache::StoreOpLabels {
+                    repo: repo.clone(),
+                    op,
+                })
+                .inc_by(0);
         }
+    }
+    let admin_token = match &config.admin.token_file {
+        Some(path) => Some(
+            watch_admin_token(path).map_err(|message| ServerError::AdminToken {
+                path: path.display().to_string(),
+                message,
+            })?,
+        ),
         None => None,
     };
     let stats = stats::AllStats {
@@ -111,6 +129,7 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         evictions_seen: AtomicU64::new(0),
         evicted_bytes_seen: AtomicU64::new(0),
         shared_seen: Mutex::new(SharedUsage::default()),
+        warm: Default::default(),
     }))
 }
 
@@ -166,7 +185,7 @@ fn mount_repositories(
 }
 
 /// The admin token and the warnings about its file (each naming the field), or `None` without a token file.
-fn admin_token(config: &Config) -> Result<Option<(String, Vec<String>)>, ServerError> {
+fn admin_token_warnings(config: &Config) -> Result<Option<Vec<String>>, ServerError> {
     let Some(path) = &config.admin.token_file else {
         return Ok(None);
     };
@@ -179,7 +198,7 @@ fn admin_token(config: &Config) -> Result<Option<(String, Vec<String>)>, ServerE
         .iter()
         .map(|w| format!("admin.token_file {}: {w}", path.display()))
         .collect();
-    Ok(Some((read.token, warnings)))
+    Ok(Some(warnings))
 }
 
 /// Everything `serve` checks before it binds, without touching the configured store: the HTTP client
@@ -200,7 +219,7 @@ pub fn check_startup(config: &Config) -> Result<Vec<String>, ServerError> {
             EngineMetrics::default(),
         );
         mount_repositories(config, &engine)?;
-        Ok(admin_token(config)?.map(|(_, w)| w).unwrap_or_default())
+        Ok(admin_token_warnings(config)?.unwrap_or_default())
     })();
     let _ = std::fs::remove_dir_all(&scratch);
     result
@@ -261,6 +280,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/status", get(routes::status))
         .route("/admin/purge", post(admin::purge))
         .route("/admin/evict", post(admin::evict))
+        .route("/admin/warm", post(warm::warm))
         .route("/ui/browse/{repo}", get(ui::browse))
         .fallback(routes::dispatch)
         .layer(axum::middleware::from_fn_with_state(

@@ -19,13 +19,10 @@ pub async fn healthz() -> &'static str {
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let store = state.engine.store().clone();
-    let check = tokio::task::spawn_blocking(move || store.check_writable()).await;
+    let check = tokio::task::spawn_blocking(move || store.readiness()).await;
     match check {
         Ok(Ok(())) => "ready\n".into_response(),
-        Ok(Err(e)) => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: store not writable: {e}"),
-        ),
+        Ok(Err(e)) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
         Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
     }
 }
@@ -96,6 +93,7 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
         "upstream_fetches_in_flight": state.engine.inflight(),
         // The connection limits in force, as configured (`server:`).
         "server": state.config.server,
+        "warm": crate::warm::status_section(state),
     })
 }
 

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 use wharf_cache::FormatDescriptor;
-use wharf_config::Upstreams;
+use wharf_config::{KeyKind, KeySpec, Upstreams};
 
 /// The line that opens the generated definition in the schema file, and the indentation of its lines.
 const OPENING: &str = "    \"repository\": {";
@@ -33,26 +33,44 @@ fn key_schemas() -> Map<String, Value> {
         "credentials_file": { "type": "string", "minLength": 1 },
         "file_hosts": hosts("hosts (host[:port]) besides the upstream's that links and redirects may lead to"),
         "checksum_databases": hosts("checksum databases proxied under sumdb/<name>/"),
-        "immutable": {
-            "description": "globs of paths cached forever (`*` within a segment, `**` across segments)",
-            "type": "array",
-            "items": { "type": "string", "minLength": 1 }
-        },
-        "ignore_query": { "type": "boolean" },
-        "verify_sibling_checksums": { "type": "boolean" },
-        "preset": {
-            "description": "freshness rules for a known kind of upstream (apt: pool/** and **/by-hash/** immutable)",
-            "enum": ["apt"]
-        },
-        "checksums": {
-            "description": "path -> sha256 (hex) its download must have",
-            "type": "object",
-            "additionalProperties": { "type": "string", "pattern": "^[0-9a-fA-F]{64}$" }
-        },
     }) else {
         unreachable!("a JSON object literal")
     };
     map
+}
+
+/// The schema of a format's own key, from its declared kind.
+fn own_key_schema(key: &KeySpec) -> Value {
+    let mut schema = match key.kind {
+        KeyKind::Bool => json!({ "type": "boolean" }),
+        KeyKind::Integer => json!({ "type": "integer", "minimum": 0 }),
+        KeyKind::String => json!({ "type": "string" }),
+        KeyKind::OneOf(choices) => json!({ "enum": choices }),
+        KeyKind::Strings => {
+            json!({ "type": "array", "items": { "type": "string", "minLength": 1 } })
+        }
+        KeyKind::Duration => json!({ "$ref": "#/$defs/duration" }),
+        KeyKind::Size => json!({ "$ref": "#/$defs/size" }),
+        KeyKind::Url => json!({ "$ref": "#/$defs/url" }),
+        KeyKind::Path => json!({ "type": "string", "minLength": 1 }),
+        KeyKind::StringMap => {
+            json!({ "type": "object", "additionalProperties": { "type": "string" } })
+        }
+        KeyKind::Section(keys) => json!({
+            "type": ["object", "null"],
+            "additionalProperties": false,
+            "properties": keys
+                .iter()
+                .map(|k| (k.name.to_owned(), own_key_schema(k)))
+                .collect::<Map<String, Value>>(),
+        }),
+    };
+    if let (Value::Object(map), false) = (&mut schema, key.doc.is_empty()) {
+        if !map.contains_key("$ref") {
+            map.insert("description".into(), Value::String(key.doc.to_owned()));
+        }
+    }
+    schema
 }
 
 /// `$defs.repository` for `formats`: the served formats, every key some format reads, and per format which
@@ -72,6 +90,12 @@ pub fn repository_schema(formats: &[&FormatDescriptor]) -> Value {
             properties.insert(key.clone(), schema.clone());
         }
     }
+    // Own keys: the first format's schema at the top (each format's rule below holds its own).
+    for key in formats.iter().flat_map(|d| d.config.own_keys) {
+        properties
+            .entry(key.name.to_owned())
+            .or_insert_with(|| own_key_schema(key));
+    }
     let rules: Vec<Value> = formats
         .iter()
         .map(|d| {
@@ -79,17 +103,23 @@ pub fn repository_schema(formats: &[&FormatDescriptor]) -> Value {
                 Upstreams::One { .. } => "upstream",
                 Upstreams::Aliased { .. } => "upstreams",
             };
-            let refused: Map<String, Value> = properties
+            let mut then_properties: Map<String, Value> = properties
                 .keys()
                 .filter(|key| !d.config.accepts(key))
                 .map(|key| (key.clone(), Value::Bool(false)))
                 .collect();
+            // Two formats may declare an own key of the same name with different kinds.
+            for key in d.config.own_keys {
+                if properties.get(key.name) != Some(&own_key_schema(key)) {
+                    then_properties.insert(key.name.to_owned(), own_key_schema(key));
+                }
+            }
             json!({
                 "if": {
                     "properties": { "format": { "const": d.name() } },
                     "required": ["format"]
                 },
-                "then": { "required": [required], "properties": refused }
+                "then": { "required": [required], "properties": then_properties }
             })
         })
         .collect();

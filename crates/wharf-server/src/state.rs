@@ -30,13 +30,16 @@ pub struct AppState {
     pub http: HttpMetrics,
     pub stats: AllStats,
     pub started: Instant,
-    pub admin_token: Option<String>,
+    /// Re-read when its file changes (rotation without a restart).
+    pub admin_token: Option<wharf_cache::SecretFile>,
     pub access_log: bool,
     pub config: Arc<wharf_config::Config>,
     pub(crate) evictions_seen: AtomicU64,
     pub(crate) evicted_bytes_seen: AtomicU64,
     /// The shared tier's counters at the last refresh, to turn its totals into counter increments.
     pub(crate) shared_seen: Mutex<wharf_store::SharedUsage>,
+    /// `POST /admin/warm` jobs, running and recently finished.
+    pub(crate) warm: crate::warm::WarmJobs,
 }
 
 impl AppState {

@@ -20,6 +20,7 @@ mod error;
 mod index;
 mod lru;
 pub mod shared;
+mod space;
 
 pub use blobs::{BlobFile, TempBlob};
 pub use digest::{Digest, Sha256Writer};
@@ -28,6 +29,7 @@ pub use error::StoreError;
 pub use index::PruneReport;
 pub use lru::EvictionReport;
 pub use shared::{SharedOptions, SharedUsage};
+pub use space::{MinFree, Space, WRITE_FAILURE_MEMORY};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,6 +54,9 @@ pub struct Store {
     shared: Option<shared::SharedTier>,
     /// Held while evicting, so that concurrent triggers do not evict twice.
     evicting: std::sync::Mutex<()>,
+    /// The free-space floor eviction keeps on the volume (`storage.min_free`).
+    min_free: std::sync::Mutex<MinFree>,
+    write_health: space::WriteHealth,
 }
 
 /// Usage figures for metrics and `/status`.
@@ -109,6 +114,8 @@ impl Store {
             root,
             shared,
             evicting: std::sync::Mutex::new(()),
+            min_free: std::sync::Mutex::new(MinFree::Default),
+            write_health: space::WriteHealth::default(),
         };
         Ok(Arc::new(store))
     }
@@ -124,21 +131,86 @@ impl Store {
 
     /// Bytes still free for wharf on the file system holding the store, when the platform says.
     pub fn free_bytes(&self) -> Option<u64> {
-        #[cfg(target_os = "linux")]
-        {
-            let stat = rustix::fs::statvfs(&self.root).ok()?;
-            Some(stat.f_bavail.saturating_mul(stat.f_frsize))
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            None
-        }
+        self.space().map(|s| s.free)
     }
 
-    /// Whether blobs and index together are over `max_size`.
+    /// Free and total bytes of the store's volume, when the platform says.
+    pub fn space(&self) -> Option<Space> {
+        space::space_of(&self.root)
+    }
+
+    /// Sets the free-space floor eviction keeps (`storage.min_free`; the default is 5% of the volume, at
+    /// most 1 GiB).
+    pub fn set_min_free(&self, min_free: MinFree) {
+        *self.min_free.lock().unwrap_or_else(|p| p.into_inner()) = min_free;
+    }
+
+    /// The free-space floor in bytes on this volume, when the platform tells the volume's size.
+    pub fn min_free_bytes(&self) -> Option<u64> {
+        let min_free = *self.min_free.lock().unwrap_or_else(|p| p.into_inner());
+        self.space().map(|s| min_free.floor(s.volume))
+    }
+
+    /// Whether blobs and index together are over `max_size`, or the volume is below its free-space floor.
     pub fn over_max_size(&self) -> bool {
         self.max_size
             .is_some_and(|max| self.lru.totals().0 + self.index.bytes() > max)
+            || self.below_floor(0)
+    }
+
+    /// Whether fewer than `needed` bytes plus the floor are free on the volume.
+    fn below_floor(&self, needed: u64) -> bool {
+        match (self.space(), self.min_free_bytes()) {
+            (Some(space), Some(floor)) => space.free < floor.saturating_add(needed),
+            _ => false,
+        }
+    }
+
+    /// Records a write into the store that failed outside the store's own methods (a spool file's write), so
+    /// readiness reports it.
+    pub fn record_write_failure(&self, message: String) {
+        self.write_health.failed(message);
+    }
+
+    /// Why this replica should not take new traffic, if it should not: the store cannot create and write a
+    /// file, a write failed in the last 30 s (and none succeeded since), or the volume stays below its
+    /// free-space floor after eviction (something else fills it, or it is too small). Hits are served either
+    /// way; this is for `/readyz`, so the replica leaves the Service while misses would fail.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.below_floor(0) {
+            self.evict_if_needed()
+                .map_err(|e| format!("eviction failed: {e}"))?;
+            if let (Some(space), Some(floor)) = (self.space(), self.min_free_bytes()) {
+                if space.free < floor {
+                    return Err(format!(
+                        "store volume has {} bytes free, below storage.min_free ({floor} bytes) with nothing \
+                         left to evict: grow the volume or lower storage.max_size",
+                        space.free
+                    ));
+                }
+            }
+        }
+        self.check_writable()
+            .map_err(|e| format!("store not writable: {e}"))?;
+        if let Some(message) = self.write_health.recent_failure() {
+            return Err(format!("store writes failing: {message}"));
+        }
+        Ok(())
+    }
+
+    /// Evicts least-recently-used blobs until `needed` bytes plus the free-space floor are free, as far as
+    /// eviction can (before a download of `needed` bytes). Returns the bytes free afterwards.
+    pub fn make_room(&self, needed: u64) -> Result<Option<u64>, StoreError> {
+        if self.below_floor(needed) {
+            let _evicting = self.evicting.lock().unwrap_or_else(|p| p.into_inner());
+            if let (Some(space), Some(floor)) = (self.space(), self.min_free_bytes()) {
+                let short = floor.saturating_add(needed).saturating_sub(space.free);
+                let total = self.lru.totals().0 + self.index.bytes();
+                let target = total.saturating_sub(short);
+                self.evict_to(target, target)?;
+            }
+        }
+        Ok(self.free_bytes())
     }
 
     /// Caps the number of negative entries: recording one more drops the oldest
@@ -170,7 +242,9 @@ impl Store {
 
     /// Records `entry` for `key` in `repo` (replacing any previous one). Its blob must already be committed.
     pub fn put_entry(&self, repo: &str, key: &str, entry: &Entry) -> Result<(), StoreError> {
-        self.index.put(repo, key, entry)
+        self.index
+            .put(repo, key, entry)
+            .inspect_err(|e| self.write_health.failed(e.to_string()))
     }
 
     pub fn remove_entry(&self, repo: &str, key: &str) -> Result<bool, StoreError> {
@@ -195,7 +269,9 @@ impl Store {
 
     /// A new temporary file inside the store, to be filled and then [`Store::commit_blob`]ed or dropped.
     pub fn temp_blob(&self) -> Result<TempBlob, StoreError> {
-        self.blobs.temp()
+        self.blobs
+            .temp()
+            .inspect_err(|e| self.write_health.failed(e.to_string()))
     }
 
     /// Makes the temporary file visible as the blob `digest` (sync, rename, sync directory). The caller has
@@ -206,11 +282,21 @@ impl Store {
         digest: &Digest,
         size: u64,
     ) -> Result<(), StoreError> {
-        self.blobs.commit(temp, digest)?;
-        let now = now_ms();
-        self.index.put_blob(digest, size, now)?;
-        self.lru.insert(*digest, size, now);
-        Ok(())
+        let committed = self
+            .blobs
+            .commit(temp, digest)
+            .and_then(|()| self.index.put_blob(digest, size, now_ms()));
+        match committed {
+            Ok(()) => {
+                self.write_health.succeeded();
+                self.lru.insert(*digest, size, now_ms());
+                Ok(())
+            }
+            Err(e) => {
+                self.write_health.failed(e.to_string());
+                Err(e)
+            }
+        }
     }
 
     /// Opens a committed blob for reading, or `None` when it is not (or no longer) stored.
@@ -244,17 +330,31 @@ impl Store {
         }
     }
 
-    /// When blobs and index together are above `max_size`, brings them to 90% of it: negative entries go
-    /// first (oldest first), then least-recently-used blobs with the entries that name them.
+    /// When blobs and index together are above `max_size`, brings them to 90% of it; when the volume has less
+    /// free than its floor (`storage.min_free`), frees the difference and a tenth of the floor more. Negative
+    /// entries go first (oldest first), then least-recently-used blobs with the entries that name them.
     pub fn evict_if_needed(&self) -> Result<EvictionReport, StoreError> {
-        let Some(max) = self.max_size else {
-            return Ok(EvictionReport::default());
+        let (mut trigger, mut target) = match self.max_size {
+            Some(max) => (max, max - max / 10),
+            None => (u64::MAX, u64::MAX),
         };
+        if let (Some(space), Some(floor)) = (self.space(), self.min_free_bytes()) {
+            if space.free < floor {
+                let short = floor - space.free + floor / 10;
+                let total = self.lru.totals().0 + self.index.bytes();
+                let floor_target = total.saturating_sub(short);
+                trigger = trigger.min(floor_target);
+                target = target.min(floor_target);
+            }
+        }
+        if trigger == u64::MAX {
+            return Ok(EvictionReport::default());
+        }
         // Another eviction in progress brings the total down already.
         let Ok(_evicting) = self.evicting.try_lock() else {
             return Ok(EvictionReport::default());
         };
-        self.evict_to(max, max - max / 10)
+        self.evict_to(trigger, target)
     }
 
     /// Evicts least-recently-used blobs while the total is above `target` (used by the admin API with 0).

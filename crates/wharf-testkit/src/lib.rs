@@ -10,6 +10,8 @@
 //!   it receives ([`ScriptedServer`]): redirects to other hosts, token realms, private indexes.
 //! - [`hostile`] misbehaves on purpose ([`HostileUpstream`]): endless bodies, announced lengths it never
 //!   sends, slow 404s, with counts of requests by method and of the most answered at once.
+//! - [`containerd`] runs a private containerd (own socket, root and state under a temporary directory);
+//!   [`registry`] runs Debian's `docker-registry` with its access log and writes multi-arch OCI images.
 //! - [`client`] is a tiny raw HTTP/1.1 client for tests that want to see exactly what came over
 //!   the wire (short bodies, resets).
 //!
@@ -24,19 +26,23 @@
 //! ```
 
 pub mod client;
+pub mod containerd;
 pub mod dist;
 pub mod fixture;
 pub mod hostile;
 pub mod packages;
+pub mod registry;
 pub mod scripted;
 mod server;
 pub mod tools;
 pub mod upstream;
 
+pub use containerd::{containerd_available, Containerd};
 pub use dist::{normalize_name, sdist, wheel, wheel_with_payload, Dist};
 pub use fixture::FixtureUpstream;
 pub use hostile::HostileUpstream;
 pub use packages::{cargo_index_path, go_escape, npm_document, CrateFile, GoModule, NpmPackage};
+pub use registry::{DockerRegistry, OciImage};
 pub use scripted::{Answer, ScriptedServer, Seen};
 pub use tools::require_tool;
 pub use upstream::{CountingServer, FaultConfig, Faults, Project, PypiUpstream, Stats};

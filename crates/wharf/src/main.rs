@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use wharf_config::{Config, ConfigErrors, Format, LogFormat, RepoConfig};
+use wharf_config::{Config, ConfigErrors, LogFormat, RepoConfig};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +30,12 @@ enum Command {
     Config(ConfigCommand),
     /// Print client settings (pip, uv, poetry, ...) for each configured repository.
     Env(EnvArgs),
+    /// Fill a running wharf from lock files (requirements*.txt, uv.lock, poetry.lock, pylock.toml,
+    /// package-lock.json, Cargo.lock, go.sum) and image lists, so the next burst of jobs finds them cached.
+    ///
+    /// Each artifact is requested once; what wharf already has is counted, not fetched again. Exit 1 when
+    /// anything failed (each is listed).
+    Warm(wharf_warm::cli::WarmArgs),
     /// Attribute NAT-gateway egress in VPC flow logs to its owners.
     #[command(subcommand)]
     Egress(wharf_egress::cli::EgressCommand),
@@ -78,6 +84,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Config(ConfigCommand::Check { file }) => check(&file),
         Command::Env(args) => env(args),
+        Command::Warm(args) => Ok(wharf_warm::cli::run(args)),
         Command::Egress(cmd) => wharf_egress::cli::run(cmd),
     };
     match result {
@@ -174,7 +181,7 @@ fn load_config(sources: &Sources) -> anyhow::Result<Result<Config, ExitCode>> {
             wharf_config::redact_secrets(detected.url.as_str()),
             detected.source
         );
-        let mut repo = RepoConfig::new("pypi", Format::Pypi);
+        let mut repo = RepoConfig::new("pypi", wharf_pypi::FORMAT.config.format);
         repo.upstream = Some(detected.url);
         config.repositories.push(repo);
     }

@@ -173,6 +173,24 @@ fn value_sets() -> Vec<(&'static str, Vec<String>)> {
         ("values-minimal.yaml", example("values-minimal.yaml")),
         ("values-ci.yaml", example("values-ci.yaml")),
         ("values-s3.yaml", example("values-s3.yaml")),
+        ("values-production.yaml", example("values-production.yaml")),
+        (
+            // npm and cargo set on the command line, with no publicUrl: the chart gives wharf its
+            // in-cluster URL, so `serve` starts (it used to crash-loop asking for public_url).
+            "npm and cargo through --set",
+            [
+                "--set",
+                "repositories.npm.format=npm",
+                "--set",
+                "repositories.npm.upstream=https://npm.example.com/",
+                "--set",
+                "repositories.crates.format=cargo",
+                "--set",
+                "repositories.crates.upstream=https://cargo.example.com/index/",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
         (
             "all optional parts",
             [
@@ -208,6 +226,22 @@ fn value_sets() -> Vec<(&'static str, Vec<String>)> {
                 "networkPolicy.egressTo[0].cidr=203.0.113.0/24",
                 "--set",
                 "networkPolicy.egressTo[0].ports[0]=443",
+                "--set",
+                "credentials.existingSecret=wharf-upstreams",
+                "--set",
+                "extraVolumes[0].name=ca",
+                "--set",
+                "extraVolumes[0].configMap.name=corporate-ca",
+                "--set",
+                "extraVolumeMounts[0].name=ca",
+                "--set",
+                "extraVolumeMounts[0].mountPath=/etc/ssl/corporate",
+                "--set",
+                "topologySpreadConstraints[0].maxSkew=1",
+                "--set",
+                "topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+                "--set",
+                "topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
             ]
             .map(String::from)
             .to_vec(),
@@ -452,7 +486,12 @@ fn chart_renders_valid_manifests_for_defaults_and_examples() {
     assert!(out.status.success(), "{notes}");
     for line in [
         "PIP_INDEX_URL=http://wharf.wharf.svc:8080/pypi/simple/",
+        // pip ignores a plain-HTTP index it is not told to trust.
+        "PIP_TRUSTED_HOST=wharf.wharf.svc",
         "npm_config_registry=http://wharf.wharf.svc:8080/npm/",
+        // containerd runs on the node, outside cluster DNS: never the Service's name.
+        "containerd on the nodes cannot resolve wharf.wharf.svc",
+        "http://<the node's own IP>:30500",
         "sparse+http://wharf.wharf.svc:8080/cargo/",
         "get secret wharf-admin",
     ] {
@@ -805,88 +844,278 @@ fn load_yaml_docs(path: &Path) -> Vec<Value> {
     documents(&std::fs::read_to_string(path).expect("read example"))
 }
 
-#[test]
-fn runner_examples_point_clients_at_the_chart_service() {
-    let ci = &load_yaml_docs(&examples_dir().join("values-ci.yaml"))[0];
-    let base = "http://wharf.wharf.svc:8080/";
-    let repos = ci["repositories"].as_mapping().expect("repositories");
-    for repo in ["pypi", "npm", "cargo", "images"] {
-        assert!(repos.contains_key(repo), "values-ci.yaml has no `{repo}`");
-    }
-    let arc = load_yaml_docs(&examples_dir().join("arc-runner-scale-set.yaml"));
-    let env: Vec<(String, String)> = arc[0]["template"]["spec"]["containers"][0]["env"]
+/// `(name, value)` of each plain env entry of a container.
+fn plain_env(container: &Value) -> Vec<(String, String)> {
+    container["env"]
         .as_sequence()
-        .expect("env")
-        .iter()
+        .into_iter()
+        .flatten()
         .map(|e| {
             (
                 e["name"].as_str().unwrap_or("").to_string(),
                 e["value"].as_str().unwrap_or("").to_string(),
             )
         })
-        .collect();
-    let expect = [
-        ("PIP_INDEX_URL", format!("{base}pypi/simple/")),
-        ("UV_DEFAULT_INDEX", format!("{base}pypi/simple/")),
-        ("npm_config_registry", format!("{base}npm/")),
-    ];
-    for (name, value) in &expect {
+        .collect()
+}
+
+/// The client settings every runner example gives its jobs: the chart's Service, as in values-ci.yaml.
+fn expected_client_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("PIP_INDEX_URL", format!("{BASE}/pypi/simple/")),
+        ("PIP_TRUSTED_HOST", "wharf.wharf.svc".to_string()),
+        ("UV_DEFAULT_INDEX", format!("{BASE}/pypi/simple/")),
+        ("npm_config_registry", format!("{BASE}/npm/")),
+        ("GOPROXY", format!("{BASE}/go")),
+    ]
+}
+
+fn assert_client_env(what: &str, container: &Value) {
+    let env = plain_env(container);
+    for (name, value) in expected_client_env() {
         assert!(
-            env.iter().any(|(n, v)| n == name && v == value),
-            "ARC example: {name}={value} missing from {env:?}"
+            env.iter().any(|(n, v)| n == name && *v == value),
+            "{what}: {name}={value} missing from {env:?}"
         );
     }
-    let cargo = format!("sparse+{base}cargo/");
-    let arc_cargo = arc[1]["data"]["config.toml"]
-        .as_str()
-        .expect("cargo config");
-    assert!(arc_cargo.contains(&cargo) && arc_cargo.contains("replace-with = \"wharf\""));
+}
 
+/// The container mounts cargo's settings at /.cargo (a parent of every working directory), from `volume`.
+fn assert_cargo_mount(what: &str, container: &Value, volumes: &Value) {
+    let mount = container["volumeMounts"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|m| m["mountPath"].as_str() == Some("/.cargo"))
+        .unwrap_or_else(|| panic!("{what}: nothing at /.cargo"));
+    let volume = volumes
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap_or_else(|| panic!("{what}: no volume {:?}", mount["name"]));
+    assert_eq!(
+        volume["configMap"]["name"].as_str(),
+        Some("wharf-cargo-config")
+    );
+}
+
+fn assert_cargo_config_map(what: &str, doc: &Value) {
+    assert_eq!(kind_of(doc), "ConfigMap", "{what}");
+    assert_eq!(doc["metadata"]["name"].as_str(), Some("wharf-cargo-config"));
+    let toml = doc["data"]["config.toml"].as_str().expect("config.toml");
+    assert!(
+        toml.contains(&format!("registry = \"sparse+{BASE}/cargo/\""))
+            && toml.contains("[source.crates-io]\nreplace-with = \"wharf\""),
+        "{what}: {toml}"
+    );
+}
+
+#[test]
+fn runner_examples_point_every_job_at_the_chart_service() {
+    let ci = &load_yaml_docs(&examples_dir().join("values-ci.yaml"))[0];
+    let repos = ci["repositories"].as_mapping().expect("repositories");
+    for repo in ["pypi", "npm", "cargo", "go", "images"] {
+        assert!(repos.contains_key(repo), "values-ci.yaml has no `{repo}`");
+    }
+    let mut objects: Vec<Value> = Vec::new();
+    let pod_template = |name: &str, template: &Value| -> Value {
+        serde_yaml_ng::to_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": name},
+            "template": serde_json::to_value(template).expect("json"),
+        }))
+        .expect("yaml")
+    };
+
+    // ARC, Docker-in-Docker: the runner's steps get the settings, the daemon pulls Docker Hub images
+    // through wharf.
+    let dind = load_yaml_docs(&examples_dir().join("arc-runner-scale-set.yaml"));
+    let spec = &dind[0]["template"]["spec"];
+    let containers = spec["containers"].as_sequence().expect("containers");
+    let runner = containers
+        .iter()
+        .find(|c| c["name"] == "runner")
+        .expect("runner");
+    assert_client_env("ARC dind runner", runner);
+    assert_cargo_mount("ARC dind runner", runner, &spec["volumes"]);
+    let daemon = containers
+        .iter()
+        .find(|c| c["name"] == "dind")
+        .expect("dind");
+    let args: Vec<&str> = daemon["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        args.contains(&"--registry-mirror=http://wharf.wharf.svc:8080")
+            && args.contains(&"--insecure-registry=wharf.wharf.svc:8080"),
+        "{args:?}"
+    );
+    assert_cargo_config_map("ARC dind", &dind[1]);
+    objects.push(pod_template("arc-dind", &dind[0]["template"]));
+    objects.push(dind[1].clone());
+
+    // ARC, kubernetes mode: the hooks create the job pods from a template that carries the settings.
+    let kube = load_yaml_docs(&examples_dir().join("arc-runner-scale-set-kubernetes.yaml"));
+    assert_eq!(
+        kube[0]["containerMode"]["type"].as_str(),
+        Some("kubernetes")
+    );
+    let runner = &kube[0]["template"]["spec"]["containers"][0];
+    let template_path = plain_env(runner)
+        .into_iter()
+        .find(|(n, _)| n == "ACTIONS_RUNNER_CONTAINER_HOOK_TEMPLATE")
+        .expect("hook template variable")
+        .1;
+    let mount = runner["volumeMounts"]
+        .as_sequence()
+        .expect("mounts")
+        .iter()
+        .find(|m| {
+            m["mountPath"]
+                .as_str()
+                .is_some_and(|p| template_path.starts_with(&format!("{p}/")))
+        })
+        .expect("the template is mounted where the variable says");
+    let file = template_path.rsplit('/').next().expect("file name");
+    let template_map = kube
+        .iter()
+        .find(|d| d["metadata"]["name"].as_str() == Some("wharf-job-template"))
+        .expect("hook template ConfigMap");
+    let volumes = &kube[0]["template"]["spec"]["volumes"];
+    assert!(volumes
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .any(|v| v["name"] == mount["name"]
+            && v["configMap"]["name"] == template_map["metadata"]["name"]));
+    let job_template: Value =
+        serde_yaml_ng::from_str(template_map["data"][file].as_str().expect("template"))
+            .expect("hook template parses");
+    let job = &job_template["spec"]["containers"][0];
+    assert_eq!(job["name"].as_str(), Some("$job"));
+    assert_client_env("ARC job pod template", job);
+    assert_cargo_mount(
+        "ARC job pod template",
+        job,
+        &job_template["spec"]["volumes"],
+    );
+    assert_cargo_config_map("ARC kubernetes mode", &kube[2]);
+    objects.push(pod_template("arc-kubernetes-runner", &kube[0]["template"]));
+    objects.push(pod_template("arc-job", &job_template));
+    objects.push(kube[1].clone());
+    objects.push(kube[2].clone());
+
+    // GitLab's Kubernetes executor.
     let gitlab = load_yaml_docs(&examples_dir().join("gitlab-runner.yaml"));
     let toml = gitlab[0]["runners"]["config"]
         .as_str()
         .expect("runners.config");
-    for (name, value) in &expect {
+    for (name, value) in expected_client_env() {
         assert!(
             toml.contains(&format!("\"{name}={value}\"")),
             "GitLab example: {name}"
         );
     }
-    assert!(toml.contains(&format!("CARGO_REGISTRIES_WHARF_INDEX={cargo}")));
+    assert!(
+        toml.contains("mount_path = \"/.cargo\"") && !toml.contains("\"CARGO_HOME="),
+        "cargo's settings where cargo looks whatever CARGO_HOME is:\n{toml}"
+    );
+    // Environment variables cannot replace cargo's source: only the file does.
+    assert!(!toml.contains("CARGO_REGISTRIES_"), "{toml}");
+    assert_cargo_config_map("GitLab", &gitlab[1]);
+    objects.push(gitlab[1].clone());
 
+    // No example mounts into the runner's home, where the mount point would be root-owned for uid 1001.
+    for file in [
+        "arc-runner-scale-set.yaml",
+        "arc-runner-scale-set-kubernetes.yaml",
+        "gitlab-runner.yaml",
+    ] {
+        let text = std::fs::read_to_string(examples_dir().join(file)).expect("example");
+        assert!(!text.contains("/home/runner/.cargo"), "{file}");
+    }
+
+    // containerd on each node: the NodePort on the node's own address (any kube-proxy mode), not the
+    // Service's name (no cluster DNS on the node) nor 127.0.0.1 (iptables mode only).
     let hosts = load_yaml_docs(&examples_dir().join("containerd-hosts-daemonset.yaml"));
     let node_port = ci["service"]["nodePort"].as_u64().expect("nodePort");
     let hosts_toml = hosts[0]["data"]["docker.io.toml"]
         .as_str()
         .expect("hosts.toml");
-    assert!(hosts_toml.contains(&format!("[host.\"http://127.0.0.1:{node_port}\"]")));
+    assert!(hosts_toml.contains(&format!("[host.\"http://NODE_ADDRESS:{node_port}\"]")));
     assert!(hosts_toml.contains("capabilities = [\"pull\", \"resolve\"]"));
+    assert!(!hosts_toml.contains("127.0.0.1") && !hosts_toml.contains(".svc"));
+    let init = &hosts[1]["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(
+        init["env"][0]["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("status.hostIP")
+    );
+    // The init container's script, run here on a scratch directory for an IPv4 and an IPv6 node.
+    let script = init["command"][2].as_str().expect("script");
+    for (ip, host) in [("10.0.3.7", "10.0.3.7"), ("fd00:10:3::7", "[fd00:10:3::7]")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config");
+        let certs = dir.path().join("certs.d");
+        std::fs::create_dir_all(&config).expect("mkdir");
+        std::fs::write(config.join("docker.io.toml"), hosts_toml).expect("write");
+        let local = script
+            .replace("/certs.d", &certs.display().to_string())
+            .replace("/config/", &format!("{}/", config.display()));
+        let out = Command::new("sh")
+            .args(["-c", &local])
+            .env("NODE_IP", ip)
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{}", text(&out));
+        let written =
+            std::fs::read_to_string(certs.join("docker.io/hosts.toml")).expect("hosts.toml");
+        assert!(
+            written.contains(&format!("[host.\"http://{host}:{node_port}\"]")),
+            "{written}"
+        );
+    }
+    objects.extend(hosts.iter().cloned());
     assert!(ci["repositories"]["images"]["upstreams"]["docker.io"].is_string());
 
-    // The Kubernetes objects in the examples are valid: the DaemonSet and ConfigMaps as they are, and the
-    // ARC pod template as a PodTemplate.
+    // Bottlerocket: a registry mirror in its settings, at an address nodes resolve.
+    let bottlerocket = examples_dir().join("bottlerocket-settings.toml");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, tomllib; print(json.dumps(tomllib.load(open(sys.argv[1], 'rb'))))",
+        ])
+        .arg(&bottlerocket)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", text(&out));
+    let settings: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mirror = &settings["settings"]["container-registry"]["mirrors"][0];
+    assert_eq!(mirror["registry"], "docker.io");
+    let endpoint = mirror["endpoint"][0].as_str().expect("endpoint");
+    assert!(
+        endpoint.starts_with("http") && !endpoint.contains(".svc"),
+        "{endpoint}"
+    );
+
+    // Every Kubernetes object in the examples is valid (pod templates as PodTemplates).
     let Some(mut validator) = kubernetes_validate() else {
         return;
     };
-    let pod_template = serde_yaml_ng::to_string(&serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "PodTemplate",
-        "metadata": {"name": "arc-runner"},
-        "template": serde_json::to_value(&arc[0]["template"]).expect("json"),
-    }))
-    .expect("yaml");
-    let mut all = vec![pod_template];
-    for doc in arc
+    let all: Vec<String> = objects
         .iter()
-        .skip(1)
-        .chain(gitlab.iter().skip(1))
-        .chain(hosts.iter())
-    {
-        all.push(serde_yaml_ng::to_string(doc).expect("yaml"));
-    }
-    let passed = validate_manifests(&mut validator, &all.join("---\n"), "runner examples");
+        .map(|d| serde_json::to_string(d).expect("json"))
+        .collect();
+    let passed = validate_manifests(&mut validator, &all.join("\n---\n"), "runner examples");
     for name in [
-        "podtemplate/arc-runner",
+        "podtemplate/arc-dind",
+        "podtemplate/arc-kubernetes-runner",
+        "podtemplate/arc-job",
+        "configmap/wharf-job-template",
         "daemonset/wharf-containerd-hosts",
         "configmap/wharf-cargo-config",
     ] {
@@ -953,4 +1182,764 @@ fn dockerfile_builds_a_static_unprivileged_image_matching_the_chart() {
         values["securityContext"]["readOnlyRootFilesystem"],
         Value::Bool(true)
     );
+}
+
+/// The chart rendered with `args` (`None`: helm is missing and the test skips); panics with helm's output when
+/// rendering fails.
+fn render(args: &[&str]) -> Option<Vec<Value>> {
+    let mut helm = tool("helm", &["version"])?;
+    let out = helm_template(&mut helm, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: helm template failed:\n{}",
+        text(&out)
+    );
+    Some(documents(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// helm's output for a rendering that must fail.
+fn render_refused(args: &[&str]) -> String {
+    let mut helm = tool("helm", &["version"]).expect("helm");
+    let out = helm_template(&mut helm, args);
+    let log = text(&out);
+    assert!(!out.status.success(), "{args:?} was accepted:\n{log}");
+    log
+}
+
+fn rendered_config(docs: &[Value]) -> String {
+    docs.iter()
+        .find(|d| kind_of(d) == "ConfigMap" && d["data"]["wharf.yaml"].is_string())
+        .expect("config map")["data"]["wharf.yaml"]
+        .as_str()
+        .expect("wharf.yaml")
+        .to_string()
+}
+
+fn example(name: &str) -> String {
+    examples_dir().join(name).display().to_string()
+}
+
+const NPM_AND_CARGO: [&str; 8] = [
+    "--set",
+    "repositories.npm.format=npm",
+    "--set",
+    "repositories.npm.upstream=https://npm.example.com/",
+    "--set",
+    "repositories.crates.format=cargo",
+    "--set",
+    "repositories.crates.upstream=https://cargo.example.com/index/",
+];
+
+#[test]
+fn chart_gives_npm_and_cargo_the_in_cluster_url_or_refuses_them_at_lint() {
+    let Some(docs) = render(&NPM_AND_CARGO) else {
+        return;
+    };
+    // In-cluster jobs are handed tarball and crate URLs on the Service, not on an ingress.
+    let config = rendered_config(&docs);
+    assert!(
+        config.contains("public_url: \"http://wharf.wharf.svc:8080/\""),
+        "{config}"
+    );
+    let mut args = NPM_AND_CARGO.to_vec();
+    args.extend(["--set", "publicUrl=https://wharf.ci.example.com/"]);
+    let config = rendered_config(&render(&args).expect("helm"));
+    assert!(
+        config.contains("public_url: \"https://wharf.ci.example.com/\""),
+        "{config}"
+    );
+    // No URL at all: refused when the values are checked, naming the two fields that would fix it.
+    let mut args = NPM_AND_CARGO.to_vec();
+    args.extend(["--set", "inClusterUrl=false"]);
+    let log = render_refused(&args);
+    assert!(
+        log.contains("/inClusterUrl") && log.contains("/publicUrl"),
+        "{log}"
+    );
+    let out = tool("helm", &["version"])
+        .expect("helm")
+        .arg("lint")
+        .arg(chart_dir())
+        .args(&args)
+        .output()
+        .expect("helm lint");
+    assert!(
+        !out.status.success() && text(&out).contains("/publicUrl"),
+        "helm lint accepted npm without a public URL:\n{}",
+        text(&out)
+    );
+    // Formats that write no absolute URLs need none.
+    let ok = render(&[
+        "--set",
+        "inClusterUrl=false",
+        "--set",
+        "repositories.pypi.format=pypi",
+        "--set",
+        "repositories.pypi.upstream=https://pypi.example.com/simple/",
+    ])
+    .expect("helm");
+    assert!(!rendered_config(&ok).contains("public_url"));
+}
+
+#[test]
+fn generated_admin_secret_is_created_once_by_helm_and_renders_are_stable() {
+    let Some(first) = render(&[]) else {
+        return;
+    };
+    let second = render(&[]).expect("helm");
+    let is_hook = |d: &Value| d["metadata"]["annotations"]["helm.sh/hook"].is_string();
+    let manifest = |docs: &[Value]| -> Vec<String> {
+        docs.iter()
+            .filter(|d| !is_hook(d))
+            .map(|d| serde_yaml_ng::to_string(d).expect("yaml"))
+            .collect()
+    };
+    // What Helm applies and compares at every upgrade (and what helm-diff shows) is the same on every
+    // render: the token is not part of it.
+    assert_eq!(manifest(&first), manifest(&second));
+    let secret = find(&first, "Secret").expect("a generated admin Secret");
+    let annotations = &secret["metadata"]["annotations"];
+    assert_eq!(annotations["helm.sh/hook"].as_str(), Some("pre-install"));
+    assert_eq!(
+        annotations["helm.sh/resource-policy"].as_str(),
+        Some("keep")
+    );
+    assert!(secret["data"]["token"]
+        .as_str()
+        .is_some_and(|t| t.len() >= 40));
+    let sts = find(&first, "StatefulSet").expect("StatefulSet");
+    let volumes = sts["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .expect("volumes");
+    assert!(volumes
+        .iter()
+        .any(|v| v["secret"]["secretName"].as_str() == Some("wharf-admin")));
+    // GitOps: the Secret comes from the user's secret store, the chart renders none.
+    let gitops = render(&["--set", "admin.existingSecret=ci-wharf-admin"]).expect("helm");
+    assert!(find(&gitops, "Secret").is_none());
+    assert_eq!(manifest(&gitops), {
+        let again = render(&["--set", "admin.existingSecret=ci-wharf-admin"]).expect("helm");
+        manifest(&again)
+    });
+}
+
+#[test]
+fn credentials_secret_and_extra_volumes_are_mounted_for_credentials_files() {
+    let Some(docs) = render(&[
+        "--set",
+        "repositories.images.format=oci",
+        "--set",
+        "repositories.images.upstreams.docker\\.io=https://registry.example.com",
+        "--set",
+        "repositories.images.credentials_file=/etc/wharf/credentials/registry.json",
+        "--set",
+        "credentials.existingSecret=wharf-upstreams",
+        "--set",
+        "extraVolumes[0].name=ca",
+        "--set",
+        "extraVolumes[0].configMap.name=corporate-ca",
+        "--set",
+        "extraVolumeMounts[0].name=ca",
+        "--set",
+        "extraVolumeMounts[0].mountPath=/etc/ssl/corporate",
+        "--set",
+        "extraVolumeMounts[0].readOnly=true",
+    ]) else {
+        return;
+    };
+    let pod = &find(&docs, "StatefulSet").expect("StatefulSet")["spec"]["template"]["spec"];
+    let volume = |name: &str| {
+        pod["volumes"]
+            .as_sequence()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no volume {name}: {:?}", pod["volumes"]))
+            .clone()
+    };
+    assert_eq!(
+        volume("credentials")["secret"]["secretName"].as_str(),
+        Some("wharf-upstreams")
+    );
+    assert_eq!(
+        volume("ca")["configMap"]["name"].as_str(),
+        Some("corporate-ca")
+    );
+    let mounts = pod["containers"][0]["volumeMounts"]
+        .as_sequence()
+        .expect("mounts");
+    let mounted = |path: &str, name: &str| {
+        mounts.iter().any(|m| {
+            m["mountPath"].as_str() == Some(path)
+                && m["name"].as_str() == Some(name)
+                && m["readOnly"] == Value::Bool(true)
+        })
+    };
+    assert!(
+        mounted("/etc/wharf/credentials", "credentials") && mounted("/etc/ssl/corporate", "ca"),
+        "{mounts:?}"
+    );
+    assert!(
+        rendered_config(&docs).contains("credentials_file: /etc/wharf/credentials/registry.json")
+    );
+}
+
+#[test]
+fn production_values_spread_two_replicas_drain_before_stopping_and_fit_the_volume() {
+    let production = example("values-production.yaml");
+    let Some(docs) = render(&["-f", &production]) else {
+        return;
+    };
+    let sts = find(&docs, "StatefulSet").expect("StatefulSet");
+    assert_eq!(sts["spec"]["replicas"].as_u64(), Some(2));
+    let config = rendered_config(&docs);
+    assert!(config.contains("bucket: ci-cache"), "{config}");
+    let pod = &sts["spec"]["template"]["spec"];
+    let spread = pod["topologySpreadConstraints"]
+        .as_sequence()
+        .expect("topology spread");
+    let keys: Vec<&str> = spread
+        .iter()
+        .filter_map(|c| c["topologyKey"].as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    );
+    for constraint in spread {
+        assert_eq!(
+            constraint["labelSelector"]["matchLabels"], sts["spec"]["selector"]["matchLabels"],
+            "the chart fills in its own pods"
+        );
+    }
+    // The image has no `sleep`: the kubelet's sleep action keeps the pod serving while it leaves the
+    // endpoints, and the grace period covers it and wharf's own drain.
+    let container = &pod["containers"][0];
+    let sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .expect("preStop sleep");
+    assert!(sleep >= 5, "{sleep}");
+    assert!(pod["terminationGracePeriodSeconds"].as_u64() >= Some(sleep + 30));
+    assert!(container["lifecycle"]["preStop"]["exec"].is_null());
+    let pdb = find(&docs, "PodDisruptionBudget").expect("PDB");
+    assert_eq!(pdb["spec"]["maxUnavailable"].as_u64(), Some(1));
+    // Before Kubernetes 1.30 there is no sleep action: no preStop rather than an invalid one.
+    let old = render(&["-f", &production, "--kube-version", "1.29.0"]).expect("helm");
+    let old_sts = find(&old, "StatefulSet").expect("StatefulSet");
+    assert!(old_sts["spec"]["template"]["spec"]["containers"][0]["lifecycle"].is_null());
+
+    // storage.max_size larger than the volume is refused when rendering (and so at lint), not found out
+    // when the volume fills.
+    let log = render_refused(&["--set", "storage.max_size=60GiB"]);
+    assert!(
+        log.contains("storage.max_size (60GiB) is larger than the volume (persistence.size 50Gi)"),
+        "{log}"
+    );
+    let log = render_refused(&["-f", &production, "--set", "persistence.size=80Gi"]);
+    assert!(log.contains("storage.max_size (90GiB)"), "{log}");
+    for fits in [
+        vec!["--set", "storage.max_size=45GiB"],
+        // 50 GB is less than the 50 GiB volume.
+        vec!["--set", "storage.max_size=50GB"],
+        // No volume to compare with (an emptyDir).
+        vec![
+            "--set",
+            "persistence.enabled=false",
+            "--set",
+            "storage.max_size=60GiB",
+        ],
+    ] {
+        render(&fits).expect("helm");
+    }
+}
+
+#[test]
+fn ci_ingress_routes_only_the_repositories_and_the_network_policy_names_its_peers() {
+    let Some(docs) = render(&["-f", &example("values-ci.yaml")]) else {
+        return;
+    };
+    let ingress = find(&docs, "Ingress").expect("Ingress");
+    let paths: BTreeSet<&str> = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_sequence()
+        .expect("paths")
+        .iter()
+        .filter_map(|p| p["path"].as_str())
+        .collect();
+    // The web UI (/), /status, /metrics and /admin are not reachable through the load balancer.
+    assert_eq!(
+        paths,
+        BTreeSet::from(["/cargo/", "/go/", "/npm/", "/pypi/", "/v2/"]),
+        "the repositories and OCI's /v2/ only"
+    );
+    let policy = &find(&docs, "NetworkPolicy").expect("NetworkPolicy")["spec"];
+    let from = serde_json::to_string(&policy["ingress"][0]["from"]).expect("json");
+    for namespace in [
+        "arc-runners",
+        "gitlab-runner",
+        "ingress-nginx",
+        "monitoring",
+        // the nodes' subnet: containerd pulling through the NodePort
+        "10.0.0.0/16",
+    ] {
+        assert!(from.contains(namespace), "{namespace} missing: {from}");
+    }
+    let egress = policy["egress"].as_sequence().expect("egress");
+    let upstream = &egress[1]["to"][0]["ipBlock"];
+    assert_eq!(upstream["cidr"].as_str(), Some("0.0.0.0/0"));
+    assert!(upstream["except"]
+        .as_sequence()
+        .expect("except")
+        .iter()
+        .any(|c| c.as_str() == Some("169.254.0.0/16")));
+    // An explicit path list still wins.
+    let all = render(&[
+        "--set",
+        "ingress.enabled=true",
+        "--set",
+        "ingress.hosts[0].host=wharf.example.com",
+        "--set",
+        "ingress.hosts[0].paths[0]=/",
+    ])
+    .expect("helm");
+    assert_eq!(
+        find(&all, "Ingress").expect("Ingress")["spec"]["rules"][0]["http"]["paths"][0]["path"]
+            .as_str(),
+        Some("/")
+    );
+}
+
+/// `python3` with `package_dir` (a directory `scripts/test` installs into the tool directory) on `PYTHONPATH`,
+/// or `None` when `module` does not import from it (the test skips; fails under CI).
+fn python_with(package_dir: &str, module: &str) -> Option<Command> {
+    let dirs = std::env::join_paths([tool_dir().join(package_dir), tool_dir().join("py")])
+        .expect("PYTHONPATH");
+    let works = Command::new("python3")
+        .env("PYTHONPATH", &dirs)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !works {
+        return missing(&format!("the Python module `{module}`"));
+    }
+    let mut cmd = Command::new("python3");
+    cmd.env("PYTHONPATH", &dirs);
+    Some(cmd)
+}
+
+/// Runs `cmd` with `input` on stdin; returns success and stdout + stderr.
+fn run_with_input(mut cmd: Command, input: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The chart with pypi, npm, cargo and go repositories and both admission policies for two runner namespaces.
+fn injection_args(api_version: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["-f", &example("values-ci.yaml")]
+        .map(String::from)
+        .to_vec();
+    for set in [
+        "injection.mutatingAdmissionPolicy.enabled=true",
+        "injection.kyverno.enabled=true",
+        "injection.namespaces={arc-runners,gitlab-runner}",
+        "injection.podSelector.matchLabels.ci=job",
+    ] {
+        args.push("--set".into());
+        args.push(set.into());
+    }
+    args.push("--set".into());
+    args.push(format!(
+        "injection.mutatingAdmissionPolicy.apiVersion={api_version}"
+    ));
+    args
+}
+
+const BASE: &str = "http://wharf.wharf.svc:8080";
+
+#[test]
+fn admission_policies_match_the_kubernetes_and_kyverno_schemas() {
+    let Some(_) = tool("helm", &["version"]) else {
+        return;
+    };
+    let defaults = render(&["-f", &example("values-ci.yaml")]).expect("helm");
+    for kind in [
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "ClusterPolicy",
+    ] {
+        assert!(find(&defaults, kind).is_none(), "{kind} is opt-in");
+    }
+    let mut kyverno_policy = None;
+    for api_version in ["v1", "v1beta1", "v1alpha1"] {
+        let args = injection_args(&format!("admissionregistration.k8s.io/{api_version}"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let docs = render(&args).expect("helm");
+        let policy = find(&docs, "MutatingAdmissionPolicy").expect("policy");
+        let binding = find(&docs, "MutatingAdmissionPolicyBinding").expect("binding");
+        assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+        let selector = &binding["spec"]["matchResources"];
+        assert_eq!(
+            selector["namespaceSelector"]["matchExpressions"][0]["values"],
+            serde_yaml_ng::from_str::<Value>("[arc-runners, gitlab-runner]").expect("yaml")
+        );
+        assert_eq!(
+            selector["objectSelector"]["matchLabels"]["ci"].as_str(),
+            Some("job")
+        );
+        // Pods can opt out.
+        let opt_out = &selector["objectSelector"]["matchExpressions"][0];
+        assert_eq!(opt_out["key"].as_str(), Some("wharf.dev/inject"));
+        assert_eq!(opt_out["operator"].as_str(), Some("NotIn"));
+        // cargo's settings are in each runner namespace, where pods can mount them.
+        let cargo: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["metadata"]["name"].as_str() == Some("wharf-cargo-config"))
+            .collect();
+        let namespaces: Vec<&str> = cargo
+            .iter()
+            .filter_map(|d| d["metadata"]["namespace"].as_str())
+            .collect();
+        assert_eq!(namespaces, ["arc-runners", "gitlab-runner"]);
+        let toml = cargo[0]["data"]["config.toml"]
+            .as_str()
+            .expect("config.toml");
+        assert!(
+            toml.contains("replace-with = \"wharf\"")
+                && toml.contains(&format!("registry = \"sparse+{BASE}/cargo/\"")),
+            "{toml}"
+        );
+
+        // The Kubernetes objects against the API server's schemas (strict: no unknown field).
+        if let Some(mut validator) = kubernetes_validate() {
+            validate_admission_objects(&mut validator, &docs, api_version);
+        }
+        if api_version == "v1" {
+            kyverno_policy = find(&docs, "ClusterPolicy").cloned();
+        }
+    }
+
+    // Kyverno's policy against the kyverno.io/v1 schema (one run: loading the models takes seconds).
+    let kyverno = kyverno_policy.expect("ClusterPolicy");
+    let rules: Vec<&str> = kyverno["spec"]["rules"]
+        .as_sequence()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "env-containers",
+            "cargo-containers",
+            "env-init-containers",
+            "cargo-init-containers",
+            "cargo-volume"
+        ]
+    );
+    if let Some(mut python) = python_with("kyverno-py", "cloudcoil.models.kyverno.v1") {
+        python.arg(repo_root().join("deploy/tests/validate-kyverno.py"));
+        let line = serde_json::to_string(&kyverno).expect("json");
+        // The check does catch a misplaced field.
+        let broken = line.replacen("\"foreach\"", "\"forEach\"", 1).replacen(
+            "wharf-client-settings",
+            "broken",
+            1,
+        );
+        let (ok, out, err) = run_with_input(python, &format!("{line}\n{broken}\n"));
+        assert!(
+            out.contains("valid ClusterPolicy/wharf-client-settings\n"),
+            "{out}{err}"
+        );
+        assert!(
+            !ok && out.contains("invalid ClusterPolicy/broken") && out.contains("forEach"),
+            "{out}{err}"
+        );
+    }
+
+    // Over HTTPS, pip needs no trusted host; a format can be left out.
+    let docs = render(&[
+        "-f",
+        &example("values-ci.yaml"),
+        "--set",
+        "injection.mutatingAdmissionPolicy.enabled=true",
+        "--set",
+        "injection.namespaces={ci}",
+        "--set",
+        "injection.url=https://wharf.ci.example.com",
+        "--set",
+        "injection.repositories.npm=-",
+    ])
+    .expect("helm");
+    let expression = find(&docs, "MutatingAdmissionPolicy").expect("policy")["spec"]["mutations"]
+        [0]["applyConfiguration"]["expression"]
+        .as_str()
+        .expect("expression")
+        .to_string();
+    assert!(
+        expression.contains("\"https://wharf.ci.example.com/pypi/simple/\"")
+            && !expression.contains("PIP_TRUSTED_HOST")
+            && !expression.contains("npm_config_registry"),
+        "{expression}"
+    );
+    // Misconfigurations are refused when rendering.
+    let log = render_refused(&[
+        "--set",
+        "injection.kyverno.enabled=true",
+        "--set",
+        "injection.namespaces={ci}",
+    ]);
+    assert!(
+        log.contains("no pypi, npm, go or cargo repository"),
+        "{log}"
+    );
+    let log = render_refused(&["--set", "injection.kyverno.enabled=true"]);
+    assert!(log.contains("/injection/namespaces"), "{log}");
+    let log = render_refused(&[
+        "-f",
+        &example("values-ci.yaml"),
+        "--set",
+        "injection.kyverno.enabled=true",
+        "--set",
+        "injection.namespaces={ci}",
+        "--set",
+        "injection.repositories.pypi=npm",
+    ]);
+    assert!(log.contains("injection.repositories.pypi"), "{log}");
+}
+
+/// Validates the chart's Kubernetes objects in `docs` (not the custom resources) with kubernetes-validate and
+/// checks the admission objects were among them.
+fn validate_admission_objects(validator: &mut Command, docs: &[Value], api_version: &str) {
+    let kube: Vec<String> = docs
+        .iter()
+        .filter(|d| kind_of(d) != "ClusterPolicy")
+        .filter(|d| {
+            !d["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("monitoring.coreos.com/"))
+        })
+        // JSON is YAML, and keeps "off" a string (YAML 1.1 readers take a bare off as false).
+        .map(|d| serde_json::to_string(d).expect("json"))
+        .collect();
+    let passed = validate_manifests(validator, &kube.join("\n---\n"), api_version);
+    for name in [
+        "mutatingadmissionpolicy/wharf-client-settings",
+        "mutatingadmissionpolicybinding/wharf-client-settings",
+        "configmap/wharf-cargo-config",
+    ] {
+        assert!(
+            passed.iter().any(|p| p == name),
+            "{api_version}: {name}: {passed:?}"
+        );
+    }
+}
+
+/// Sample pods as runners create them: an ARC job pod (kubernetes mode) with a service container that sets
+/// its own npm registry, a GitLab build pod whose build container has its own index (from a Secret) and its own
+/// /.cargo, with an init container, and a bare pod.
+fn sample_pods() -> serde_json::Value {
+    serde_json::from_str(
+        r#"[
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "arc-job", "namespace": "arc-runners"},
+         "spec": {"containers": [
+            {"name": "job", "image": "ubuntu:24.04", "workingDir": "/__w/repo/repo",
+             "env": [{"name": "GITHUB_ACTIONS", "value": "true"}],
+             "volumeMounts": [{"name": "work", "mountPath": "/__w"}]},
+            {"name": "verdaccio", "image": "node:22",
+             "env": [{"name": "npm_config_registry", "value": "http://127.0.0.1:4873/"}]}],
+          "volumes": [{"name": "work", "persistentVolumeClaim": {"claimName": "arc-work"}}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gitlab-build", "namespace": "gitlab-runner"},
+         "spec": {"initContainers": [{"name": "init-permissions", "image": "busybox:1.36"}],
+          "containers": [
+            {"name": "build", "image": "python:3.12",
+             "env": [{"name": "PIP_INDEX_URL",
+                      "valueFrom": {"secretKeyRef": {"name": "private-index", "key": "url"}}}],
+             "volumeMounts": [{"name": "own-cargo", "mountPath": "/.cargo"}]},
+            {"name": "helper", "image": "gitlab-runner-helper:latest"}],
+          "volumes": [{"name": "own-cargo", "configMap": {"name": "team-cargo"}}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bare", "namespace": "arc-runners"},
+         "spec": {"containers": [{"name": "c", "image": "rust:1"}]}}
+    ]"#,
+    )
+    .expect("sample pods")
+}
+
+/// `pods` after the policy's mutations, evaluated by cel-python (`deploy/tests/eval-admission-policy.py`).
+fn evaluate_policy(policy: &Value, pods: &serde_json::Value) -> Option<Vec<serde_json::Value>> {
+    let mut python = python_with("cel-py", "celpy")?;
+    python.arg(repo_root().join("deploy/tests/eval-admission-policy.py"));
+    let schemas =
+        tool_dir().join("py/kubernetes_validate/kubernetes-json-schema/v1.37.0-local-strict");
+    let input = serde_json::json!({
+        "policy": serde_json::to_value(policy).expect("json"),
+        "pods": pods,
+        "schemas": schemas,
+    });
+    let (ok, out, err) = run_with_input(python, &input.to_string());
+    assert!(ok, "evaluating the policy failed:\n{out}\n{err}");
+    let results: Vec<serde_json::Value> = serde_json::from_str(&out).expect("results");
+    Some(
+        results
+            .into_iter()
+            .map(|r| {
+                assert!(
+                    r["error"].is_null(),
+                    "CEL evaluation failed: {}",
+                    r["error"]
+                );
+                r["pod"].clone()
+            })
+            .collect(),
+    )
+}
+
+fn env_of(container: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    container["env"]
+        .as_array()
+        .map(|env| {
+            env.iter()
+                .map(|e| {
+                    let value = if e["value"].is_null() {
+                        e["valueFrom"].clone()
+                    } else {
+                        e["value"].clone()
+                    };
+                    (e["name"].as_str().unwrap_or("").to_string(), value)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn admission_policy_cel_gives_job_pods_only_the_settings_they_lack() {
+    let Some(_) = tool("helm", &["version"]) else {
+        return;
+    };
+    let args = injection_args("admissionregistration.k8s.io/v1");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let docs = render(&args).expect("helm");
+    let policy = find(&docs, "MutatingAdmissionPolicy").expect("policy");
+    let Some(pods) = evaluate_policy(policy, &sample_pods()) else {
+        return;
+    };
+    let wanted = [
+        ("PIP_INDEX_URL", format!("{BASE}/pypi/simple/")),
+        ("PIP_TRUSTED_HOST", "wharf.wharf.svc".to_string()),
+        ("UV_DEFAULT_INDEX", format!("{BASE}/pypi/simple/")),
+        ("npm_config_registry", format!("{BASE}/npm/")),
+        ("GOPROXY", format!("{BASE}/go")),
+    ];
+    let container = |pod: &serde_json::Value, list: &str, name: &str| {
+        pod["spec"][list]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no container {name}"))
+            .clone()
+    };
+    let cargo_mount = |c: &serde_json::Value| {
+        c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["mountPath"] == "/.cargo")
+            .map(|m| m["name"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    let has_all = |c: &serde_json::Value, except: &[&str]| {
+        let env = env_of(c);
+        for (name, value) in &wanted {
+            if except.contains(name) {
+                continue;
+            }
+            let found: Vec<_> = env.iter().filter(|(n, _)| n == name).collect();
+            assert_eq!(found.len(), 1, "{name} in {}: {env:?}", c["name"]);
+            assert_eq!(found[0].1.as_str(), Some(value.as_str()), "{name}");
+        }
+    };
+
+    // ARC job pod: the job container gets everything, its own variables stay first and untouched.
+    let job = container(&pods[0], "containers", "job");
+    has_all(&job, &[]);
+    assert_eq!(env_of(&job)[0].0, "GITHUB_ACTIONS");
+    assert_eq!(cargo_mount(&job), ["wharf-cargo-config"]);
+    // The service container keeps its own registry.
+    let service = container(&pods[0], "containers", "verdaccio");
+    has_all(&service, &["npm_config_registry"]);
+    let registry: Vec<_> = env_of(&service)
+        .into_iter()
+        .filter(|(n, _)| n == "npm_config_registry")
+        .collect();
+    assert_eq!(
+        registry,
+        [(
+            "npm_config_registry".to_string(),
+            serde_json::json!("http://127.0.0.1:4873/")
+        )]
+    );
+    let volume = pods[0]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "wharf-cargo-config")
+        .expect("cargo volume")
+        .clone();
+    assert_eq!(
+        volume["projected"]["sources"][0]["configMap"],
+        serde_json::json!({"name": "wharf-cargo-config", "optional": true})
+    );
+
+    // GitLab build pod: the build container's own index (from a Secret) and /.cargo win.
+    let build = container(&pods[1], "containers", "build");
+    has_all(&build, &["PIP_INDEX_URL"]);
+    let index: Vec<_> = env_of(&build)
+        .into_iter()
+        .filter(|(n, _)| n == "PIP_INDEX_URL")
+        .collect();
+    assert_eq!(index.len(), 1);
+    assert_eq!(index[0].1["secretKeyRef"]["name"], "private-index");
+    assert_eq!(cargo_mount(&build), ["own-cargo"]);
+    let helper = container(&pods[1], "containers", "helper");
+    has_all(&helper, &[]);
+    assert_eq!(cargo_mount(&helper), ["wharf-cargo-config"]);
+    let init = container(&pods[1], "initContainers", "init-permissions");
+    has_all(&init, &[]);
+    let bare = container(&pods[2], "containers", "c");
+    has_all(&bare, &[]);
+    assert_eq!(cargo_mount(&bare), ["wharf-cargo-config"]);
+
+    // Evaluated again (reinvocation after another mutation), the policy changes nothing.
+    let again = evaluate_policy(policy, &serde_json::Value::Array(pods.clone())).expect("celpy");
+    assert_eq!(again, pods, "the policy is idempotent");
+
+    // The mutated pods are valid Pods.
+    let Some(mut validator) = kubernetes_validate() else {
+        return;
+    };
+    let yaml: Vec<String> = pods
+        .iter()
+        .map(|p| serde_json::to_string(p).expect("json"))
+        .collect();
+    let passed = validate_manifests(&mut validator, &yaml.join("\n---\n"), "mutated pods");
+    for name in ["pod/arc-job", "pod/gitlab-build", "pod/bare"] {
+        assert!(passed.iter().any(|p| p == name), "{name}: {passed:?}");
+    }
 }

@@ -1,8 +1,10 @@
 //! Container images: the real `wharf` binary in front of Debian's `docker-registry` (the distribution
 //! registry), seeded with `skopeo copy` from a multi-arch OCI layout each test builds, pulled with `skopeo`.
 //!
-//! containerd cannot run here, so its requests (`HEAD` of the tag, `GET` of the index, platform manifest and
-//! blobs, all with `?ns=<registry>`) are made by [`containerd_pull`]. Between wharf and each registry sits an
+//! containerd itself pulls through wharf in `containerd.rs`; here [`containerd_pull`] makes the requests of
+//! its pull (`HEAD` of the tag, `GET` of the index, platform manifest and blobs, all with `?ns=<registry>`)
+//! for what `ctr` cannot express: 50 pulls at once with Docker's mirror paths and ranges, two upstreams of one
+//! repository, a token realm, a corrupted blob, the exact upstream request after the TTL. Between wharf and each registry sits an
 //! in-process proxy the test controls: it counts requests, can require bearer tokens (the distribution
 //! registry's own `auth: token` needs JWTs signed with a certificate; the proxy implements the same challenge
 //! flow with opaque tokens) and can corrupt one blob.

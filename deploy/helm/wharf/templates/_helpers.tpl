@@ -23,10 +23,53 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- default (printf "%s-admin" (include "wharf.fullname" .)) .Values.admin.existingSecret -}}
 {{- end -}}
 
+{{/* The Service's in-cluster URL, with a trailing slash: what pods in the cluster reach wharf at. */}}
+{{- define "wharf.serviceUrl" -}}
+{{- printf "http://%s.%s.svc:%v/" (include "wharf.fullname" .) .Release.Namespace .Values.service.port -}}
+{{- end -}}
+
+{{/* The base URL wharf writes into npm and cargo documents: publicUrl when given, else the in-cluster URL
+     (unless inClusterUrl is false). Empty when neither. */}}
+{{- define "wharf.publicUrl" -}}
+{{- if .Values.publicUrl -}}
+{{- .Values.publicUrl -}}
+{{- else if .Values.inClusterUrl -}}
+{{- include "wharf.serviceUrl" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A size (wharf's 45GiB, 20GB, 500MiB; Kubernetes' 50Gi, 50G; or bytes) as a number of bytes, for the
+     chart's own comparisons. */}}
+{{- define "wharf.bytes" -}}
+{{- $s := . | toString | trim -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $s -}}
+{{- $unit := regexReplaceAll "^[0-9]+(\\.[0-9]+)?\\s*" $s "" | trimSuffix "B" -}}
+{{- $pow := dict "" 0 "K" 1 "k" 1 "M" 2 "G" 3 "T" 4 "P" 5 "E" 6 "Ki" 1 "Mi" 2 "Gi" 3 "Ti" 4 "Pi" 5 "Ei" 6 -}}
+{{- if not (hasKey $pow $unit) -}}
+{{- fail (printf "cannot read the size %q (use a number with B, KiB, MiB, GiB, TiB, Ki, Mi, Gi, Ti, K, M, G or T)" $s) -}}
+{{- end -}}
+{{- $base := 1000.0 -}}
+{{- if hasSuffix "i" $unit }}{{ $base = 1024.0 }}{{ end -}}
+{{- $bytes := float64 $num -}}
+{{- range until (int (get $pow $unit)) }}{{ $bytes = mulf $bytes $base }}{{ end -}}
+{{- $bytes -}}
+{{- end -}}
+
+{{/* Refusals the values schema cannot express (they compare two values). */}}
+{{- define "wharf.checks" -}}
+{{- if and .Values.persistence.enabled .Values.storage.max_size -}}
+{{- $max := include "wharf.bytes" .Values.storage.max_size | float64 -}}
+{{- $volume := include "wharf.bytes" .Values.persistence.size | float64 -}}
+{{- if gt $max $volume -}}
+{{- fail (printf "storage.max_size (%s) is larger than the volume (persistence.size %s): wharf would fill the volume before it evicts anything. Keep max_size about 10%% below persistence.size, or grow the volume (see \"Resize the volume\" in the README)." (toString .Values.storage.max_size) (toString .Values.persistence.size)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The wharf configuration file, from the values (key names are wharf's own). */}}
 {{- define "wharf.config" -}}
 listen: "0.0.0.0:8080"
-{{- with .Values.publicUrl }}
+{{- with include "wharf.publicUrl" . }}
 public_url: {{ . | quote }}
 {{- end }}
 storage:
@@ -66,4 +109,95 @@ repositories: {}
 {{- else -}}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Injection: the repository a client format is pointed at (injection.repositories, else the first of that
+     format by name; "-": none). Argument: dict "root" $ "format" "pypi". */}}
+{{- define "wharf.injection.repository" -}}
+{{- $root := .root -}}
+{{- $format := .format -}}
+{{- $chosen := get $root.Values.injection.repositories $format -}}
+{{- if not $chosen -}}
+{{- range $name, $repo := $root.Values.repositories -}}
+{{- if and (not $chosen) (eq $repo.format $format) }}{{ $chosen = $name }}{{ end -}}
+{{- end -}}
+{{- else if ne $chosen "-" -}}
+{{- $repo := get $root.Values.repositories $chosen -}}
+{{- if not $repo -}}
+{{- fail (printf "injection.repositories.%s: no repository %q in `repositories`" $format $chosen) -}}
+{{- end -}}
+{{- if ne $repo.format $format -}}
+{{- fail (printf "injection.repositories.%s: repository %q has format %s, not %s" $format $chosen $repo.format $format) -}}
+{{- end -}}
+{{- end -}}
+{{- if ne $chosen "-" }}{{ $chosen }}{{ end -}}
+{{- end -}}
+
+{{/* Injection: the base URL job pods reach wharf at, with a trailing slash. */}}
+{{- define "wharf.injection.url" -}}
+{{- $url := .Values.injection.url | default (include "wharf.serviceUrl" .) -}}
+{{- printf "%s/" (trimSuffix "/" $url) -}}
+{{- end -}}
+
+{{/* Injection: the environment variables for pip, uv, npm and Go, as a YAML list of {name, value}. */}}
+{{- define "wharf.injection.env" -}}
+{{- $base := include "wharf.injection.url" . -}}
+{{- $url := urlParse $base -}}
+{{- with include "wharf.injection.repository" (dict "root" . "format" "pypi") }}
+- name: PIP_INDEX_URL
+  value: {{ printf "%s%s/simple/" $base . | quote }}
+{{- if eq $url.scheme "http" }}
+- name: PIP_TRUSTED_HOST
+  value: {{ $url.hostname | quote }}
+{{- end }}
+- name: UV_DEFAULT_INDEX
+  value: {{ printf "%s%s/simple/" $base . | quote }}
+{{- end }}
+{{- with include "wharf.injection.repository" (dict "root" . "format" "npm") }}
+- name: npm_config_registry
+  value: {{ printf "%s%s/" $base . | quote }}
+{{- end }}
+{{- with include "wharf.injection.repository" (dict "root" . "format" "go") }}
+- name: GOPROXY
+  value: {{ printf "%s%s" $base . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Injection: cargo's source replacement (empty without a cargo repository). */}}
+{{- define "wharf.injection.cargoConfig" -}}
+{{- with include "wharf.injection.repository" (dict "root" . "format" "cargo") -}}
+[source.crates-io]
+replace-with = "wharf"
+
+[source.wharf]
+registry = {{ printf "sparse+%s%s/" (include "wharf.injection.url" $) . | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/* Injection: the name of the ConfigMap (in each injected namespace) and of the pod volume holding it. */}}
+{{- define "wharf.injection.cargoName" -}}
+{{- printf "%s-cargo-config" (include "wharf.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Injection, CEL: one container list's apply configuration. Argument: dict "root" $ "list" "containers". */}}
+{{- define "wharf.injection.containersCel" -}}
+{{- $root := .root -}}
+{{- $type := printf "Object.spec.%s" .list -}}
+{{- $env := include "wharf.injection.env" $root | fromYamlArray -}}
+{{- $cargo := include "wharf.injection.cargoConfig" $root -}}
+object.spec.{{ .list }}.map(c, {{ $type }}{
+  name: c.name
+  {{- if $env }},
+  env: [
+    {{- range $i, $e := $env }}{{ if $i }},{{ end }}
+    {{ $type }}.env{name: {{ $e.name | quote }}, value: {{ $e.value | quote }}}
+    {{- end }}
+  ].filter(e, !has(c.env) || !c.env.exists(v, v.name == e.name))
+  {{- end }}
+  {{- if $cargo }},
+  volumeMounts: ((has(c.volumeMounts) && c.volumeMounts.exists(m, m.mountPath == "/.cargo" || m.mountPath.startsWith("/.cargo/")))
+    ? []
+    : [{{ $type }}.volumeMounts{name: {{ include "wharf.injection.cargoName" $root | quote }}, mountPath: "/.cargo", readOnly: true}])
+  {{- end }}
+})
 {{- end -}}

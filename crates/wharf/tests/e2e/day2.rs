@@ -1,0 +1,314 @@
+//! Day 2 in a cluster (issue #22), with the real binary: secrets rotated under a running server, a store
+//! that fills up or cannot write, purges that hold for every replica, upstreams that move, repairs.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const TOKEN_A: &str = "first-admin-token-0123456789";
+const TOKEN_B: &str = "second-admin-token-0123456789";
+
+async fn purge_status(wharf: &Wharf, token: &str) -> u16 {
+    http()
+        .post(wharf.url("/admin/purge?repo=files&all=true"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("purge")
+        .status()
+        .as_u16()
+}
+
+/// Polls `probe` until it returns `want` or `within` passes; returns what it saw last.
+async fn eventually<T: PartialEq + std::fmt::Debug, F: std::future::Future<Output = T>>(
+    within: Duration,
+    want: T,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = probe().await;
+        if seen == want || Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The admin token file is re-read when it changes, the way a Kubernetes Secret volume changes it (a new
+/// file renamed over the old name): the old token stops working and the new one works, no restart.
+#[tokio::test]
+async fn a_rotated_admin_token_file_is_used_without_a_restart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let token_file = tmp.path().join("admin-token");
+    std::fs::write(&token_file, format!("{TOKEN_A}\n")).expect("token");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        "  files:\n    format: generic\n    upstream: \"http://127.0.0.1:9/\"\n",
+        &format!("admin:\n  token_file: \"{}\"", token_file.display()),
+    );
+    assert_eq!(purge_status(&wharf, TOKEN_A).await, 200);
+    assert_eq!(purge_status(&wharf, TOKEN_B).await, 401);
+
+    let next = tmp.path().join("admin-token.new");
+    std::fs::write(&next, format!("{TOKEN_B}\n")).expect("token");
+    std::fs::rename(&next, &token_file).expect("rotate");
+    let seen = eventually(Duration::from_secs(10), 200, || {
+        purge_status(&wharf, TOKEN_B)
+    })
+    .await;
+    assert_eq!(seen, 200, "the new token is accepted after rotation");
+    assert_eq!(
+        purge_status(&wharf, TOKEN_A).await,
+        401,
+        "the old one is not"
+    );
+
+    // A rotation that goes wrong (an empty file) keeps the last good token rather than locking out.
+    std::fs::write(&token_file, "").expect("truncate");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(purge_status(&wharf, TOKEN_B).await, 200);
+    let logs = wharf.stderr.lock().expect("lock").join("\n");
+    assert!(
+        logs.contains("admin.token_file") && logs.contains("keeping the last good value"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains(TOKEN_A) && !logs.contains(TOKEN_B),
+        "tokens are never logged"
+    );
+}
+
+/// A generic repository named `files` over `upstream`.
+fn files_repo(upstream: &str) -> String {
+    format!(
+        "  files:\n    format: generic\n    upstream: \"{upstream}\"\n    immutable: [\"**\"]\n"
+    )
+}
+
+async fn get(url: &str) -> (u16, usize) {
+    match http().get(url).send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            (status, resp.bytes().await.map(|b| b.len()).unwrap_or(0))
+        }
+        Err(_) => (0, 0),
+    }
+}
+
+async fn get_text(url: &str) -> (u16, String) {
+    let resp = http().get(url).send().await.expect("get");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// The sum of the samples of `metric` whose labels contain every one of `labels`.
+async fn metric(wharf_url: &str, metric: &str, labels: &[&str]) -> f64 {
+    let (_, text) = get_text(wharf_url).await;
+    text.lines()
+        .filter(|l| l.starts_with(metric) && labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A tmpfs of `size` mounted at `dir`, unmounted on drop; `None` (the test skips) where this process may not
+/// mount file systems, unless `WHARF_REQUIRE_TOOLS=1`.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(
+                std::env::var("WHARF_REQUIRE_TOOLS").as_deref() != Ok("1"),
+                "mounting a tmpfs is required (WHARF_REQUIRE_TOOLS=1) but failed"
+            );
+            eprintln!("SKIP: cannot mount a tmpfs here");
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+
+    fn free(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(&self.0)
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df avail")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A 12 MiB volume and sixteen 1 MiB downloads with no `max_size`: eviction keeps `storage.min_free` free, so
+/// every download completes whole (before, the volume filled and the later ones failed). A volume that
+/// something else fills makes `/readyz` say so, and it recovers when space returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_keeps_the_free_space_floor_and_readiness_tells_a_full_volume() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let Some(volume) = Tmpfs::mount(&tmp.path().join("vol"), "12m") else {
+        return;
+    };
+    let up = wharf_testkit::FixtureUpstream::start().await;
+    const MIB: usize = 1 << 20;
+    for i in 0..16u8 {
+        up.put(
+            &format!("/f/{i}.bin"),
+            vec![i; MIB],
+            "application/octet-stream",
+        );
+    }
+    let wharf = Wharf::start(
+        &volume.0.join("data"),
+        &files_repo(&up.url()),
+        "  min_free: \"25%\"\nhttp:\n  retries: 0",
+    );
+    let mut lowest_free = u64::MAX;
+    for i in 0..16u8 {
+        let (status, len) = get(&wharf.url(&format!("/files/f/{i}.bin"))).await;
+        assert_eq!((status, len), (200, MIB), "download {i} completes whole");
+        lowest_free = lowest_free.min(volume.free());
+    }
+    let evicted = metric(&wharf.url("/metrics"), "wharf_store_evictions", &[]).await;
+    assert!(
+        evicted >= 4.0,
+        "eviction made room: {evicted} blobs evicted"
+    );
+    // Eviction runs after each commit: between two, the floor (3 MiB) may be dipped into by one download.
+    assert!(
+        lowest_free >= MIB as u64,
+        "the volume never came near full: {lowest_free} bytes free at the lowest"
+    );
+    assert_eq!(get(&wharf.url("/readyz")).await.0, 200);
+
+    // Something else fills the volume: wharf evicts what it holds, and once nothing is left to evict and
+    // the floor is still not free, readiness says why.
+    let mut said = String::new();
+    for n in 0..4 {
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!(
+                "of={}",
+                volume.0.join(format!("filler{n}")).display()
+            ))
+            .stderr(std::process::Stdio::null())
+            .status();
+        let (status, text) = get_text(&wharf.url("/readyz")).await;
+        said = text;
+        if status == 503 {
+            break;
+        }
+    }
+    assert!(said.contains("storage.min_free"), "{said}");
+    for n in 0..4 {
+        let _ = std::fs::remove_file(volume.0.join(format!("filler{n}")));
+    }
+    let seen = eventually(Duration::from_secs(10), 200, || async {
+        get(&wharf.url("/readyz")).await.0
+    })
+    .await;
+    assert_eq!(seen, 200, "ready again once space returns");
+    drop(wharf);
+}
+
+/// Writes that fail (the store's directories read-only for a wharf without root's override of file
+/// permissions) make `/readyz` fail, while what is cached keeps being served; the failures are counted as
+/// store errors, not upstream errors. Writable again, the next miss is stored and the replica is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_write_is_not_ready_and_still_serves_hits() {
+    if !require_tool("setpriv", &["--version"]) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let up = wharf_testkit::FixtureUpstream::start().await;
+    up.put("/a.bin", vec![1u8; 300_000], "application/octet-stream");
+    up.put("/b.bin", vec![2u8; 300_000], "application/octet-stream");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let addr = free_port();
+    let config = tmp.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"{addr}\"\nstorage:\n  path: \"{}\"\nhttp:\n  retries: 0\nlog:\n  format: text\nrepositories:\n{}",
+            data.display(),
+            files_repo(&up.url())
+        ),
+    )
+    .expect("config");
+    let child = std::process::Command::new("setpriv")
+        .args([
+            "--bounding-set=-dac_override,-dac_read_search",
+            "--inh-caps=-dac_override,-dac_read_search",
+        ])
+        .arg(WHARF)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn wharf");
+    let _child = KillOnDrop(child);
+    let base = format!("http://{addr}");
+    let ready = eventually(Duration::from_secs(20), 200, || async {
+        get(&format!("{base}/readyz")).await.0
+    })
+    .await;
+    assert_eq!(ready, 200);
+    assert_eq!(get(&format!("{base}/files/a.bin")).await, (200, 300_000));
+
+    let read_only = |mode: u32| {
+        for dir in ["tmp", "blobs", "blobs/sha256"] {
+            std::fs::set_permissions(data.join(dir), std::fs::Permissions::from_mode(mode))
+                .expect("chmod");
+        }
+    };
+    read_only(0o555);
+    let (status, said) = get_text(&format!("{base}/readyz")).await;
+    assert_eq!(status, 503, "{said}");
+    assert!(said.contains("not writable"), "{said}");
+    assert_eq!(
+        get(&format!("{base}/files/a.bin")).await,
+        (200, 300_000),
+        "a hit is served from a store that cannot write"
+    );
+    let (miss, _) = get(&format!("{base}/files/b.bin")).await;
+    assert!(miss >= 500, "a miss cannot be spooled: {miss}");
+    let metrics = format!("{base}/metrics");
+    assert!(metric(&metrics, "wharf_store_errors_total", &["op=\"write\""]).await >= 1.0);
+    assert_eq!(
+        metric(&metrics, "wharf_upstream_errors_total", &[]).await,
+        0.0,
+        "a store failure is not an upstream error"
+    );
+
+    read_only(0o755);
+    assert_eq!(get(&format!("{base}/files/b.bin")).await, (200, 300_000));
+    assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
