@@ -40,7 +40,7 @@ use wharf_cache::{
     fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Engine, Expected, FetchError,
     FetchRequest, FormatDescriptor, Freshness, RepoRequest, Repository, Served, UpstreamLabel,
 };
-use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
+use wharf_config::{ConfigError, Format, FormatSpec, KeyKind, KeySpec, RepoConfig, Upstreams};
 
 use auth::{AuthError, Authenticator};
 use route::{Reference, Refusal, Route};
@@ -73,6 +73,8 @@ pub const FORMAT: FormatDescriptor = FormatDescriptor {
     config: FormatSpec {
         // Tarballs, `dl` downloads, token realms and redirects may live on hosts listed here.
         keys: &["file_hosts"],
+        own_keys: OWN_KEYS,
+        check: check_hosted,
         synonyms: &[
             "docker",
             "container",
@@ -105,9 +107,89 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
     build_with(cfg, engine, hosted, Arc::new(wharf_store::now_ms))
 }
 
+const RETENTION_KEYS: &[KeySpec] = &[
+    KeySpec::new(
+        "keep_tags",
+        KeyKind::Integer,
+        "Tags kept per repository name, newest pushes first",
+    ),
+    KeySpec::new(
+        "untagged_after",
+        KeyKind::Duration,
+        "Manifests that no kept tag names are removed this long after their push",
+    ),
+    KeySpec::new(
+        "max_size",
+        KeyKind::Size,
+        "Above this many bytes of hosted content the oldest tags are removed first",
+    ),
+];
+
+const HOSTED_KEYS: &[KeySpec] = &[
+    KeySpec::new(
+        "namespaces",
+        KeyKind::Strings,
+        "First name components that accept pushes (/v2/<namespace>/...); never forwarded upstream",
+    ),
+    KeySpec::new(
+        "token_file",
+        KeyKind::Path,
+        "File holding the push token: the HTTP Basic password, with any user name",
+    ),
+    KeySpec::new(
+        "retention",
+        KeyKind::Section(RETENTION_KEYS),
+        "What the background retention pass removes (keep_tags, untagged_after, max_size)",
+    ),
+];
+
+/// The keys only oci repositories read.
+pub const OWN_KEYS: &[KeySpec] = &[KeySpec::new(
+    "hosted",
+    KeyKind::Section(HOSTED_KEYS),
+    "Namespaces that accept pushes (images and build caches from CI), with a push token and retention",
+)];
+
 /// The `hosted:` section of `cfg`, if it has one.
-pub fn hosted_config(_cfg: &RepoConfig) -> Result<Option<hosted::HostedConfig>, BuildError> {
-    Ok(None)
+pub fn hosted_config(cfg: &RepoConfig) -> Result<Option<hosted::HostedConfig>, BuildError> {
+    let Some(section) = cfg.own.section("hosted") else {
+        return Ok(None);
+    };
+    let token_file = section.path("token_file").ok_or_else(|| {
+        BuildError::at(
+            "hosted.token_file",
+            "required: the file holding the push token (e.g. `token_file: /etc/wharf/push-token`)",
+        )
+    })?;
+    let retention = section
+        .section("retention")
+        .map(|r| hosted::Retention {
+            keep_tags: r.integer("keep_tags"),
+            untagged_after: r.duration("untagged_after"),
+            max_size: r.size("max_size"),
+        })
+        .unwrap_or_default();
+    Ok(Some(hosted::HostedConfig {
+        namespaces: section.strings("namespaces").to_vec(),
+        token_file: token_file.to_path_buf(),
+        retention,
+    }))
+}
+
+/// The hosted section's own rules, reported by `config check` with the field path.
+fn check_hosted(cfg: &RepoConfig) -> Vec<ConfigError> {
+    let aliases: Vec<String> = cfg.upstreams.iter().map(|(a, _)| a.clone()).collect();
+    let checked = hosted_config(cfg).and_then(|h| match h {
+        Some(h) => h.check(&aliases),
+        None => Ok(()),
+    });
+    match checked {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![ConfigError::new(
+            cfg.key_path(e.key.unwrap_or("hosted")),
+            e.message,
+        )],
+    }
 }
 
 /// [`build`] with the hosted section given, and the clock the hosted side uses (tests control theirs).

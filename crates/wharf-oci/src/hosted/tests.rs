@@ -63,7 +63,7 @@ fn harness(retention: Retention) -> Harness {
         Upstream::new(Default::default()).unwrap(),
         EngineMetrics::default(),
     );
-    let mut cfg = RepoConfig::new("images", Format::Oci);
+    let mut cfg = RepoConfig::new("images", Format::new("oci"));
     cfg.upstreams = vec![(
         "docker.io".into(),
         Url::parse("http://127.0.0.1:9/").unwrap(),
