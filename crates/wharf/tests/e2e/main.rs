@@ -2,6 +2,7 @@
 
 mod support;
 
+mod actions_cache;
 mod admin_ui;
 mod apt;
 mod cache;
@@ -23,6 +24,7 @@ mod hostile_mixed;
 mod hostile_reach;
 mod hostile_serve;
 mod hostile_store;
+mod image;
 mod load;
 mod npm;
 mod oci;
