@@ -305,7 +305,7 @@ fn unknown_keys_without_a_close_match_list_the_allowed_ones() {
     let error = single("http:\n  colour: blue\n", "http.colour");
     assert_eq!(
         hint(&error),
-        "allowed keys here: connect_timeout, timeout, read_timeout, retries, user_agent, max_concurrent_misses, miss_wait"
+        "allowed keys here: connect_timeout, timeout, read_timeout, retries, user_agent, max_concurrent_misses, miss_wait, dns_refresh"
     );
 }
 
@@ -1089,4 +1089,17 @@ fn min_free_is_a_size_or_a_share_of_the_volume() {
     let error = single("storage:\n  min_free: \"150%\"\n", "storage.min_free");
     assert!(error.message.contains("below 100"), "{}", error.message);
     single("storage:\n  min_free: lots\n", "storage.min_free");
+}
+
+#[test]
+fn dns_refresh_defaults_to_30s_and_is_at_least_a_second() {
+    assert_eq!(
+        parse("http: {}\n").http.dns_refresh,
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(
+        parse("http:\n  dns_refresh: 1m\n").http.dns_refresh,
+        std::time::Duration::from_secs(60)
+    );
+    single("http:\n  dns_refresh: 100ms\n", "http.dns_refresh");
 }
