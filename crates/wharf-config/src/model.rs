@@ -183,6 +183,11 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Largest request head (request line and headers) in bytes, over HTTP/1.1 and HTTP/2.
     pub max_header_size: u64,
+    /// On SIGTERM, how long wharf keeps serving with `/readyz` failing before it stops accepting connections,
+    /// so load balancers and Services take it out first (the distroless image has no `sleep` for a preStop
+    /// hook). 0 = stop at once.
+    #[serde(serialize_with = "ser::duration")]
+    pub drain_delay: Duration,
 }
 
 /// Default `server.max_connections`.
@@ -197,6 +202,7 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_timeout: Duration::from_secs(30),
             max_header_size: 32 * 1024,
+            drain_delay: Duration::ZERO,
         }
     }
 }

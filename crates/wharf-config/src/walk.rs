@@ -58,6 +58,7 @@ const SERVER_KEYS: &[&str] = &[
     "max_connections",
     "shutdown_timeout",
     "max_header_size",
+    "drain_delay",
 ];
 const LOG_KEYS: &[&str] = &["format", "level", "access_log"];
 const REPO_KEYS: &[&str] = &[
@@ -721,6 +722,7 @@ impl Walker<'_> {
             ("idle_timeout", &mut server.idle_timeout),
             ("body_timeout", &mut server.body_timeout),
             ("shutdown_timeout", &mut server.shutdown_timeout),
+            ("drain_delay", &mut server.drain_delay),
         ] {
             if let Some(duration) = section
                 .get(key)
