@@ -23,6 +23,7 @@ mod hostile_reach;
 mod hostile_serve;
 mod hostile_store;
 mod load;
+mod money;
 mod npm;
 mod oci;
 mod persistence;
