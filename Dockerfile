@@ -7,9 +7,8 @@
 #   docker run --read-only -p 8080:8080 -v wharf-data:/var/lib/wharf wharf \
 #     serve --listen 0.0.0.0:8080 --data-dir /var/lib/wharf --repo pypi=pypi+https://<your index>/simple/
 #
-# The same static binary without Docker (on a Debian or Ubuntu host):
-#   rustup target add x86_64-unknown-linux-musl && apt-get install musl-tools
-#   cargo build --release --locked -p wharf --target x86_64-unknown-linux-musl
+# The same image without Docker or any daemon, as an OCI layout for skopeo: scripts/build-image (it must stay in
+# step with this file's final stage: crates/wharf/tests/e2e/image.rs compares the two).
 
 ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS build

@@ -112,7 +112,8 @@ impl EngineMetrics {
         );
     }
 
-    pub(crate) fn outcome(&self, repo: &str, outcome: crate::Outcome) {
+    /// Counts one answer's outcome (formats that answer from entries of their own count their misses).
+    pub fn outcome(&self, repo: &str, outcome: crate::Outcome) {
         self.outcomes
             .get_or_create(&OutcomeLabels {
                 repo: repo.to_string(),

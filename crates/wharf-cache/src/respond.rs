@@ -51,6 +51,21 @@ pub struct CacheInfo {
     pub upstream_bytes: Option<Arc<AtomicU64>>,
 }
 
+/// Which checksum a served file was verified against, set by formats that verify files against checksums
+/// other than the upstream's own metadata (generic: a pinned sum, `<file>.sha256`, `SHA256SUMS`); the access
+/// log writes it as `verified`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified(pub &'static str);
+
+impl Verified {
+    /// A sha256 pinned in the configuration.
+    pub const PINNED: Verified = Verified("pinned");
+    /// The `<file>.sha256` beside the file.
+    pub const SIBLING_FILE: Verified = Verified("sha256-file");
+    /// The file's line in `SHA256SUMS` in its directory.
+    pub const SUMS_FILE: Verified = Verified("SHA256SUMS");
+}
+
 /// A response that ends a request early (a refusal, a failed fetch), for formats' `Result`s: any
 /// [`FetchError`] converts into one with [`fetch_error_response`].
 pub struct Refusal(pub Response<Body>);

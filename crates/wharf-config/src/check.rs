@@ -322,6 +322,7 @@ pub(crate) fn repo_checks(
     if let Some(spec) = spec {
         let format = spec.format;
         match spec.upstreams {
+            Upstreams::None => {}
             Upstreams::Aliased { example } => {
                 if repo.upstream.is_some() {
                     errors.push(

@@ -13,6 +13,8 @@ pub enum Upstreams {
     One { example: &'static str },
     /// `upstreams: {alias: URL, ...}`, at least one; `example` is one `alias: "URL"` entry for hints.
     Aliased { example: &'static str },
+    /// No upstream: the repository's content comes from its clients (the Actions cache).
+    None,
 }
 
 /// The keys every repository takes, whatever its format (besides `upstream` or `upstreams`).
@@ -58,6 +60,7 @@ impl FormatSpec {
             || match self.upstreams {
                 Upstreams::One { .. } => key == "upstream",
                 Upstreams::Aliased { .. } => key == "upstreams",
+                Upstreams::None => false,
             }
     }
 
@@ -65,6 +68,7 @@ impl FormatSpec {
     pub fn example_upstream(&self) -> &'static str {
         match self.upstreams {
             Upstreams::One { example } | Upstreams::Aliased { example } => example,
+            Upstreams::None => "",
         }
     }
 }

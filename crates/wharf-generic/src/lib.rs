@@ -15,6 +15,7 @@
 //!   `<path>.sha256` beside it (fetched and cached through the engine like any file), when that exists;
 //! - files are served as downloads (`download_type`), never as pages on wharf's origin.
 
+pub mod apt;
 pub mod client_settings;
 pub mod glob;
 
@@ -27,7 +28,7 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use url::Url;
 use wharf_cache::{
     error_response, fetch_error_response, serve, BoxFuture, BuildError, Engine, Expected,
-    FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest, Repository, IMMUTABLE,
+    FetchRequest, FormatDescriptor, Freshness, Reach, RepoRequest, Repository, Verified, IMMUTABLE,
 };
 use wharf_config::{ConfigError, Format, FormatSpec, KeyKind, KeySpec, RepoConfig, Upstreams};
 
@@ -261,6 +262,13 @@ impl GenericRepo {
         } else {
             Freshness::Immutable
         };
+        if self.aligned_dists && mutable && query.is_none() {
+            if let Some((suite, index)) = apt::index_in_suite(&req.path) {
+                if let Some(sum) = self.suite_lists(suite, index, freshness).await {
+                    return self.serve_index_by_hash(&req, url, sum).await;
+                }
+            }
+        }
         // The raw path cannot hold a literal `?`, so the key is unambiguous.
         let key = match query {
             Some(q) => format!("{}?{q}", req.path),
@@ -269,18 +277,22 @@ impl GenericRepo {
         let sibling = (req.method == Method::GET || mutable)
             && self.verify_sibling_checksums
             && !self.checksums.contains_key(&path)
-            && !path.ends_with(".sha256");
+            && !is_checksum_file(&path);
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, freshness);
         fetch.negative_ttl = self.negative_ttl;
         fetch.reach = Some(self.reach.clone());
-        fetch.expected = match self.checksums.get(&path) {
-            Some(sum) => Some(Expected::Sha256(sum.clone())),
-            None if sibling => match self.sibling_sha256(&req.path, query, freshness).await {
-                Ok(sum) => sum.map(Expected::Sha256),
+        let verified = match self.checksums.get(&path) {
+            Some(sum) => Some((sum.clone(), Verified::PINNED)),
+            None if sibling => match self.sibling_checksum(&req.path, query, freshness).await {
+                Ok(found) => found,
                 Err(refused) => return refused,
             },
             None => None,
         };
+        let verified = verified.map(|(sum, source)| {
+            fetch.expected = Some(Expected::Sha256(sum));
+            source
+        });
         // A `HEAD` of an immutable file with no pinned digest is answered from upstream's `HEAD`, without
         // downloading it.
         let result = if req.method == Method::HEAD && !mutable && fetch.expected.is_none() {
@@ -298,6 +310,9 @@ impl GenericRepo {
                 };
                 resp.headers_mut()
                     .insert(header::CACHE_CONTROL, cache_control);
+                if let Some(source) = verified {
+                    resp.extensions_mut().insert(source);
+                }
                 resp
             }
             Err(e) => fetch_error_response(&e),
@@ -306,42 +321,155 @@ impl GenericRepo {
 }
 
 impl GenericRepo {
-    /// The sha256 in `<raw_path>.sha256`, fetched through the engine (cached, with the file's freshness):
-    /// `None` when upstream has no such file; an error response when it cannot be read or names no sha256.
-    async fn sibling_sha256(
+    /// The sha256 a file must have according to the checksum files beside it, and which file said so:
+    /// `<raw_path>.sha256` when upstream has it, else the file's line in `SHA256SUMS` in the same directory.
+    /// Both are fetched through the engine (cached, with the file's freshness). `None` when neither exists
+    /// or `SHA256SUMS` does not list the file; an error response when one cannot be read or `.sha256`
+    /// names no sha256.
+    async fn sibling_checksum(
         &self,
         raw_path: &str,
         query: Option<&str>,
         freshness: Freshness,
-    ) -> Result<Option<String>, Response<Body>> {
-        let raw = format!("{raw_path}.sha256");
+    ) -> Result<Option<(String, Verified)>, Response<Body>> {
+        let own = format!("{raw_path}.sha256");
+        if let Some(text) = self
+            .checksum_file(&own, query, freshness, MAX_SIBLING)
+            .await?
+        {
+            return match first_sha256(&text) {
+                Some(sum) => Ok(Some((sum, Verified::SIBLING_FILE))),
+                None => Err(error_response(
+                    StatusCode::BAD_GATEWAY,
+                    format!("{own} names no sha256, so the file beside it cannot be verified"),
+                )),
+            };
+        }
+        let (sums, name) = match raw_path.rsplit_once('/') {
+            Some((dir, name)) => (format!("{dir}/SHA256SUMS"), name),
+            None => ("SHA256SUMS".to_owned(), raw_path),
+        };
+        let Some(text) = self
+            .checksum_file(&sums, query, freshness, MAX_SUMS)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // The list names files as their raw path segment is decoded; compare decoded names.
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        Ok(listed_sha256(&text, &name).map(|sum| (sum, Verified::SUMS_FILE)))
+    }
+
+    /// The body of the checksum file at `raw` (a raw path under the repository), `None` when upstream has
+    /// none.
+    async fn checksum_file(
+        &self,
+        raw: &str,
+        query: Option<&str>,
+        freshness: Freshness,
+        max: u64,
+    ) -> Result<Option<bytes::Bytes>, Response<Body>> {
         let mut url = self.upstream.clone();
         url.set_path(&format!("{}{raw}", self.upstream.path()));
         url.set_query(query);
         let key = match query {
             Some(q) => format!("{raw}?{q}"),
-            None => raw,
+            None => raw.to_owned(),
         };
         let shown = url.to_string();
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, freshness);
         fetch.negative_ttl = self.negative_ttl;
         fetch.reach = Some(self.reach.clone());
-        let text = match self.engine.get(fetch).await {
+        match self.engine.get(fetch).await {
             Ok(served) => served
-                .into_document(MAX_SIBLING, &shown)
+                .into_document(max, &shown)
                 .await
-                .map_err(|e| fetch_error_response(&e))?,
-            Err(wharf_cache::FetchError::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(fetch_error_response(&e)),
-        };
-        match first_sha256(&text) {
-            Some(sum) => Ok(Some(sum)),
-            None => Err(error_response(
-                StatusCode::BAD_GATEWAY,
-                format!("{shown} names no sha256, so the file beside it cannot be verified"),
-            )),
+                .map(Some)
+                .map_err(|e| fetch_error_response(&e)),
+            Err(wharf_cache::FetchError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(fetch_error_response(&e)),
         }
     }
+}
+
+impl GenericRepo {
+    /// The sha256 the suite's current `InRelease` (else `Release`) lists for `index`, fetched through the
+    /// engine with the suite's freshness. `None` when the suite has no release file wharf can read or it
+    /// does not list the index: the index is then served as any mutable file.
+    async fn suite_lists(&self, suite: &str, index: &str, freshness: Freshness) -> Option<String> {
+        for release in ["InRelease", "Release"] {
+            let raw = format!("{suite}/{release}");
+            match self.checksum_file(&raw, None, freshness, MAX_RELEASE).await {
+                Ok(Some(text)) => return apt::listed_sha256(&text, index),
+                Ok(None) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Serves the un-hashed index `req` names with the bytes whose sha256 is `sum`: kept under the index's
+    /// by-hash path, fetched from upstream's by-hash file, else from `url` (the un-hashed file) and verified
+    /// against `sum`.
+    async fn serve_index_by_hash(
+        &self,
+        req: &RepoRequest,
+        url: Url,
+        sum: String,
+    ) -> Response<Body> {
+        let hashed = apt::by_hash_path(&req.path, &sum);
+        let mut hashed_url = self.upstream.clone();
+        hashed_url.set_path(&format!("{}{hashed}", self.upstream.path()));
+        let fetch = |key: String, url: Url| {
+            let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
+            fetch.negative_ttl = self.negative_ttl;
+            fetch.reach = Some(self.reach.clone());
+            fetch.expected = Some(Expected::Sha256(sum.clone()));
+            fetch
+        };
+        let result = match self.engine.get(fetch(hashed, hashed_url)).await {
+            // No by-hash files upstream: the un-hashed file, kept under a key of its own (`#` never occurs
+            // in a request path) so the by-hash path's negative entry does not hide it.
+            Err(wharf_cache::FetchError::NotFound { .. }) => {
+                self.engine
+                    .get(fetch(format!("{}#sha256={sum}", req.path), url))
+                    .await
+            }
+            other => other,
+        };
+        match result {
+            Ok(served) => {
+                let mut resp = serve(served, &req.method, &req.headers, None);
+                resp.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("max-age=0, must-revalidate"),
+                );
+                resp
+            }
+            Err(e) => fetch_error_response(&e),
+        }
+    }
+}
+
+/// Largest release file (`InRelease`, `Release`) read to find an index's sha256.
+const MAX_RELEASE: u64 = 16 * 1024 * 1024;
+
+/// Whether `path` is itself a checksum file (never verified against another one).
+fn is_checksum_file(path: &str) -> bool {
+    path.ends_with(".sha256") || path.rsplit('/').next() == Some("SHA256SUMS")
+}
+
+/// The sha256 `SHA256SUMS` text lists for the file `name` (lines `<hex>  <name>`, `<hex> *<name>` for
+/// binary mode, names optionally prefixed `./`), lower-cased.
+fn listed_sha256(text: &[u8], name: &str) -> Option<String> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.lines().find_map(|line| {
+        let (sum, rest) = line.trim_end().split_once(char::is_whitespace)?;
+        let listed = rest.trim_start().trim_start_matches('*');
+        let listed = listed.strip_prefix("./").unwrap_or(listed);
+        (listed == name && sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| sum.to_ascii_lowercase())
+    })
 }
 
 /// How long ago the last multiple of `ttl` since the epoch was, at `now`: an entry younger than that was
@@ -360,6 +488,8 @@ fn since_boundary(ttl: Duration, now: std::time::SystemTime) -> Duration {
 
 /// Largest sibling checksum file read (a `sha256sum` line is under 1 KiB).
 const MAX_SIBLING: u64 = 64 * 1024;
+/// Largest `SHA256SUMS` read (a release with thousands of files stays well under it).
+const MAX_SUMS: u64 = 1024 * 1024;
 
 /// The first whitespace-separated token of `text`, if it is 64 hex characters (lower-cased).
 fn first_sha256(text: &[u8]) -> Option<String> {
@@ -378,6 +508,22 @@ mod tests {
         let mut cfg = RepoConfig::new("releases", FORMAT.config.format);
         cfg.upstream = Some(Url::parse("http://127.0.0.1:9/files/").unwrap());
         cfg
+    }
+
+    #[test]
+    fn sha256sums_lists_files_in_text_and_binary_mode() {
+        let a = "ab".repeat(32);
+        let b = "CD".repeat(32);
+        let text = format!("{a}  tool-1.0.tar.gz\n{b} *./tool-1.0.zip\nnot a line\n");
+        assert_eq!(listed_sha256(text.as_bytes(), "tool-1.0.tar.gz"), Some(a));
+        assert_eq!(
+            listed_sha256(text.as_bytes(), "tool-1.0.zip"),
+            Some(b.to_ascii_lowercase())
+        );
+        assert_eq!(listed_sha256(text.as_bytes(), "tool-1.0"), None);
+        assert_eq!(listed_sha256(b"\xff\xfe", "x"), None);
+        assert!(is_checksum_file("v1/SHA256SUMS") && is_checksum_file("a.tgz.sha256"));
+        assert!(!is_checksum_file("v1/SHA256SUMS.asc.tgz"));
     }
 
     #[test]

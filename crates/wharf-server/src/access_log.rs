@@ -17,7 +17,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use serde::Serialize;
-use wharf_cache::{CacheInfo, UpstreamLabel};
+use wharf_cache::{CacheInfo, UpstreamLabel, Verified};
 
 use crate::metrics::UpstreamLabels;
 use crate::state::AppState;
@@ -66,6 +66,9 @@ struct Line<'a> {
     duration_ms: f64,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     incomplete: bool,
+    /// Which checksum the file was verified against (generic: `pinned`, `sha256-file`, `SHA256SUMS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified: Option<&'static str>,
 }
 
 struct Pending {
@@ -82,6 +85,7 @@ struct Pending {
     repo: Option<RepoName>,
     upstream: Option<Arc<str>>,
     info: CacheInfo,
+    verified: Option<&'static str>,
 }
 
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -112,6 +116,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         status: parts.status.as_u16(),
         repo: parts.extensions.get::<RepoName>().cloned(),
         upstream: parts.extensions.get::<UpstreamLabel>().map(|u| u.0.clone()),
+        verified: parts.extensions.get::<Verified>().map(|v| v.0),
         info: parts
             .extensions
             .get::<CacheInfo>()
@@ -195,6 +200,7 @@ impl LoggedBody {
             upstream_bytes,
             duration_ms: (duration.as_secs_f64() * 1e6).round() / 1e3,
             incomplete,
+            verified: p.verified,
         };
         if let Ok(mut text) = serde_json::to_vec(&line) {
             text.push(b'\n');

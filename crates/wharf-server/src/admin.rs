@@ -398,16 +398,43 @@ pub async fn purge(
         Ok((_, Err(e))) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => return error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let detail = json!({
+    // With a shared bucket the purge is the cluster's: a tombstone there makes every replica drop the same
+    // entries within one sync interval and never take them from the bucket again.
+    let store = state.engine.store();
+    let tombstone = wharf_store::Tombstone {
+        repo: params.repo.clone(),
+        exact: selection.exact.clone(),
+        prefixes: selection.prefixes.clone(),
+        at: wharf_store::now_ms(),
+    };
+    let (scope, cluster_error) = match store.publish_purge(tombstone).await {
+        Ok(true) => ("cluster", None),
+        Ok(false) => ("replica", None),
+        Err(e) => ("replica", Some(e.to_string())),
+    };
+    let mut detail = json!({
         "repo": params.repo,
         "selector": selection.selector,
         "value": selection.value,
         "removed": removed.count,
         "keys": removed.keys,
         "keys_truncated": removed.count > removed.keys.len() as u64,
+        "scope": scope,
     });
+    if scope == "cluster" {
+        detail["replicas_within_seconds"] = json!(crate::TOMBSTONE_SYNC.as_secs());
+    }
+    let status = match cluster_error {
+        Some(error) => {
+            detail["error"] = json!(format!(
+                "purged on this replica only; other replicas still serve these entries: {error}"
+            ));
+            StatusCode::BAD_GATEWAY
+        }
+        None => StatusCode::OK,
+    };
     audit(&state, &caller, "purge", detail.clone());
-    (StatusCode::OK, axum::Json(detail)).into_response()
+    (status, axum::Json(detail)).into_response()
 }
 
 #[derive(Deserialize)]

@@ -16,6 +16,7 @@ pub const FORMATS: &[&FormatDescriptor] = &[
     &wharf_cargo::FORMAT,
     &wharf_go::FORMAT,
     &wharf_generic::FORMAT,
+    &wharf_actions_cache::FORMAT,
 ];
 
 /// The config part of every served format, for `Config::load`, `Config::validate` and `parse_repo_flag`.

@@ -318,6 +318,7 @@ pub async fn serve(
     }
     tracing::info!(address = %local, "wharf is listening");
     let maintenance = tokio::spawn(maintain(state.clone()));
+    let purges = tokio::spawn(sync_purges(state.clone()));
     let limits = state.config.server.clone();
     let dropped = conn::serve(
         listener,
@@ -328,6 +329,7 @@ pub async fn serve(
     )
     .await;
     maintenance.abort();
+    purges.abort();
     if let Err(e) = state.engine.store().flush_access_times() {
         tracing::warn!(error = %e, "cannot save access times at shutdown");
     }
@@ -362,6 +364,26 @@ async fn maintain(state: Arc<AppState>) {
             Ok(Err(e)) => tracing::warn!(error = %e, "store maintenance failed"),
             Err(e) => tracing::warn!(error = %e, "store maintenance task failed"),
             Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// How often a replica on a shared bucket reads the purges other replicas made.
+pub const TOMBSTONE_SYNC: Duration = Duration::from_secs(5);
+
+/// With a shared bucket: applies other replicas' purges every [`TOMBSTONE_SYNC`] (see
+/// `wharf_store::Tombstone`).
+async fn sync_purges(state: Arc<AppState>) {
+    let store = state.engine.store().clone();
+    if !store.is_shared() {
+        return;
+    }
+    let mut tick = tokio::time::interval(TOMBSTONE_SYNC);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.sync_tombstones().await {
+            tracing::warn!(error = %e, "cannot apply other replicas' purges; retrying");
         }
     }
 }

@@ -99,9 +99,10 @@ pub fn repository_schema(formats: &[&FormatDescriptor]) -> Value {
     let rules: Vec<Value> = formats
         .iter()
         .map(|d| {
-            let required = match d.config.upstreams {
-                Upstreams::One { .. } => "upstream",
-                Upstreams::Aliased { .. } => "upstreams",
+            let required: &[&str] = match d.config.upstreams {
+                Upstreams::One { .. } => &["upstream"],
+                Upstreams::Aliased { .. } => &["upstreams"],
+                Upstreams::None => &[],
             };
             let mut then_properties: Map<String, Value> = properties
                 .keys()
@@ -119,7 +120,7 @@ pub fn repository_schema(formats: &[&FormatDescriptor]) -> Value {
                     "properties": { "format": { "const": d.name() } },
                     "required": ["format"]
                 },
-                "then": { "required": [required], "properties": then_properties }
+                "then": { "required": required, "properties": then_properties }
             })
         })
         .collect();

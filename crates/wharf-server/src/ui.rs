@@ -281,17 +281,21 @@ pub async fn browse(
         let _ = write!(
             rows,
             "<tr><td class=\"p\"><a href=\"/{r}/{k}\">{kt}</a></td><td>{kind}</td><td class=\"n\">{size}</td>\
-             <td class=\"n\">{age}</td></tr>",
+             <td class=\"n\">{age}</td><td class=\"n\">{read}</td></tr>",
             r = esc(&name),
             k = esc(key),
             kt = esc(key),
             size = human(entry.size),
             age = ago(now, entry.fetched_at),
+            read = entry
+                .blob_digest()
+                .and_then(|d| store.last_access(&d))
+                .map_or_else(|| "-".to_string(), |at| ago(now, at)),
         );
     }
     if rows.is_empty() {
         rows.push_str(
-            "<tr><td colspan=\"4\" class=\"muted\">Nothing cached under this prefix.</td></tr>",
+            "<tr><td colspan=\"5\" class=\"muted\">Nothing cached under this prefix.</td></tr>",
         );
     }
     let shown = if more {
@@ -314,7 +318,7 @@ pub async fn browse(
          aria-label=\"path prefix\"><button>filter</button></form>\
          <p class=\"muted\" id=\"shown\">{shown}</p>\
          <div class=\"wrap\"><table id=\"entries\"><tr><th>path</th><th>kind</th><th class=\"n\">size</th>\
-         <th class=\"n\">fetched</th></tr>{rows}</table></div>\
+         <th class=\"n\">fetched</th><th class=\"n\">last read</th></tr>{rows}</table></div>\
          <p class=\"muted\">Purge these (admin token needed):<br><code>curl -X POST -H \"Authorization: Bearer $TOKEN\" \
          '&lt;wharf&gt;/admin/purge?{hint}'</code></p>",
         n = esc(&name),

@@ -21,6 +21,7 @@ mod index;
 mod lru;
 pub mod shared;
 mod space;
+mod tombstone;
 
 pub use blobs::{BlobFile, TempBlob};
 pub use digest::{Digest, Sha256Writer};
@@ -30,9 +31,13 @@ pub use index::PruneReport;
 pub use lru::EvictionReport;
 pub use shared::{SharedOptions, SharedUsage};
 pub use space::{MinFree, Space, WRITE_FAILURE_MEMORY};
+pub use tombstone::{Tombstone, MAX_TOMBSTONES};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Most local entries one prefix of a remote purge removes in one pass (a bound on the memory of the scan).
+const TOMBSTONE_SCAN: usize = 200_000;
 
 /// Settings the store needs; built from the `storage` section of the config.
 #[derive(Debug, Clone)]
@@ -57,6 +62,8 @@ pub struct Store {
     /// The free-space floor eviction keeps on the volume (`storage.min_free`).
     min_free: std::sync::Mutex<MinFree>,
     write_health: space::WriteHealth,
+    /// Purges made on any replica of the shared bucket (empty without one).
+    tombstones: tombstone::Known,
 }
 
 /// Usage figures for metrics and `/status`.
@@ -116,6 +123,7 @@ impl Store {
             evicting: std::sync::Mutex::new(()),
             min_free: std::sync::Mutex::new(MinFree::Default),
             write_health: space::WriteHealth::default(),
+            tombstones: tombstone::Known::default(),
         };
         Ok(Arc::new(store))
     }
@@ -316,6 +324,12 @@ impl Store {
         self.lru.contains(digest)
     }
 
+    /// When `digest` was last opened for reading (or stored), in ms since the epoch; `None` when it is not
+    /// stored.
+    pub fn last_access(&self, digest: &Digest) -> Option<u64> {
+        self.lru.last_access(digest)
+    }
+
     pub fn usage(&self) -> Usage {
         let (bytes, blobs, evictions, evicted_bytes) = self.lru.totals();
         Usage {
@@ -478,6 +492,9 @@ impl Store {
         let Some(entry) = shared.read_entry(repo, key).await? else {
             return Ok(None);
         };
+        if self.tombstones.covers(repo, key, entry.fetched_at) {
+            return Ok(None);
+        }
         let Some(digest) = entry.blob_digest() else {
             return Ok(None);
         };
@@ -508,6 +525,92 @@ impl Store {
                 message: format!("index task failed: {e}"),
             })??;
         Ok(self.open_blob(&digest)?.map(|blob| (entry, blob)))
+    }
+
+    /// Whether replicas share a bucket (purges then hold for all of them through tombstones).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Tells every replica on the shared bucket about a purge: writes `tombstone` there and remembers it
+    /// here. `Ok(false)` without a shared tier. The caller has already removed the entries locally.
+    pub async fn publish_purge(&self, tombstone: Tombstone) -> Result<bool, StoreError> {
+        let Some(shared) = &self.shared else {
+            return Ok(false);
+        };
+        match shared.write_tombstone(&tombstone).await {
+            Ok(name) => {
+                self.tombstones.add(name, tombstone);
+                Ok(true)
+            }
+            Err(error) => {
+                shared.record_failure(&error, true);
+                Err(StoreError::Shared {
+                    message: format!("cannot write the purge's tombstone: {error}"),
+                })
+            }
+        }
+    }
+
+    /// Reads the tombstones other replicas wrote since the last call and drops the local entries they cover
+    /// (fetched at or before the purge). Returns how many new tombstones were applied; 0 without a shared tier.
+    pub async fn sync_tombstones(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let Some(shared) = &self.shared else {
+            return Ok(0);
+        };
+        let failed = |error: shared::SharedError| {
+            shared.record_failure(&error, false);
+            StoreError::Shared {
+                message: format!("cannot read purges of other replicas: {error}"),
+            }
+        };
+        let names = shared
+            .tombstone_names(4 * MAX_TOMBSTONES)
+            .await
+            .map_err(failed)?;
+        let mut applied = 0;
+        for name in names {
+            if self.tombstones.seen(&name) {
+                continue;
+            }
+            let tombstone = shared.read_tombstone(&name).await.map_err(failed)?;
+            let store = self.clone();
+            let apply = tombstone.clone();
+            tokio::task::spawn_blocking(move || store.apply_tombstone(&apply))
+                .await
+                .map_err(|e| StoreError::Shared {
+                    message: format!("tombstone task failed: {e}"),
+                })??;
+            self.tombstones.add(name, tombstone);
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    /// Removes the local entries `tombstone` covers.
+    fn apply_tombstone(&self, tombstone: &Tombstone) -> Result<u64, StoreError> {
+        let repo = tombstone.repo.as_str();
+        let mut removed = 0;
+        for key in &tombstone.exact {
+            if let Some(entry) = self.lookup(repo, key)? {
+                if tombstone.covers(repo, key, entry.fetched_at) && self.remove_entry(repo, key)? {
+                    removed += 1;
+                }
+            }
+        }
+        for prefix in &tombstone.prefixes {
+            for (key, entry) in self.list_entries(repo, prefix, TOMBSTONE_SCAN)? {
+                if tombstone.covers(repo, &key, entry.fetched_at)
+                    && self.remove_entry(repo, &key)?
+                {
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(repo, removed, "applied a purge made on another replica");
+        }
+        Ok(removed)
     }
 
     /// Whether a file can be created, written and removed in the store right now (for `/readyz`).

@@ -52,6 +52,10 @@ impl Lru {
         self.lock().blobs.contains_key(digest)
     }
 
+    pub(crate) fn last_access(&self, digest: &Digest) -> Option<u64> {
+        self.lock().blobs.get(digest).map(|(_, at)| *at)
+    }
+
     pub(crate) fn touch(&self, digest: &Digest, now: u64) {
         let mut inner = self.lock();
         if let Some(slot) = inner.blobs.get_mut(digest) {

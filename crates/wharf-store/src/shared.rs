@@ -431,6 +431,78 @@ impl SharedTier {
     }
 }
 
+impl SharedTier {
+    fn tombstone_dir(&self) -> ObjectPath {
+        self.path(&["tombstones"])
+    }
+
+    /// Writes `tombstone` as a new object (never overwritten); returns its name.
+    pub(crate) async fn write_tombstone(
+        &self,
+        tombstone: &crate::Tombstone,
+    ) -> Result<String, SharedError> {
+        let name = format!("{:013}-{:016x}.json", tombstone.at, rand::random::<u64>());
+        let path = self.path(&["tombstones", &name]);
+        let bytes = serde_json::to_vec(tombstone).map_err(|e| rejected(&path, e))?;
+        if bytes.len() as u64 > MAX_ENTRY_BYTES {
+            return Err(rejected(
+                &path,
+                "purge names too many keys for one tombstone",
+            ));
+        }
+        tokio::time::timeout(SMALL_REQUEST_TIMEOUT, self.client.put(&path, bytes.into()))
+            .await
+            .map_err(|_| remote("write", &path, "timed out"))?
+            .map_err(|e| remote("write", &path, e))?;
+        self.reached();
+        Ok(name)
+    }
+
+    /// The names of the tombstone objects in the bucket, at most `limit`.
+    pub(crate) async fn tombstone_names(&self, limit: usize) -> Result<Vec<String>, SharedError> {
+        let dir = self.tombstone_dir();
+        let listed = tokio::time::timeout(SMALL_REQUEST_TIMEOUT, async {
+            let mut names = Vec::new();
+            let mut stream = self.client.list(Some(&dir));
+            while let Some(meta) = stream.next().await {
+                let meta = meta?;
+                if let Some(name) = meta.location.filename() {
+                    names.push(name.to_string());
+                }
+                if names.len() >= limit {
+                    break;
+                }
+            }
+            Ok::<_, object_store::Error>(names)
+        })
+        .await;
+        let names = listed
+            .map_err(|_| remote("list", &dir, "timed out"))?
+            .map_err(|e| remote("list", &dir, e))?;
+        self.reached();
+        Ok(names)
+    }
+
+    /// The tombstone in object `name`.
+    pub(crate) async fn read_tombstone(&self, name: &str) -> Result<crate::Tombstone, SharedError> {
+        let path = self.path(&["tombstones", name]);
+        let fetched = tokio::time::timeout(SMALL_REQUEST_TIMEOUT, async {
+            let result = self.client.get(&path).await?;
+            if result.meta.size > MAX_ENTRY_BYTES {
+                return Ok(None);
+            }
+            result.bytes().await.map(Some)
+        })
+        .await
+        .map_err(|_| remote("read", &path, "timed out"))?
+        .map_err(|e| remote("read", &path, e))?
+        .ok_or_else(|| rejected(&path, "tombstone object is too large"))?;
+        self.reached();
+        serde_json::from_slice(&fetched)
+            .map_err(|e| rejected(&path, format!("unreadable tombstone: {e}")))
+    }
+}
+
 async fn write_local(
     mut temp: TempBlob,
     batch: Vec<u8>,

@@ -252,3 +252,87 @@ async fn apt_update_and_download_through_the_preset_then_with_the_upstream_down(
         "the package was served with the upstream down"
     );
 }
+
+/// A suite's `Release` listing its two indexes with their sha256.
+fn release_listing(packages: &[u8]) -> String {
+    format!(
+        "Suite: stable\nSHA256:\n {} {} main/binary-amd64/Packages\n",
+        sha256_hex(packages),
+        packages.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhashed_index_is_the_one_the_served_release_file_names_during_an_upstream_update() {
+    // An archive without by-hash files, updated upstream in two steps (index first, release file later):
+    // between the steps, upstream's `Release` and `Packages` disagree, and wharf keeps serving the pair that
+    // agrees; after the second step it serves the new pair. (With by-hash files upstream, each generation is
+    // kept under its by-hash path like any immutable file: the first test's apt fetches indexes that way.)
+    let up = FixtureUpstream::start().await;
+    let v1 = b"Package: hello\nVersion: 1.0\n\n".to_vec();
+    let v2 = b"Package: hello\nVersion: 2.0\n\n".to_vec();
+    let index = "/debian/dists/stable/main/binary-amd64/Packages";
+    up.put(
+        "/debian/dists/stable/Release",
+        release_listing(&v1),
+        "text/plain",
+    );
+    up.put(index, v1.clone(), "text/plain");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &format!(
+            "  debian:\n    format: generic\n    upstream: \"{}debian/\"\n    preset: apt\n    metadata_ttl: 1s\n",
+            up.url()
+        ),
+        "http:\n  retries: 0",
+    );
+    let client = http();
+    let get = |path: &str| {
+        let client = client.clone();
+        let url = wharf.url(path);
+        async move {
+            let resp = client.get(url).send().await.expect("request");
+            let status = resp.status().as_u16();
+            // A body cut short (a download that failed its sha256 midway) reads as empty.
+            (
+                status,
+                resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+            )
+        }
+    };
+    let unhashed = "/debian/dists/stable/main/binary-amd64/Packages";
+    assert_eq!(get(unhashed).await, (200, v1.clone()));
+
+    // Step one upstream: the new index, the old release file.
+    up.put(index, v2.clone(), "text/plain");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        get(unhashed).await,
+        (200, v1.clone()),
+        "the index the served Release names, not upstream's newer one"
+    );
+
+    // Step two: the new release file. The index follows it.
+    up.put(
+        "/debian/dists/stable/Release",
+        release_listing(&v2),
+        "text/plain",
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(unhashed).await, (200, v2.clone()));
+    // The index the Release names is kept: served with upstream's copy gone.
+    up.remove(index);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(unhashed).await, (200, v2.clone()));
+    // A Release that names an index upstream no longer matches: refused, never served as that index.
+    up.put(
+        "/debian/dists/stable/Release",
+        release_listing(b"something else"),
+        "text/plain",
+    );
+    up.put(index, v2.clone(), "text/plain");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = get(unhashed).await;
+    assert!(status != 200 || body != v2, "{status}");
+}

@@ -312,3 +312,81 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Two replicas on one bucket: a purge through either is the cluster's. The other replica drops its copy
+/// within a sync interval, and neither takes the purged entry back from the bucket, so both serve what
+/// upstream has now. (Before, the other replica kept serving its copy and the bucket brought it back.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_on_one_replica_holds_for_every_replica_on_the_bucket() {
+    use crate::s3::{S3Server, BUCKET, CREDENTIALS};
+    let Some(s3) = S3Server::start().await else {
+        return;
+    };
+    let up = wharf_testkit::FixtureUpstream::start().await;
+    up.put("/tool.bin", vec![1u8; 50_000], "application/octet-stream");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let token_file = tmp.path().join("admin-token");
+    std::fs::write(&token_file, TOKEN_A).expect("token");
+    let replica = |name: &str| {
+        Wharf::start_with_env(
+            &tmp.path().join(name),
+            &files_repo(&up.url()),
+            &format!(
+                "  s3:\n    bucket: {BUCKET}\n    endpoint: \"http://127.0.0.1:{}\"\n    region: us-east-1\n    prefix: team/\nadmin:\n  token_file: \"{}\"",
+                s3.port,
+                token_file.display()
+            ),
+            &CREDENTIALS,
+        )
+    };
+    let a = replica("a");
+    let b = replica("b");
+    let body = |w: &Wharf| {
+        let url = w.url("/files/tool.bin");
+        async move {
+            let resp = http().get(url).send().await.expect("get");
+            assert_eq!(resp.status(), 200);
+            resp.bytes().await.expect("body")[0]
+        }
+    };
+    assert_eq!(body(&a).await, 1);
+    let uploaded = eventually(Duration::from_secs(20), true, || async {
+        let status: serde_json::Value = http()
+            .get(a.url("/status"))
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
+        status["store"]["shared"]["entry_uploads"].as_u64() >= Some(1)
+    })
+    .await;
+    assert!(uploaded, "replica a shared its download");
+    assert_eq!(body(&b).await, 1);
+    assert_eq!(
+        up.requests_for("/tool.bin"),
+        1,
+        "b took a's copy from the bucket"
+    );
+
+    // Upstream replaces the file (a bad release pulled and re-cut), and the operator purges through a.
+    up.put("/tool.bin", vec![2u8; 50_000], "application/octet-stream");
+    let resp = http()
+        .post(a.url("/admin/purge?repo=files&path=tool.bin"))
+        .bearer_auth(TOKEN_A)
+        .send()
+        .await
+        .expect("purge");
+    assert_eq!(resp.status(), 200);
+    let answer: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(answer["scope"], "cluster", "{answer}");
+    assert_eq!(
+        body(&a).await,
+        2,
+        "a does not take the purged entry back from the bucket"
+    );
+    let seen = eventually(Duration::from_secs(15), 2, || body(&b)).await;
+    assert_eq!(seen, 2, "b dropped its copy after a's purge");
+    assert_eq!(body(&a).await, 2);
+}

@@ -227,6 +227,10 @@ fn value_sets() -> Vec<(&'static str, Vec<String>)> {
                 "--set",
                 "networkPolicy.egressTo[0].ports[0]=443",
                 "--set",
+                "storage.min_free=10%",
+                "--set",
+                "storage.max_negative_entries=5000",
+                "--set",
                 "credentials.existingSecret=wharf-upstreams",
                 "--set",
                 "extraVolumes[0].name=ca",
@@ -541,7 +545,7 @@ fn bad_values_are_refused_with_the_field_path() {
     let Some(_) = tool("helm", &["version"]) else {
         return;
     };
-    let cases: [(&[&str], &[&str]); 10] = [
+    let cases: [(&[&str], &[&str]); 11] = [
         (
             &[
                 "--set",
@@ -612,6 +616,10 @@ fn bad_values_are_refused_with_the_field_path() {
         (
             &["--set", "server.keepalive_timeout=5s"],
             &["/server", "keepalive_timeout"],
+        ),
+        (
+            &["--set", "storage.min_free=150%"],
+            &["/storage/min_free", "does not match pattern"],
         ),
     ];
     for (args, expected) in cases {

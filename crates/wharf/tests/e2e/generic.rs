@@ -370,4 +370,84 @@ async fn sibling_sha256_files_verify_downloads_when_asked() {
         1,
         "the sibling is cached"
     );
+    let verified = |path: &str| {
+        wharf
+            .access_log()
+            .iter()
+            .rev()
+            .find(|l| l["path"] == path && l["status"] == 200)
+            .map(|l| l["verified"].clone())
+    };
+    assert_eq!(verified("/sums/good.bin"), Some("sha256-file".into()));
+    assert_eq!(verified("/sums/plain.bin"), Some(serde_json::Value::Null));
+    assert_eq!(
+        up.requests_for("/SHA256SUMS"),
+        1,
+        "a file without <file>.sha256 at the top looks for SHA256SUMS at the top, once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sha256sums_file_in_the_directory_verifies_the_files_it_lists() {
+    if !require_tool("curl", &["--version"]) {
+        return;
+    }
+    let up = FixtureUpstream::start().await;
+    let tool = b"tool 1.0 for linux\n".to_vec();
+    let other = b"tool 1.0 for mac\n".to_vec();
+    up.put("/v1.0/tool-linux.tar.gz", tool.clone(), "application/gzip");
+    up.put(
+        "/v1.0/tool-mac.tar.gz",
+        b"swapped\n".to_vec(),
+        "application/gzip",
+    );
+    up.put("/v1.0/notes.txt", b"unlisted\n".to_vec(), "text/plain");
+    up.put(
+        "/v1.0/SHA256SUMS",
+        format!(
+            "{}  tool-linux.tar.gz\n{} *tool-mac.tar.gz\n",
+            sha256_hex(&tool),
+            sha256_hex(&other)
+        ),
+        "text/plain",
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &repo(
+            "rel",
+            &up.url(),
+            "    immutable: [\"**\"]\n    verify_sibling_checksums: true\n",
+        ),
+        "http:\n  retries: 0",
+    );
+    let out = tmp.path().join("out");
+    assert_eq!(
+        curl(&out, &[&wharf.url("/rel/v1.0/tool-linux.tar.gz")]),
+        (200, tool)
+    );
+    assert_eq!(
+        curl(&out, &[&wharf.url("/rel/v1.0/notes.txt")]),
+        (200, b"unlisted\n".to_vec()),
+        "a file SHA256SUMS does not list is served unverified"
+    );
+    for attempt in 1..=2 {
+        let (code, body) = curl(&out, &["-f", &wharf.url("/rel/v1.0/tool-mac.tar.gz")]);
+        assert!(
+            code != 200 || body != b"swapped\n",
+            "a body that differs from its SHA256SUMS line is never served complete"
+        );
+        assert_eq!(
+            up.requests_for("/v1.0/tool-mac.tar.gz"),
+            attempt,
+            "nothing was kept"
+        );
+    }
+    assert_eq!(up.requests_for("/v1.0/SHA256SUMS"), 1, "the list is cached");
+    let line = wharf
+        .access_log()
+        .into_iter()
+        .find(|l| l["path"] == "/rel/v1.0/tool-linux.tar.gz")
+        .expect("logged");
+    assert_eq!(line["verified"], "SHA256SUMS", "{line}");
 }

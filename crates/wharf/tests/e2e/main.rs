@@ -2,6 +2,7 @@
 
 mod support;
 
+mod actions_cache;
 mod admin_ui;
 mod apt;
 mod cache;
@@ -22,6 +23,7 @@ mod hostile_mixed;
 mod hostile_reach;
 mod hostile_serve;
 mod hostile_store;
+mod image;
 mod load;
 mod money;
 mod npm;

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 use wharf_testkit::{wheel, wheel_with_payload, Dist, Project, PypiUpstream};
 
-const BUCKET: &str = "wharf-shared";
+pub(crate) const BUCKET: &str = "wharf-shared";
 /// Static test credentials: with them the client never asks instance metadata or any other credential source.
-const CREDENTIALS: [(&str, &str); 4] = [
+pub(crate) const CREDENTIALS: [(&str, &str); 4] = [
     ("AWS_ACCESS_KEY_ID", "wharf-test"),
     ("AWS_SECRET_ACCESS_KEY", "wharf-test-secret"),
     ("AWS_DEFAULT_REGION", "us-east-1"),
@@ -18,14 +18,14 @@ const CREDENTIALS: [(&str, &str); 4] = [
 ];
 
 /// moto's S3-compatible server on 127.0.0.1; killed when dropped. Its state lives in memory.
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl S3Server {
     /// Starts the server with an empty bucket; `None` (after printing SKIP) when `moto_server` is missing.
-    async fn start() -> Option<S3Server> {
+    pub(crate) async fn start() -> Option<S3Server> {
         if !require_tool("moto_server", &["--help"]) {
             return None;
         }

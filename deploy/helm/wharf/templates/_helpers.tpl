@@ -80,6 +80,12 @@ storage:
   {{- with .Values.storage.max_size }}
   max_size: {{ . | quote }}
   {{- end }}
+  {{- with .Values.storage.min_free }}
+  min_free: {{ . | quote }}
+  {{- end }}
+  {{- with .Values.storage.max_negative_entries }}
+  max_negative_entries: {{ . }}
+  {{- end }}
   {{- with .Values.storage.s3 }}
   s3:
     {{- toYaml . | nindent 4 }}

@@ -1,0 +1,846 @@
+//! The Actions cache service (`format: actions-cache`) driven by the real `@actions/cache` library under
+//! node (installed by `scripts/test` into the tool directory): a directory saved and restored on cache
+//! service v2 and on v1, restore-key fallback, a version mismatch, branch scopes in both directions and
+//! repositories that never mix, concurrent saves of one key, an upload cut mid-way, a restart; a client
+//! shaped like BuildKit's `gha` exporter on the `url_v2` path (blocks, block list, `x-ms-range`); and the
+//! protocol's refusals (other Twirp services, oversized keys, bad signatures), always JSON or the blob API's
+//! XML, never HTML.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const SERVICE: &str = "twirp/github.actions.results.api.v1.CacheService";
+
+/// Where `scripts/test` installs the library: `$WHARF_TOOLS_DIR/actions-cache`.
+fn library() -> Option<PathBuf> {
+    let tools = std::env::var_os("WHARF_TOOLS_DIR").map_or_else(
+        || {
+            let home =
+                std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+            home.join(".cache/wharf/test-tools")
+        },
+        PathBuf::from,
+    );
+    let lib = tools.join("actions-cache/node_modules/@actions/cache/lib/cache.js");
+    if lib.is_file() && require_tool("node", &["--version"]) && require_tool("zstd", &["--version"])
+    {
+        return Some(lib);
+    }
+    assert!(
+        !std::env::var("WHARF_REQUIRE_TOOLS").is_ok_and(|v| v == "1"),
+        "@actions/cache is required (WHARF_REQUIRE_TOOLS=1) but {} is missing; run scripts/test",
+        lib.display()
+    );
+    eprintln!("SKIP: @actions/cache is not installed (scripts/test installs it)");
+    None
+}
+
+/// An unsigned runtime token with cache scopes `ac` (`(scope, permission)`) for repository `repo`.
+fn token(repo: &str, ac: &[(&str, u8)]) -> String {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let ac: Vec<Value> = ac
+        .iter()
+        .map(|(scope, permission)| json!({"Scope": scope, "Permission": permission}))
+        .collect();
+    let claims = json!({"ac": Value::Array(ac).to_string(), "repository_id": repo});
+    format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes())
+    )
+}
+
+/// A job: a workspace, a runner temp directory and the environment the runner would give it.
+struct Job {
+    lib: PathBuf,
+    workspace: PathBuf,
+    temp: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Job {
+    /// A v2 job (`ACTIONS_RESULTS_URL`) with `token`, in `dir`.
+    fn v2(lib: &Path, dir: &Path, wharf: &Wharf, token: &str) -> Job {
+        Job::new(
+            lib,
+            dir,
+            vec![
+                ("ACTIONS_RESULTS_URL".into(), wharf.url("/")),
+                ("ACTIONS_CACHE_SERVICE_V2".into(), "true".into()),
+                ("ACTIONS_RUNTIME_TOKEN".into(), token.into()),
+            ],
+        )
+    }
+
+    /// A v1 job (`ACTIONS_CACHE_URL`, 1 MiB chunks so one save sends several ranges).
+    fn v1(lib: &Path, dir: &Path, wharf: &Wharf, token: &str) -> Job {
+        Job::new(
+            lib,
+            dir,
+            vec![
+                ("ACTIONS_CACHE_URL".into(), wharf.url("/actions/")),
+                ("ACTIONS_RUNTIME_TOKEN".into(), token.into()),
+                ("CACHE_UPLOAD_CHUNK_SIZE".into(), "1".into()),
+            ],
+        )
+    }
+
+    fn new(lib: &Path, dir: &Path, env: Vec<(String, String)>) -> Job {
+        let workspace = dir.join("ws");
+        let temp = dir.join("tmp");
+        std::fs::create_dir_all(&workspace).expect("workspace");
+        std::fs::create_dir_all(&temp).expect("temp");
+        Job {
+            lib: lib.to_path_buf(),
+            workspace,
+            temp,
+            env,
+        }
+    }
+
+    fn node(&self, args: &[&str]) -> Value {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/e2e/actions_cache_client.mjs"
+        );
+        let mut cmd = Command::new("node");
+        cmd.arg(script)
+            .args(args)
+            .current_dir(&self.workspace)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.temp)
+            .env(
+                "ACTIONS_CACHE_LIB",
+                format!("file://{}", self.lib.display()),
+            )
+            .env("GITHUB_WORKSPACE", &self.workspace)
+            .env("RUNNER_TEMP", &self.temp)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let output = cmd.output().expect("run node");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no RESULT line; stdout:\n{stdout}\nstderr:\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            });
+        serde_json::from_str(line).expect("RESULT json")
+    }
+
+    /// `saveCache(paths, key)`: the cache id (positive) or -1 when the save failed.
+    fn save(&self, key: &str, paths: &[&str]) -> i64 {
+        let result = self.node(&[&["save", key], paths].concat());
+        result["id"].as_i64().unwrap_or_else(|| panic!("{result}"))
+    }
+
+    /// `restoreCache(paths, key, restoreKeys)`: the key restored from, if any.
+    fn restore(&self, key: &str, restore_keys: &[&str], paths: &[&str]) -> Option<String> {
+        let keys = restore_keys.join(",");
+        let result = self.node(&[&["restore", key, &keys], paths].concat());
+        assert!(result.get("error").is_none(), "{result}");
+        result["key"].as_str().map(str::to_string)
+    }
+
+    /// Writes `files` under `dir` in the workspace (replacing it).
+    fn write(&self, dir: &str, files: &[(&str, &[u8])]) {
+        let root = self.workspace.join(dir);
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("dir");
+        for (name, bytes) in files {
+            std::fs::write(root.join(name), bytes).expect("write");
+        }
+    }
+
+    /// The sha256 of each file under `dir`, sorted by name; empty when `dir` is absent.
+    fn digests(&self, dir: &str) -> Vec<(String, String)> {
+        let Ok(read) = std::fs::read_dir(self.workspace.join(dir)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, String)> = read
+            .map(|e| e.expect("entry"))
+            .map(|e| {
+                let bytes = std::fs::read(e.path()).expect("read");
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    sha256_hex(&bytes),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn clear(&self, dir: &str) {
+        let _ = std::fs::remove_dir_all(self.workspace.join(dir));
+    }
+}
+
+fn noise(len: usize, seed: u8) -> Vec<u8> {
+    let mut state = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_twirp_services_go_to_results_upstream_with_the_job_token() {
+    let results = wharf_testkit::ScriptedServer::start().await;
+    results.script(
+        "/results/twirp/github.actions.results.api.v1.ArtifactService/CreateArtifact",
+        wharf_testkit::Answer::new(200, r#"{"ok":true,"signed_upload_url":"x"}"#)
+            .header("content-type", "application/json"),
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repos = format!(
+        "  actions:\n    format: actions-cache\n    results_upstream: \"{}/results\"\n    max_size: 1GiB\n    max_unused: 7d\n",
+        results.url()
+    );
+    let wharf = Wharf::start(&tmp.path().join("data"), &repos, "");
+    let tok = token("1", MAIN);
+    let resp = http()
+        .post(wharf.url("/twirp/github.actions.results.api.v1.ArtifactService/CreateArtifact"))
+        .bearer_auth(&tok)
+        .header("content-type", "application/json")
+        .body(r#"{"name":"logs"}"#)
+        .send()
+        .await
+        .expect("forwarded");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        r#"{"ok":true,"signed_upload_url":"x"}"#
+    );
+    let seen = results.seen_under("/results/twirp/");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].body_len, r#"{"name":"logs"}"#.len());
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(format!("Bearer {tok}").as_str())
+    );
+    // The cache service itself is never forwarded.
+    let (_, miss) = twirp(
+        &http(),
+        &wharf.url("/"),
+        "GetCacheEntryDownloadURL",
+        &tok,
+        json!({"key": "k", "version": "v"}),
+    )
+    .await;
+    assert_eq!(miss["ok"], false);
+    assert_eq!(results.seen().len(), 1);
+}
+
+fn start(data: &Path) -> Wharf {
+    Wharf::start(data, "  actions:\n    format: actions-cache\n", "")
+}
+
+const MAIN: &[(&str, u8)] = &[("refs/heads/main", 3)];
+
+#[test]
+fn v2_saves_and_restores_a_directory_with_restore_keys_and_equal_versions_only() {
+    let Some(lib) = library() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = start(&tmp.path().join("data"));
+    let job = Job::v2(&lib, &tmp.path().join("job"), &wharf, &token("1", MAIN));
+    let big = noise(600_000, 1);
+    job.write("deps", &[("a.bin", &big), ("b.txt", b"hello\n")]);
+    let saved = job.digests("deps");
+    assert!(job.save("deps-linux-111", &["deps"]) > 0, "saved");
+
+    job.clear("deps");
+    assert_eq!(
+        job.restore("deps-linux-111", &[], &["deps"]).as_deref(),
+        Some("deps-linux-111")
+    );
+    assert_eq!(job.digests("deps"), saved, "restored byte for byte");
+
+    job.clear("deps");
+    assert_eq!(
+        job.restore("deps-linux-222", &["deps-linux-", "deps-"], &["deps"])
+            .as_deref(),
+        Some("deps-linux-111"),
+        "a restore key matches as a prefix"
+    );
+    assert_eq!(job.digests("deps"), saved);
+
+    // Another path list is another version: nothing matches, even by prefix.
+    job.write("other", &[("c", b"c")]);
+    assert_eq!(
+        job.restore("deps-linux-111", &["deps-"], &["other"]),
+        None,
+        "a different version never matches"
+    );
+    assert_eq!(job.digests("other").len(), 1, "left alone");
+
+    // An existing entry is immutable: saving the same key again is refused, and the first stays.
+    job.write("deps", &[("a.bin", b"changed")]);
+    assert_eq!(job.save("deps-linux-111", &["deps"]), -1);
+    job.clear("deps");
+    job.restore("deps-linux-111", &[], &["deps"]);
+    assert_eq!(job.digests("deps"), saved);
+    let log = wharf.access_log();
+    assert!(log.iter().any(
+        |r| r["path"].as_str().is_some_and(|p| p.contains("/_blob/get")) && r["cache"] == "hit"
+    ));
+
+    // Hits and misses are counted, and the UI lists the scope's caches with size and last read.
+    let metrics = get_text(&wharf.url("/metrics"));
+    for outcome in ["hit", "miss"] {
+        assert!(
+            metrics.contains(&format!(
+                "wharf_cache_outcomes_total{{repo=\"actions\",outcome=\"{outcome}\"}}"
+            )),
+            "{outcome} counted"
+        );
+    }
+    let page = get_text(&wharf.url("/ui/browse/actions?prefix=1%2Frefs%252Fheads%252Fmain%2F"));
+    assert!(page.contains("deps-linux-111,"), "{page}");
+    assert!(page.contains("last read"), "{page}");
+}
+
+/// A GET's body as text (blocking; for small pages).
+fn get_text(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').expect("path");
+    let mut stream = TcpStream::connect(host).expect("connect");
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut text).expect("read");
+    text
+}
+
+#[test]
+fn v1_saves_and_restores_a_directory_in_ranges() {
+    let Some(lib) = library() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = start(&tmp.path().join("data"));
+    let job = Job::v1(&lib, &tmp.path().join("job"), &wharf, &token("1", MAIN));
+    job.write("target", &[("big", &noise(3_500_000, 2)), ("small", b"x")]);
+    let saved = job.digests("target");
+    assert!(job.save("cargo-v1", &["target"]) > 0);
+    let patches = wharf
+        .access_log()
+        .iter()
+        .filter(|r| r["method"] == "PATCH" && r["status"] == 204)
+        .count();
+    assert!(patches >= 3, "uploaded in several ranges ({patches})");
+    job.clear("target");
+    assert_eq!(
+        job.restore("cargo-v2", &["cargo-"], &["target"]).as_deref(),
+        Some("cargo-v1")
+    );
+    assert_eq!(job.digests("target"), saved);
+    assert_eq!(job.restore("nothing", &[], &["target"]), None);
+}
+
+#[test]
+fn feature_branches_restore_the_default_branch_but_not_the_reverse_and_repositories_never_mix() {
+    let Some(lib) = library() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = start(&tmp.path().join("data"));
+    let main = Job::v2(&lib, &tmp.path().join("main"), &wharf, &token("1", MAIN));
+    let feature_token = token("1", &[("refs/heads/main", 1), ("refs/heads/feature", 3)]);
+    let feature = Job::v2(&lib, &tmp.path().join("feature"), &wharf, &feature_token);
+    let other_repo = Job::v2(&lib, &tmp.path().join("other"), &wharf, &token("2", MAIN));
+
+    main.write("d", &[("f", b"from main")]);
+    assert!(main.save("k-main", &["d"]) > 0);
+    feature.write("d", &[("f", b"from feature")]);
+    assert!(feature.save("k-feature", &["d"]) > 0);
+
+    assert_eq!(
+        feature.restore("k-main", &[], &["d"]).as_deref(),
+        Some("k-main"),
+        "a feature branch reads the default branch's caches"
+    );
+    assert_eq!(
+        std::fs::read(feature.workspace.join("d/f")).unwrap(),
+        b"from main"
+    );
+    assert_eq!(
+        main.restore("k-feature", &["k-"], &["d"]).as_deref(),
+        Some("k-main"),
+        "the default branch never restores a feature branch's cache, even by prefix"
+    );
+    assert_eq!(
+        feature.restore("k-x", &["k-"], &["d"]).as_deref(),
+        Some("k-feature"),
+        "its own scope first"
+    );
+    assert_eq!(
+        other_repo.restore("k-main", &["k-"], &["d"]),
+        None,
+        "another repository sees nothing"
+    );
+    // A read-only token cannot save.
+    let reader = Job::v2(
+        &lib,
+        &tmp.path().join("reader"),
+        &wharf,
+        &token("1", &[("refs/heads/main", 1)]),
+    );
+    reader.write("d", &[("f", b"r")]);
+    assert_eq!(reader.save("k-reader", &["d"]), -1);
+}
+
+#[test]
+fn concurrent_saves_of_one_key_leave_exactly_one_whole_entry() {
+    let Some(lib) = library() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = start(&tmp.path().join("data"));
+    let tok = token("1", MAIN);
+    let jobs: Vec<Job> = (0..3)
+        .map(|i| {
+            let job = Job::v2(&lib, &tmp.path().join(format!("job{i}")), &wharf, &tok);
+            job.write("d", &[("f", &noise(400_000, 10 + i as u8))]);
+            job
+        })
+        .collect();
+    let ids: Vec<i64> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|job| s.spawn(|| job.save("same-key", &["d"])))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("save"))
+            .collect()
+    });
+    assert_eq!(
+        ids.iter().filter(|id| **id > 0).count(),
+        1,
+        "one save wins: {ids:?}"
+    );
+    let winner = &jobs[ids.iter().position(|id| *id > 0).unwrap()];
+    let expected = winner.digests("d");
+    let reader = Job::v2(&lib, &tmp.path().join("reader"), &wharf, &tok);
+    assert_eq!(
+        reader.restore("same-key", &[], &["d"]).as_deref(),
+        Some("same-key")
+    );
+    assert_eq!(reader.digests("d"), expected, "the winner's bytes, whole");
+}
+
+/// A Twirp call: status and JSON body.
+async fn twirp(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    let resp = client
+        .post(format!("{base}{SERVICE}/{method}"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("twirp");
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(ctype.starts_with("application/json"), "{method}: {ctype}");
+    (status, resp.json().await.expect("json"))
+}
+
+/// Sends a `PUT` announcing `declared` bytes, sends `sent` of them and closes the connection.
+fn cut_upload(url: &str, declared: usize, sent: usize) {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').expect("path");
+    let mut stream = TcpStream::connect(host).expect("connect");
+    write!(
+        stream,
+        "PUT /{path} HTTP/1.1\r\nHost: {host}\r\nx-ms-blob-type: BlockBlob\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    .expect("head");
+    stream.write_all(&vec![7u8; sent]).expect("body");
+    stream.flush().expect("flush");
+    drop(stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_midway_is_never_restorable_and_a_later_save_succeeds() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = start(&tmp.path().join("data"));
+    let client = http();
+    let base = wharf.url("/");
+    let tok = token("1", MAIN);
+    let version = "a".repeat(64);
+    let (status, created) = twirp(
+        &client,
+        &base,
+        "CreateCacheEntry",
+        &tok,
+        json!({"key": "cut", "version": version}),
+    )
+    .await;
+    assert_eq!(
+        (status, created["ok"].as_bool()),
+        (200, Some(true)),
+        "{created}"
+    );
+    let url = created["signed_upload_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    cut_upload(&url, 1_000_000, 400_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (_, finalized) = twirp(
+        &client,
+        &base,
+        "FinalizeCacheEntryUpload",
+        &tok,
+        json!({"key": "cut", "version": version, "size_bytes": "1000000"}),
+    )
+    .await;
+    assert_eq!(finalized["ok"], false, "{finalized}");
+    let (_, looked) = twirp(
+        &client,
+        &base,
+        "GetCacheEntryDownloadURL",
+        &tok,
+        json!({"key": "cut", "restore_keys": ["cu"], "version": version}),
+    )
+    .await;
+    assert_eq!(
+        looked["ok"], false,
+        "a cut upload is never restorable: {looked}"
+    );
+    let leftovers = std::fs::read_dir(tmp.path().join("data/tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(leftovers, 0, "the partial file is removed");
+
+    // The abandoned reservation does not block the next job.
+    let (_, again) = twirp(
+        &client,
+        &base,
+        "CreateCacheEntry",
+        &tok,
+        json!({"key": "cut", "version": version}),
+    )
+    .await;
+    assert_eq!(again["ok"], true, "{again}");
+    let url = again["signed_upload_url"].as_str().expect("url");
+    let put = client
+        .put(url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .body(vec![1u8; 1000])
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 201);
+    let (_, done) = twirp(
+        &client,
+        &base,
+        "FinalizeCacheEntryUpload",
+        &tok,
+        json!({"key": "cut", "version": version, "size_bytes": 1000}),
+    )
+    .await;
+    assert_eq!(done["ok"], true, "{done}");
+    let (_, looked) = twirp(
+        &client,
+        &base,
+        "GetCacheEntryDownloadURL",
+        &tok,
+        json!({"key": "cut", "version": version}),
+    )
+    .await;
+    let body = client
+        .get(looked["signed_download_url"].as_str().expect("url"))
+        .send()
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(body.as_ref(), &[1u8; 1000][..]);
+}
+
+#[test]
+fn saved_entries_survive_a_restart_and_unfinished_uploads_do_not() {
+    let Some(lib) = library() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let tok = token("1", MAIN);
+    let wharf = start(&data);
+    let job = Job::v2(&lib, &tmp.path().join("job"), &wharf, &tok);
+    job.write("d", &[("f", &noise(200_000, 3))]);
+    let saved = job.digests("d");
+    assert!(job.save("kept", &["d"]) > 0);
+    // An upload whose blob arrived but that was never finalized.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let base = wharf.url("/");
+    let version = "b".repeat(64);
+    rt.block_on(async {
+        let client = http();
+        let (_, created) = twirp(
+            &client,
+            &base,
+            "CreateCacheEntry",
+            &tok,
+            json!({"key": "pending", "version": version}),
+        )
+        .await;
+        let url = created["signed_upload_url"].as_str().expect("url");
+        let put = client
+            .put(url)
+            .header("x-ms-blob-type", "BlockBlob")
+            .body(vec![2u8; 500])
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(put.status().as_u16(), 201);
+    });
+    wharf.kill();
+
+    let wharf = start(&data);
+    let base = wharf.url("/");
+    let job = Job::v2(&lib, &tmp.path().join("job"), &wharf, &tok);
+    job.clear("d");
+    assert_eq!(job.restore("kept", &[], &["d"]).as_deref(), Some("kept"));
+    assert_eq!(job.digests("d"), saved, "restored after the restart");
+    rt.block_on(async {
+        let client = http();
+        let (_, finalized) = twirp(
+            &client,
+            &base,
+            "FinalizeCacheEntryUpload",
+            &tok,
+            json!({"key": "pending", "version": version, "size_bytes": 500}),
+        )
+        .await;
+        assert_eq!(finalized["ok"], false, "{finalized}");
+        let (_, looked) = twirp(
+            &client,
+            &base,
+            "GetCacheEntryDownloadURL",
+            &tok,
+            json!({"key": "pending", "version": version}),
+        )
+        .await;
+        assert_eq!(looked["ok"], false, "{looked}");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buildkit_shaped_client_uploads_blocks_on_url_v2_and_reads_ranges() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = start(&tmp.path().join("data"));
+    let client = http();
+    // BuildKit's url_v2 may carry a path: it trims the slash and appends /twirp/....
+    let url_v2 = wharf.url("/actions/");
+    let tok = token("9", &[("refs/heads/main", 3)]);
+    let version = "c".repeat(64);
+    let (_, created) = twirp(
+        &client,
+        &url_v2,
+        "CreateCacheEntry",
+        &tok,
+        json!({"key": "buildkit-blob-sha256:abc", "version": version}),
+    )
+    .await;
+    assert_eq!(created["ok"], true, "{created}");
+    let upload = created["signed_upload_url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let blocks: Vec<Vec<u8>> = (0..3)
+        .map(|i| noise(70_000 + i * 1000, 20 + i as u8))
+        .collect();
+    let mut ids = Vec::new();
+    for (i, block) in blocks.iter().enumerate().rev() {
+        let id = base64::engine::general_purpose::STANDARD.encode(format!("block-{i:06}"));
+        let resp = client
+            .put(format!(
+                "{upload}&comp=block&blockid={}",
+                id.replace('=', "%3D")
+            ))
+            .body(block.clone())
+            .send()
+            .await
+            .expect("put block");
+        assert_eq!(resp.status().as_u16(), 201);
+        assert!(resp.headers().contains_key("x-ms-request-id"));
+        assert!(resp.headers().contains_key("x-ms-version"));
+        ids.push(id);
+    }
+    ids.reverse();
+    let list: String = ids
+        .iter()
+        .map(|id| format!("<Latest>{id}</Latest>"))
+        .collect();
+    let resp = client
+        .put(format!("{upload}&comp=blocklist"))
+        .body(format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{list}</BlockList>"
+        ))
+        .send()
+        .await
+        .expect("put block list");
+    assert_eq!(resp.status().as_u16(), 201);
+    assert!(resp.headers().contains_key("etag"));
+    assert!(resp.headers().contains_key("last-modified"));
+    let whole: Vec<u8> = blocks.concat();
+    let (_, done) = twirp(
+        &client,
+        &url_v2,
+        "FinalizeCacheEntryUpload",
+        &tok,
+        json!({"key": "buildkit-blob-sha256:abc", "size_bytes": whole.len(), "version": version}),
+    )
+    .await;
+    assert_eq!(done["ok"], true, "{done}");
+
+    let (_, looked) = twirp(&client, &url_v2, "GetCacheEntryDownloadURL", &tok, json!({"key": "buildkit-blob-sha256:abc", "restore_keys": ["buildkit-blob-sha256:abc"], "version": version})).await;
+    assert_eq!(looked["matched_key"], "buildkit-blob-sha256:abc");
+    let download = looked["signed_download_url"].as_str().expect("url");
+    let resp = client
+        .get(download)
+        .header("x-ms-range", "bytes=100000-")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(resp.status().as_u16(), 206);
+    assert_eq!(resp.headers()["x-ms-blob-type"], "BlockBlob");
+    assert_eq!(
+        resp.bytes().await.expect("body").as_ref(),
+        &whole[100_000..]
+    );
+    let head = client.head(download).send().await.expect("head");
+    assert_eq!(
+        head.headers()["content-length"],
+        whole.len().to_string().as_str()
+    );
+
+    let (_, lookup) = twirp(
+        &client,
+        &url_v2,
+        "LookupCacheEntry",
+        &tok,
+        json!({"key": "buildkit-blob-sha256:abc", "version": version}),
+    )
+    .await;
+    assert_eq!(lookup["exists"], true, "{lookup}");
+    assert_eq!(lookup["entry"]["size_bytes"], whole.len().to_string());
+    // The same entry through the root URL the official client uses: one service.
+    let (_, root) = twirp(
+        &client,
+        &wharf.url("/"),
+        "GetCacheEntryDownloadURL",
+        &tok,
+        json!({"key": "buildkit-blob-sha256:abc", "version": version}),
+    )
+    .await;
+    assert_eq!(root["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_json_or_blob_xml_never_html() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = start(&tmp.path().join("data"));
+    let client = http();
+    let base = wharf.url("/");
+    let tok = token("1", MAIN);
+    let resp = client
+        .post(wharf.url("/twirp/github.actions.results.api.v1.ArtifactService/CreateArtifact"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("artifact");
+    assert_eq!(resp.status().as_u16(), 501);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["code"], "unimplemented");
+    assert!(
+        body["msg"].as_str().unwrap().contains("results_upstream"),
+        "{body}"
+    );
+
+    let (status, body) = twirp(
+        &client,
+        &base,
+        "CreateCacheEntry",
+        &tok,
+        json!({"key": "k".repeat(513), "version": "v"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_argument"))
+    );
+    let (status, body) = twirp(
+        &client,
+        &base,
+        "GetCacheEntryDownloadURL",
+        &tok,
+        json!({"key": "k", "version": "v", "restore_keys": vec!["r"; 10]}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{body}"
+    );
+    let (status, body) = twirp(&client, &base, "NoSuchMethod", &tok, json!({})).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("bad_route")));
+
+    let forged = client
+        .get(wharf.url("/actions/_blob/get?k=x&se=99999999999&sig=00"))
+        .send()
+        .await
+        .expect("forged");
+    assert_eq!(forged.status().as_u16(), 403);
+    assert_eq!(forged.headers()["x-ms-error-code"], "AuthenticationFailed");
+    assert!(forged.text().await.unwrap().starts_with("<?xml"));
+
+    let v1 = client
+        .get(wharf.url("/actions/_apis/artifactcache/nothing"))
+        .send()
+        .await
+        .expect("v1");
+    assert_eq!(v1.status().as_u16(), 404);
+    assert_eq!(v1.headers()["content-type"], "application/json");
+    let huge = client
+        .post(wharf.url("/actions/_apis/artifactcache/caches"))
+        .json(&json!({"key": "k", "version": "v", "cacheSize": 1u64 << 50}))
+        .send()
+        .await
+        .expect("reserve");
+    assert_eq!(huge.status().as_u16(), 400);
+    assert!(huge
+        .text()
+        .await
+        .unwrap()
+        .contains("over this repository's limit"));
+}
