@@ -138,7 +138,11 @@ async fn put_blob(
         }
     }
     let store = repo.engine.store().clone();
-    let (spooled, digest) = upload::spool(&store, &repo.budget, req.body, repo.max_entry).await?;
+    let (spooled, digest) =
+        upload::spool(&store, &repo.budget, req.body, repo.max_entry, true).await?;
+    let Some(digest) = digest else {
+        return Err(UploadError::Invalid("the upload was not hashed".into()));
+    };
     let size = spooled.len;
     let committed =
         tokio::task::spawn_blocking(move || upload::commit(&store, spooled, digest, size))
@@ -169,14 +173,11 @@ async fn put_block(
             )));
         }
     }
-    let staged: u64 = busy.0.state().blocks.values().map(|(s, _)| s.len).sum();
+    let staged: u64 = busy.0.state().blocks.values().map(|s| s.len).sum();
     let limit = repo.max_entry.saturating_sub(staged);
-    let (spooled, digest) =
-        upload::spool(repo.engine.store(), &repo.budget, req.body, limit).await?;
-    busy.0
-        .state()
-        .blocks
-        .insert(id.to_string(), (spooled, digest));
+    let (spooled, _) =
+        upload::spool(repo.engine.store(), &repo.budget, req.body, limit, false).await?;
+    busy.0.state().blocks.insert(id.to_string(), spooled);
     Ok(created(None))
 }
 
@@ -193,7 +194,7 @@ async fn put_block_list(
         let mut state = busy.0.state();
         let mut blocks = Vec::with_capacity(ids.len());
         for id in &ids {
-            let Some((spooled, _)) = state.blocks.remove(id) else {
+            let Some(spooled) = state.blocks.remove(id) else {
                 return Err(UploadError::Invalid(format!(
                     "the block list names a block that was not staged (or twice): {}",
                     id.chars().take(MAX_BLOCK_ID).collect::<String>()

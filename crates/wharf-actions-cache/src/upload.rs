@@ -120,28 +120,32 @@ impl Drop for Spooled {
     }
 }
 
-/// A body read into a new temporary file, hashed on the way, refused past `limit` bytes.
+/// A body read into a new temporary file, refused past `limit` bytes; hashed on the way when `hash` (a staged
+/// block is not: only the whole blob's digest counts, taken when the block list is committed).
 pub async fn spool(
     store: &Arc<Store>,
     budget: &Arc<Budget>,
     body: RequestBody,
     limit: u64,
-) -> Result<(Spooled, Digest), UploadError> {
+    hash: bool,
+) -> Result<(Spooled, Option<Digest>), UploadError> {
     if body.declared_len().is_some_and(|n| n > limit) {
         return Err(UploadError::TooLarge { limit });
     }
     let mut spooled = Spooled::new(store, budget)?;
-    let mut hasher = Sha256Writer::default();
+    let mut hasher = hash.then(Sha256Writer::default);
     let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
     let mut chunks = std::pin::pin!(body.into_stream());
     while let Some(chunk) = chunks.next().await {
         let chunk: Bytes = chunk?;
-        if hasher.len() + chunk.len() as u64 > limit {
+        if spooled.len + chunk.len() as u64 > limit {
             return Err(UploadError::TooLarge { limit });
         }
         budget.take(chunk.len() as u64)?;
         spooled.len += chunk.len() as u64;
-        hasher.update(&chunk);
+        if let Some(hasher) = hasher.as_mut() {
+            hasher.update(&chunk);
+        }
         batch.extend_from_slice(&chunk);
         if batch.len() >= WRITE_BATCH {
             (spooled, batch) = write_batch(spooled, batch).await?;
@@ -150,7 +154,7 @@ pub async fn spool(
     if !batch.is_empty() {
         (spooled, _) = write_batch(spooled, batch).await?;
     }
-    Ok((spooled, hasher.finish()))
+    Ok((spooled, hasher.map(Sha256Writer::finish)))
 }
 
 async fn write_batch(
@@ -251,7 +255,7 @@ impl RangeFile {
 
 #[derive(Default)]
 pub struct SessionState {
-    pub blocks: HashMap<String, (Spooled, Digest)>,
+    pub blocks: HashMap<String, Spooled>,
     pub committed: Option<Committed>,
     pub ranges: Option<RangeFile>,
     /// Requests writing to this session right now.

@@ -58,7 +58,7 @@ pub use respond::{
 pub use secret_file::{
     read_secret, SecretFile, SecretRead, MAX_SECRET_FILE_LEN, RECHECK as SECRET_RECHECK,
 };
-pub use upstream::{ClientBuildError, Upstream, UpstreamOptions};
+pub use upstream::{ClientBuildError, Upstream, UpstreamOptions, HOSTS_FILE_ENV};
 pub use verify::Expected;
 pub use wharf_config::redact_secrets;
 pub use wharf_store::{Entry, Store};

@@ -384,6 +384,33 @@ impl TrustedNames {
 /// configured upstreams or file hosts (so a link's host name cannot lead to loopback or metadata services).
 pub(crate) struct GuardedResolver {
     pub(crate) trusted: TrustedNames,
+    /// A hosts file read before the system's resolver ([`crate::HOSTS_FILE_ENV`]).
+    pub(crate) hosts_file: Option<std::path::PathBuf>,
+}
+
+/// Largest hosts file read.
+const MAX_HOSTS_FILE: u64 = 64 * 1024;
+
+/// The addresses `name` has in the hosts file at `path` (empty when it has none or the file is unreadable).
+fn hosts_file_addrs(path: &std::path::Path, name: &str) -> Vec<SocketAddr> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    let read =
+        std::fs::File::open(path).and_then(|f| f.take(MAX_HOSTS_FILE).read_to_string(&mut text));
+    if read.is_err() {
+        return Vec::new();
+    }
+    let name = name.trim_end_matches('.');
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let ip: IpAddr = words.next()?.parse().ok()?;
+            words
+                .any(|w| w.eq_ignore_ascii_case(name))
+                .then_some(SocketAddr::new(ip, 0))
+        })
+        .collect()
 }
 
 /// The addresses a name may be used with: all of them when the name is trusted, else the non-special ones.
@@ -413,9 +440,17 @@ impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let name = name.as_str().to_string();
         let trusted = self.trusted.contains(&name);
+        let pinned = self
+            .hosts_file
+            .as_deref()
+            .map(|path| hosts_file_addrs(path, &name))
+            .unwrap_or_default();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = if pinned.is_empty() {
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect()
+            } else {
+                pinned
+            };
             let kept = allowed_addrs(trusted, &name, addrs)?;
             Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
         })

@@ -1,8 +1,9 @@
 //! The upstream HTTP client: one connection pool for all repositories, timeouts, and bounded retries with
 //! backoff before the first byte.
 //!
-//! New connections resolve the host name again, and idle connections are closed after a short time, so an
-//! upstream whose address changes is followed within that time. TLS trusts the platform's roots (the system
+//! New connections resolve the host name again, idle connections are closed after a short time, and the
+//! whole pool is replaced every `http.dns_refresh` (requests in progress finish on their old connections), so
+//! an upstream whose address changes is followed within that time even when requests never stop. TLS trusts the platform's roots (the system
 //! store, `SSL_CERT_FILE`), as corporate networks with intercepting proxies need.
 //!
 //! Redirects are followed here, not by the HTTP library: every hop is checked against the request's
@@ -40,6 +41,9 @@ pub struct UpstreamOptions {
     pub max_concurrent_misses: usize,
     /// Longest wait for such a turn before the request is refused as [`FetchError::Busy`].
     pub miss_wait: Duration,
+    /// Longest life of the connection pool: after it, requests use a new pool, whose connections resolve
+    /// names again.
+    pub dns_refresh: Duration,
 }
 
 impl Default for UpstreamOptions {
@@ -53,8 +57,29 @@ impl Default for UpstreamOptions {
             backoff: Duration::from_millis(200),
             max_concurrent_misses: 64,
             miss_wait: Duration::from_secs(10),
+            dns_refresh: Duration::from_secs(30),
         }
     }
+}
+
+/// Names a file in `/etc/hosts` format (`address name...` per line) that the upstream resolver reads before
+/// the system's, on every lookup: a way to pin or move an upstream's name without touching `/etc/hosts` (and
+/// how the tests move one between loopback addresses).
+pub const HOSTS_FILE_ENV: &str = "WHARF_HOSTS_FILE";
+
+fn build_client(
+    options: &UpstreamOptions,
+    resolver: &Arc<GuardedResolver>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(options.connect_timeout)
+        .pool_idle_timeout(options.dns_refresh.min(Duration::from_secs(30)))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .user_agent(options.user_agent.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(resolver.clone())
+        .build()
 }
 
 /// Longest `Retry-After` the client waits for; beyond it the error is returned at once (and stale content,
@@ -62,7 +87,9 @@ impl Default for UpstreamOptions {
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 pub struct Upstream {
-    client: reqwest::Client,
+    /// The client and when it was built; replaced once older than `dns_refresh`.
+    client: std::sync::RwLock<(reqwest::Client, Instant)>,
+    resolver: Arc<GuardedResolver>,
     options: UpstreamOptions,
     trusted: TrustedNames,
     misses: Arc<Semaphore>,
@@ -91,26 +118,41 @@ impl Upstream {
         // rustls needs a process-wide crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let trusted = TrustedNames::default();
-        let resolver = GuardedResolver {
+        let resolver = Arc::new(GuardedResolver {
             trusted: trusted.clone(),
-        };
-        let client = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .user_agent(options.user_agent.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(resolver))
-            .build()
-            .map_err(ClientBuildError)?;
+            hosts_file: std::env::var_os(HOSTS_FILE_ENV).map(std::path::PathBuf::from),
+        });
+        let client = build_client(&options, &resolver).map_err(ClientBuildError)?;
         let misses = Arc::new(Semaphore::new(options.max_concurrent_misses.max(1)));
         Ok(Upstream {
-            client,
+            client: std::sync::RwLock::new((client, Instant::now())),
+            resolver,
             options,
             trusted,
             misses,
         })
+    }
+
+    /// The client to send a request with: a new one (a new pool, so new connections and fresh name
+    /// resolution) once the current one is older than `dns_refresh`.
+    fn client(&self) -> reqwest::Client {
+        {
+            let current = self.client.read().unwrap_or_else(|p| p.into_inner());
+            if current.1.elapsed() < self.options.dns_refresh {
+                return current.0.clone();
+            }
+        }
+        let mut current = self.client.write().unwrap_or_else(|p| p.into_inner());
+        if current.1.elapsed() >= self.options.dns_refresh {
+            match build_client(&self.options, &self.resolver) {
+                Ok(client) => current.0 = client,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew the upstream connection pool; keeping the old one")
+                }
+            }
+            current.1 = Instant::now();
+        }
+        current.0.clone()
     }
 
     /// Lets the names `reach` configures (upstreams, file hosts) resolve to any address, loopback included.
@@ -264,7 +306,7 @@ impl Upstream {
                 }
             }
             let mut builder = self
-                .client
+                .client()
                 .request(method.clone(), current.clone())
                 .headers(hop_headers);
             if let Some(body) = &body {

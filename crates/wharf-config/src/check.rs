@@ -187,6 +187,15 @@ pub(crate) fn http(http: &HttpConfig) -> Vec<ConfigError> {
             );
         }
     }
+    if http.dns_refresh < std::time::Duration::from_secs(1) {
+        errors.push(
+            ConfigError::new(
+                "http.dns_refresh",
+                "below 1s, every request would open a new upstream connection",
+            )
+            .with_hint("use a duration like \"30s\" (the default), at least \"1s\""),
+        );
+    }
     if http.retries > MAX_RETRIES {
         errors.push(
             ConfigError::new(
@@ -322,7 +331,22 @@ pub(crate) fn repo_checks(
     if let Some(spec) = spec {
         let format = spec.format;
         match spec.upstreams {
-            Upstreams::None => {}
+            Upstreams::None => {
+                for (key, given) in [
+                    ("upstream", repo.upstream.is_some()),
+                    ("upstreams", !repo.upstreams.is_empty()),
+                ] {
+                    if given {
+                        errors.push(
+                            ConfigError::new(
+                                at(key),
+                                format!("{format} repositories take no `{key}`"),
+                            )
+                            .with_hint("their content comes from their clients: remove the key"),
+                        );
+                    }
+                }
+            }
             Upstreams::Aliased { example } => {
                 if repo.upstream.is_some() {
                     errors.push(

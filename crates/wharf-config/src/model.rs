@@ -171,7 +171,14 @@ pub struct HttpConfig {
     /// How long such a request waits for its turn before the client is answered 503 with `Retry-After`.
     #[serde(serialize_with = "ser::duration")]
     pub miss_wait: Duration,
+    /// Longest life of a pooled upstream connection: after it, new requests open new connections and resolve
+    /// the upstream's name again, so an upstream whose address changes is followed under constant load.
+    #[serde(serialize_with = "ser::duration")]
+    pub dns_refresh: Duration,
 }
+
+/// Default `http.dns_refresh`.
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -183,6 +190,7 @@ impl Default for HttpConfig {
             user_agent: None,
             max_concurrent_misses: 64,
             miss_wait: Duration::from_secs(10),
+            dns_refresh: DEFAULT_DNS_REFRESH,
         }
     }
 }

@@ -305,7 +305,7 @@ fn unknown_keys_without_a_close_match_list_the_allowed_ones() {
     let error = single("http:\n  colour: blue\n", "http.colour");
     assert_eq!(
         hint(&error),
-        "allowed keys here: connect_timeout, timeout, read_timeout, retries, user_agent, max_concurrent_misses, miss_wait"
+        "allowed keys here: connect_timeout, timeout, read_timeout, retries, user_agent, max_concurrent_misses, miss_wait, dns_refresh"
     );
 }
 
@@ -1104,4 +1104,17 @@ fn price_per_gb_defaults_to_the_nat_gateway_price_and_refuses_nonsense() {
     assert!(hint(&e).contains("without quotes"), "{e}");
     let e = single("price_per_gb: 5000\n", "price_per_gb");
     assert!(hint(&e).contains("0.045"), "{e}");
+}
+
+#[test]
+fn dns_refresh_defaults_to_30s_and_is_at_least_a_second() {
+    assert_eq!(
+        parse("http: {}\n").http.dns_refresh,
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(
+        parse("http:\n  dns_refresh: 1m\n").http.dns_refresh,
+        std::time::Duration::from_secs(60)
+    );
+    single("http:\n  dns_refresh: 100ms\n", "http.dns_refresh");
 }

@@ -52,6 +52,7 @@ const HTTP_KEYS: &[&str] = &[
     "user_agent",
     "max_concurrent_misses",
     "miss_wait",
+    "dns_refresh",
 ];
 const SERVER_KEYS: &[&str] = &[
     "header_timeout",
@@ -702,6 +703,7 @@ impl Walker<'_> {
             ("timeout", &mut http.timeout),
             ("read_timeout", &mut http.read_timeout),
             ("miss_wait", &mut http.miss_wait),
+            ("dns_refresh", &mut http.dns_refresh),
         ] {
             if let Some(duration) = section
                 .get(key)

@@ -146,6 +146,7 @@ fn upstream_options(config: &Config) -> UpstreamOptions {
         retries: config.http.retries,
         max_concurrent_misses: config.http.max_concurrent_misses as usize,
         miss_wait: config.http.miss_wait,
+        dns_refresh: config.http.dns_refresh,
         ..UpstreamOptions::default()
     };
     if let Some(ua) = &config.http.user_agent {

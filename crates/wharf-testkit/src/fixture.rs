@@ -67,6 +67,16 @@ impl FixtureUpstream {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .await
             .expect("bind 127.0.0.1:0");
+        FixtureUpstream::serve(listener)
+    }
+
+    /// Starts on `addr` (another loopback address, a given port); `None` when it cannot be bound.
+    pub async fn start_on(addr: SocketAddr) -> Option<FixtureUpstream> {
+        let listener = tokio::net::TcpListener::bind(addr).await.ok()?;
+        Some(FixtureUpstream::serve(listener))
+    }
+
+    fn serve(listener: tokio::net::TcpListener) -> FixtureUpstream {
         let state = Arc::new(State::default());
         let st = state.clone();
         let handler: Handler = Arc::new(move |req| Box::pin(handle(st.clone(), req)));

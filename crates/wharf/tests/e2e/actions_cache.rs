@@ -844,3 +844,180 @@ async fn refusals_are_json_or_blob_xml_never_html() {
         .unwrap()
         .contains("over this repository's limit"));
 }
+
+/// The ARC example's patch does what its comment says: GNU sed renames the UTF-16 variable names the runner
+/// writes, and leaves everything else (the variables the pod sets) alone.
+#[test]
+fn the_arc_example_patch_renames_the_runner_variables() {
+    if !require_tool("sed", &["--version"]) {
+        return;
+    }
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/examples/arc-runner-scale-set-actions-cache.yaml"
+    );
+    let docs: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(example).expect("example")).expect("yaml");
+    let runner = &docs["template"]["spec"]["containers"][0];
+    let script = runner["command"][2].as_str().expect("script");
+    let env: Vec<(&str, &str)> = runner["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+        .collect();
+    assert!(env.contains(&("ACTIONS_RESULTS_URL", "http://wharf.wharf.svc:8080/")));
+    assert!(env.contains(&("ACTIONS_CACHE_URL", "http://wharf.wharf.svc:8080/actions/")));
+    let utf16 =
+        |text: &str| -> Vec<u8> { text.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dll = tmp.path().join("Runner.Worker.dll");
+    let original = [
+        utf16("Environment[ACTIONS_RESULTS_URL]"),
+        vec![0xff, 0x00],
+        utf16("ACTIONS_CACHE_URL ACTIONS_RUNTIME_URL"),
+    ]
+    .concat();
+    std::fs::write(&dll, &original).expect("write");
+    let sed = script.split("&&").next().expect("sed part").replace(
+        "/home/runner/bin/Runner.Worker.dll",
+        &dll.display().to_string(),
+    );
+    let status = Command::new("sh").args(["-c", &sed]).status().expect("sh");
+    assert!(status.success());
+    let patched = std::fs::read(&dll).expect("read");
+    let expected = [
+        utf16("Environment[ACTIONS_RESULTS_ORL]"),
+        vec![0xff, 0x00],
+        utf16("ACTIONS_CACHE_ORL ACTIONS_RUNTIME_URL"),
+    ]
+    .concat();
+    assert_eq!(patched, expected);
+}
+
+/// Saves `body` under `key` through the raw v2 protocol (one-shot upload); true when finalized.
+async fn save_raw(
+    client: &reqwest::Client,
+    base: &str,
+    tok: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> bool {
+    let version = "d".repeat(64);
+    let (_, created) = twirp(
+        client,
+        base,
+        "CreateCacheEntry",
+        tok,
+        json!({"key": key, "version": version}),
+    )
+    .await;
+    let Some(url) = created["signed_upload_url"].as_str() else {
+        return false;
+    };
+    let len = body.len();
+    let put = client
+        .put(url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .body(body)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 201);
+    let (_, done) = twirp(
+        client,
+        base,
+        "FinalizeCacheEntryUpload",
+        tok,
+        json!({"key": key, "version": version, "size_bytes": len}),
+    )
+    .await;
+    done["ok"] == true
+}
+
+async fn restorable(client: &reqwest::Client, base: &str, tok: &str, key: &str) -> bool {
+    let (_, found) = twirp(
+        client,
+        base,
+        "GetCacheEntryDownloadURL",
+        tok,
+        json!({"key": key, "version": "d".repeat(64)}),
+    )
+    .await;
+    found["ok"] == true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_size_drops_the_caches_restored_least_recently() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        "  actions:\n    format: actions-cache\n    max_size: 1MiB\n    max_unused: 7d\n",
+        "",
+    );
+    let client = http();
+    let base = wharf.url("/");
+    let tok = token("1", MAIN);
+    for (i, key) in ["k1", "k2"].iter().enumerate() {
+        assert!(save_raw(&client, &base, &tok, key, noise(400_000, 40 + i as u8)).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // k1 restored: now k2 is the least recently used.
+    assert!(restorable(&client, &base, &tok, "k1").await);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(save_raw(&client, &base, &tok, "k3", noise(400_000, 43)).await);
+    assert!(
+        restorable(&client, &base, &tok, "k1").await,
+        "restored recently: kept"
+    );
+    assert!(
+        restorable(&client, &base, &tok, "k3").await,
+        "just saved: kept"
+    );
+    assert!(
+        !restorable(&client, &base, &tok, "k2").await,
+        "least recently used: dropped"
+    );
+    // An entry larger than max_size is refused before it is stored.
+    let (_, created) = twirp(
+        &client,
+        &base,
+        "CreateCacheEntry",
+        &tok,
+        json!({"key": "huge", "version": "d".repeat(64)}),
+    )
+    .await;
+    let url = created["signed_upload_url"].as_str().expect("url");
+    let put = client
+        .put(url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .body(vec![0u8; 1_100_000])
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 413);
+    assert!(!restorable(&client, &base, &tok, "huge").await);
+}
+
+#[test]
+fn config_check_reads_the_formats_own_keys() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        "repositories:\n  actions:\n    format: actions-cache\n    max_size: 0\n    max_unsued: 7d\n    scoping: branches\n    upstream: \"https://example.invalid/\"\n",
+    )
+    .expect("write");
+    let output = Command::new(WHARF)
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(text.contains("repositories.actions.max_size"), "{text}");
+    assert!(text.contains("max_unused"), "did you mean: {text}");
+    assert!(text.contains("repositories.actions.scoping"), "{text}");
+    assert!(text.contains("repositories.actions.upstream"), "{text}");
+}

@@ -127,6 +127,17 @@ fn files(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) {
     }
 }
 
+/// wharf with a `preset: apt` repository `debian` in front of `<upstream>debian/`, indexes fresh for 1 s.
+fn start_debian(root: &Path, upstream: &str) -> Wharf {
+    Wharf::start(
+        &root.join("data"),
+        &format!(
+            "  debian:\n    format: generic\n    upstream: \"{upstream}debian/\"\n    preset: apt\n    metadata_ttl: 1s\n"
+        ),
+        "http:\n  retries: 0",
+    )
+}
+
 /// `apt-get` with all its state, cache and configuration in `root` (the sources name the key they trust).
 fn apt_get(root: &Path, args: &[&str]) -> (bool, String) {
     let opt = |k: &str, v: &Path| format!("{k}={}", v.display());
@@ -178,14 +189,7 @@ async fn apt_update_and_download_through_the_preset_then_with_the_upstream_down(
             "application/octet-stream",
         );
     }
-    let wharf = Wharf::start(
-        &tmp.path().join("data"),
-        &format!(
-            "  debian:\n    format: generic\n    upstream: \"{}debian/\"\n    preset: apt\n    metadata_ttl: 1s\n",
-            up.url()
-        ),
-        "http:\n  retries: 0",
-    );
+    let wharf = start_debian(tmp.path(), &up.url());
     let client = tmp.path().join("client");
     std::fs::create_dir_all(client.join("state/lists/partial")).unwrap();
     std::fs::create_dir_all(client.join("cache/archives/partial")).unwrap();
@@ -279,14 +283,7 @@ async fn an_unhashed_index_is_the_one_the_served_release_file_names_during_an_up
     );
     up.put(index, v1.clone(), "text/plain");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let wharf = Wharf::start(
-        &tmp.path().join("data"),
-        &format!(
-            "  debian:\n    format: generic\n    upstream: \"{}debian/\"\n    preset: apt\n    metadata_ttl: 1s\n",
-            up.url()
-        ),
-        "http:\n  retries: 0",
-    );
+    let wharf = start_debian(tmp.path(), &up.url());
     let client = http();
     let get = |path: &str| {
         let client = client.clone();

@@ -5,8 +5,9 @@
 //! Each pull goes into its own containerd namespace, and the namespaces share no content, so every pull
 //! downloads every blob from wharf.
 //!
-//! What `ctr` cannot express (50 pulls at once, Docker's mirror paths without `ns`, ranges, a corrupted
-//! blob, a token realm) stays in `oci.rs` with its request-shaped client.
+//! `oci.rs` uses these helpers for its own containerd pulls; what `ctr` cannot express (50 pulls at once,
+//! Docker's mirror paths without `ns`, ranges, a corrupted blob, error bodies) stays there with its
+//! request-shaped client.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ const REGISTRY: &str = "registry.test";
 /// A pull's upper bound (it did not hang), not a speed expectation.
 const PULL_LIMIT: Duration = Duration::from_secs(120);
 
-fn tools() -> bool {
+pub(crate) fn tools() -> bool {
     require_tool("skopeo", &["--version"])
         && require_tool("docker-registry", &["--version"])
         && containerd_available()
@@ -57,13 +58,20 @@ fn hosts_toml_from_env(wharf: &Wharf, alias: &str) -> String {
 
 /// A `certs.d`-style directory holding the `hosts.toml` wharf printed for [`REGISTRY`].
 fn hosts_dir(wharf: &Wharf, dir: &Path) -> PathBuf {
+    hosts_dir_for(wharf, &[REGISTRY], dir)
+}
+
+/// A `certs.d`-style directory under `dir` holding the `hosts.toml` wharf printed for each of `aliases`.
+pub(crate) fn hosts_dir_for(wharf: &Wharf, aliases: &[&str], dir: &Path) -> PathBuf {
     let hosts = dir.join("certs.d");
-    std::fs::create_dir_all(hosts.join(REGISTRY)).expect("mkdir certs.d");
-    std::fs::write(
-        hosts.join(REGISTRY).join("hosts.toml"),
-        hosts_toml_from_env(wharf, REGISTRY),
-    )
-    .expect("write hosts.toml");
+    for alias in aliases {
+        std::fs::create_dir_all(hosts.join(alias)).expect("mkdir certs.d");
+        std::fs::write(
+            hosts.join(alias).join("hosts.toml"),
+            hosts_toml_from_env(wharf, alias),
+        )
+        .expect("write hosts.toml");
+    }
     hosts
 }
 
@@ -83,7 +91,7 @@ fn pull_command(
     cmd
 }
 
-fn pull(
+pub(crate) fn pull(
     containerd: &Containerd,
     namespace: &str,
     hosts: &Path,
@@ -125,7 +133,7 @@ fn ctr_lines(containerd: &Containerd, namespace: &str, args: &[&str]) -> Vec<Str
 }
 
 /// The digest containerd recorded for image `reference` in `namespace`.
-fn image_digest(containerd: &Containerd, namespace: &str, reference: &str) -> String {
+pub(crate) fn image_digest(containerd: &Containerd, namespace: &str, reference: &str) -> String {
     let lines = ctr_lines(containerd, namespace, &["images", "ls"]);
     lines
         .iter()

@@ -390,3 +390,73 @@ async fn a_purge_on_one_replica_holds_for_every_replica_on_the_bucket() {
     assert_eq!(seen, 2, "b dropped its copy after a's purge");
     assert_eq!(body(&a).await, 2);
 }
+
+/// An upstream whose name moves to another address while a request arrives every 0.5 s (a mutable file with
+/// a 1 s TTL, so each one revalidates upstream over a pooled connection) is followed within
+/// `http.dns_refresh`. Before, the pooled connection to the old address was kept as long as requests flowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_moves_is_followed_under_constant_load() {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let loopback = |last: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last));
+    // The same port on two loopback addresses.
+    let mut pair = None;
+    for _ in 0..20 {
+        let Some(old) =
+            wharf_testkit::FixtureUpstream::start_on(SocketAddr::new(loopback(2), 0)).await
+        else {
+            break;
+        };
+        let port = old.addr().port();
+        if let Some(new) =
+            wharf_testkit::FixtureUpstream::start_on(SocketAddr::new(loopback(3), port)).await
+        {
+            pair = Some((old, new, port));
+            break;
+        }
+    }
+    let (old, new, port) = pair.expect("one port free on 127.0.0.2 and 127.0.0.3");
+    old.put("/meta.txt", "old\n", "text/plain");
+    new.put("/meta.txt", "new\n", "text/plain");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let hosts = tmp.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.2 mirror.wharf.test\n").expect("hosts");
+    let hosts_text = hosts.display().to_string();
+    let wharf = Wharf::start_with_env(
+        &tmp.path().join("data"),
+        &format!(
+            "  files:\n    format: generic\n    upstream: \"http://mirror.wharf.test:{port}/\"\n    metadata_ttl: 1s\n"
+        ),
+        "http:\n  retries: 0\n  dns_refresh: 3s",
+        &[("WHARF_HOSTS_FILE", hosts_text.as_str())],
+    );
+    let url = wharf.url("/files/meta.txt");
+    let read = || async {
+        let (status, text) = get_text(&url).await;
+        assert_eq!(status, 200, "{text}");
+        text
+    };
+    for _ in 0..4 {
+        assert_eq!(read().await, "old\n");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(old.requests() >= 2, "requests reached the old address");
+
+    std::fs::write(&hosts, "127.0.0.3 mirror.wharf.test\n").expect("hosts");
+    let moved = Instant::now();
+    let followed = loop {
+        if read().await == "new\n" {
+            break Some(moved.elapsed());
+        }
+        if moved.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let followed =
+        followed.expect("wharf kept talking to the old address for 20 s of steady requests");
+    assert!(
+        followed <= Duration::from_secs(10),
+        "followed after {followed:?}"
+    );
+    eprintln!("moved upstream followed after {followed:?} (dns_refresh 3s)");
+}

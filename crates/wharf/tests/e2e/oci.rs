@@ -1,10 +1,10 @@
 //! Container images: the real `wharf` binary in front of Debian's `docker-registry` (the distribution
 //! registry), seeded with `skopeo copy` from a multi-arch OCI layout each test builds, pulled with `skopeo`.
 //!
-//! containerd itself pulls through wharf in `containerd.rs`; here [`containerd_pull`] makes the requests of
-//! its pull (`HEAD` of the tag, `GET` of the index, platform manifest and blobs, all with `?ns=<registry>`)
-//! for what `ctr` cannot express: 50 pulls at once with Docker's mirror paths and ranges, two upstreams of one
-//! repository, a token realm, a corrupted blob, the exact upstream request after the TTL. Between wharf and each registry sits an
+//! containerd itself pulls through wharf in `containerd.rs` and in the tests here that pull from two upstreams
+//! and through a token realm; [`containerd_pull`] makes the requests of its pull (`HEAD` of the tag, `GET` of
+//! the index, platform manifest and blobs, all with `?ns=<registry>`) only for what `ctr` cannot express: 50
+//! pulls at once next to Docker's mirror paths and ranges. Between wharf and each registry sits an
 //! in-process proxy the test controls: it counts requests, can require bearer tokens (the distribution
 //! registry's own `auth: token` needs JWTs signed with a certificate; the proxy implements the same challenge
 //! flow with opaque tokens) and can corrupt one blob.
@@ -22,6 +22,9 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use serde_json::json;
 
+use wharf_testkit::{Containerd, DockerRegistry, OciImage};
+
+use crate::containerd::{hosts_dir_for, image_digest, pull as ctr_pull, tools as containerd_tools};
 use crate::support::{free_port, http, require_tool, run, sha256_hex, Wharf};
 
 const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
@@ -566,12 +569,15 @@ async fn oci_two_upstreams_by_ns_and_alias_unconfigured_ns_never_dialled() {
     if !tools() {
         return;
     }
+    if !containerd_tools() {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
-    let first = build_image(dir.path(), "1", 50_000, 3);
-    let second = build_image(dir.path(), "2", 50_000, 4);
-    let registry_a = Registry::start(dir.path());
+    let first = OciImage::multi_arch(dir.path(), "1", 50_000, 3);
+    let second = OciImage::multi_arch(dir.path(), "2", 50_000, 4);
+    let registry_a = DockerRegistry::start(dir.path());
     registry_a.push(&first, "org/one", "1");
-    let registry_b = Registry::start(dir.path());
+    let registry_b = DockerRegistry::start(dir.path());
     registry_b.push(&second, "org/two", "2");
     let proxy_a = Proxy::start(registry_a.addr, None).await;
     let proxy_b = Proxy::start(registry_b.addr, None).await;
@@ -586,12 +592,21 @@ async fn oci_two_upstreams_by_ns_and_alias_unconfigured_ns_never_dialled() {
     let base = wharf.url("");
     let base = base.trim_end_matches('/');
     let client = http();
-    containerd_pull(&client, base, "a.test:5000", "org/one", "1", &first)
-        .await
-        .expect("a.test:5000 by ns");
-    containerd_pull(&client, base, "b.test", "org/two", "2", &second)
-        .await
-        .expect("b.test by ns");
+    // containerd, with the hosts.toml wharf prints for both registries, picks each by `ns`.
+    let containerd = Containerd::start().expect("containerd");
+    let hosts = hosts_dir_for(&wharf, &["a.test:5000", "b.test"], dir.path());
+    for (ns, reference, image) in [
+        ("one", "a.test:5000/org/one:1", &first),
+        ("two", "b.test/org/two:2", &second),
+    ] {
+        tokio::task::block_in_place(|| {
+            ctr_pull(&containerd, ns, &hosts, &["--all-platforms"], reference)
+        })
+        .unwrap_or_else(|e| panic!("{reference}: {e}"));
+        assert_eq!(image_digest(&containerd, ns, reference), image.index_digest);
+    }
+    assert_eq!(proxy_a.count("GET /v2/org/one/manifests/1"), 1);
+    assert_eq!(proxy_b.count("GET /v2/org/two/manifests/2"), 1);
     let wrong_registry = client
         .get(format!("{base}/v2/org/two/manifests/2?ns=a.test:5000"))
         .header("accept", ACCEPT)
@@ -636,9 +651,12 @@ async fn oci_token_is_fetched_once_and_wrong_credentials_fail_fast() {
     if !tools() {
         return;
     }
+    if !containerd_tools() {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
-    let image = build_image(dir.path(), "1", 50_000, 5);
-    let registry = Registry::start(dir.path());
+    let image = OciImage::multi_arch(dir.path(), "1", 50_000, 5);
+    let registry = DockerRegistry::start(dir.path());
     registry.push(&image, "org/app", "1");
     let proxy = Proxy::start(registry.addr, Some("ci:s3cret")).await;
     let good = dir.path().join("good-credentials");
@@ -651,19 +669,25 @@ async fn oci_token_is_fetched_once_and_wrong_credentials_fail_fast() {
         ),
         "",
     );
-    let base = wharf.url("");
     let client = http();
-    for _ in 0..3 {
-        containerd_pull(
-            &client,
-            base.trim_end_matches('/'),
-            "auth.test",
-            "org/app",
-            "1",
-            &image,
-        )
-        .await
+    // Three containerd namespaces pull (none shares content with another): one token serves them all.
+    let containerd = Containerd::start().expect("containerd");
+    let hosts = hosts_dir_for(&wharf, &["auth.test"], dir.path());
+    for ns in ["first", "second", "third"] {
+        tokio::task::block_in_place(|| {
+            ctr_pull(
+                &containerd,
+                ns,
+                &hosts,
+                &["--all-platforms"],
+                "auth.test/org/app:1",
+            )
+        })
         .expect("pull with token auth");
+        assert_eq!(
+            image_digest(&containerd, ns, "auth.test/org/app:1"),
+            image.index_digest
+        );
     }
     assert_eq!(
         proxy.knobs.tokens_issued.load(Ordering::SeqCst),
