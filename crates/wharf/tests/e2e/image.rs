@@ -503,7 +503,11 @@ async fn image_pulled_through_wharf_runs_under_containerd_serves_pip_and_drains(
     let started = Instant::now();
     let mut task = containerd
         .ctr("smoke")
-        .args(["run", "--net-host", "--read-only", "--mount"])
+        .args(["run", "--net-host", "--read-only", "--runc-root"])
+        .arg(containerd.dir().join("runc"))
+        .arg("--fifo-dir")
+        .arg(containerd.dir().join("fifo"))
+        .arg("--mount")
         .arg(mount(&config_dir, "/etc/wharf/config", "ro"))
         .arg("--mount")
         .arg(mount(&data_dir, "/var/lib/wharf", "rw"))

@@ -76,7 +76,7 @@ impl S3Server {
     }
 
     /// The object keys under `prefix` in the bucket.
-    async fn keys(&self, prefix: &str) -> Vec<String> {
+    pub(crate) async fn keys(&self, prefix: &str) -> Vec<String> {
         let body = self
             .request(
                 reqwest::Method::GET,
