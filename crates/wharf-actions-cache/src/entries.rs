@@ -16,6 +16,8 @@ use crate::layout::{entry_key, scope_prefix, split_entry};
 pub const LIST_LIMIT: usize = 1000;
 /// Most entries a repository keeps; the least recently used go first beyond it.
 pub const MAX_ENTRIES: usize = 50_000;
+/// Most scopes a lookup that found nothing locally asks the shared tier about (one request each).
+pub const MAX_SHARED_SCOPES: usize = 4;
 
 /// Who is asking: the namespace (repository) and the scopes the job may read and write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +112,7 @@ pub async fn find(
     if local.is_some() {
         return Ok(local);
     }
-    for scope in &caller.read {
+    for scope in caller.read.iter().take(MAX_SHARED_SCOPES) {
         let index_key = entry_key(&caller.namespace, scope, key, version);
         if let Some((entry, _blob)) = store.pull_shared(repo, &index_key, |_| true).await {
             return Ok(Some(Found {

@@ -105,8 +105,9 @@ impl Claims {
     }
 }
 
-/// An unsigned JWT with `payload` (for tests and examples).
-pub fn unsigned_jwt(payload: &Value) -> String {
+/// An unsigned JWT with `payload`.
+#[cfg(test)]
+fn unsigned_jwt(payload: &Value) -> String {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     format!(
         "{}.{}.",

@@ -173,7 +173,6 @@ async fn write_batch(
 /// Writes a body at `offset` of `file` (a v1 range), exactly `len` bytes.
 pub async fn write_range(
     file: Arc<File>,
-    budget: &Arc<Budget>,
     body: RequestBody,
     offset: u64,
     len: u64,
@@ -220,7 +219,6 @@ pub async fn write_range(
             at - offset
         )));
     }
-    let _ = budget;
     Ok(())
 }
 

@@ -263,7 +263,7 @@ async fn patch(repo: &ActionsRepo, req: RepoRequest, id: &str) -> Response<Body>
         }
         ranges.file.clone()
     };
-    if let Err(e) = upload::write_range(file, &repo.budget, req.body, start, end - start).await {
+    if let Err(e) = upload::write_range(file, req.body, start, end - start).await {
         return json_error(StatusCode::BAD_REQUEST, &e.to_string());
     }
     if let Some(ranges) = busy.0.state().ranges.as_mut() {

@@ -143,6 +143,39 @@ impl Engine {
         Ok(Some(served_from_blob(Outcome::Hit, entry, blob)))
     }
 
+    /// A stored answer for `key` that no upstream backs (content clients pushed): the local entry, or the one
+    /// another replica shared when the local tier lacks it. With `newest`, the shared tier is asked even when a
+    /// local entry exists, and its entry wins when it was recorded later (a tag pushed again through another
+    /// replica). Never contacts an upstream.
+    pub async fn stored(
+        &self,
+        repo: &str,
+        key: &str,
+        newest: bool,
+    ) -> Result<Option<Served>, FetchError> {
+        let local = self
+            .store
+            .lookup(repo, key)
+            .map_err(store_err)?
+            .filter(|e| !e.is_negative());
+        if local.is_none() || (newest && self.store.has_shared()) {
+            let local_at = local.as_ref().map(|e| e.fetched_at);
+            let newer = |e: &Entry| local_at.is_none_or(|at| e.fetched_at > at);
+            if let Some((entry, blob)) = self.store.pull_shared(repo, key, newer).await {
+                self.metrics.outcome(repo, Outcome::Hit);
+                return Ok(Some(served_from_blob(Outcome::Hit, entry, blob)));
+            }
+        }
+        let Some(entry) = local else {
+            return Ok(None);
+        };
+        let Some(blob) = self.open_blob(repo, key, &entry)? else {
+            return Ok(None);
+        };
+        self.metrics.outcome(repo, Outcome::Hit);
+        Ok(Some(served_from_blob(Outcome::Hit, entry, blob)))
+    }
+
     /// Answers from a copy the format derived from a fresh stored entry (a parsed index page kept in memory,
     /// keyed by the entry's digest), without opening the blob. `derive` returns `None` when the format has no
     /// such copy; only a `Some` counts as a hit. Callers go on with [`Engine::get`] otherwise.

@@ -37,6 +37,10 @@ pub trait Repository: Send + Sync + 'static {
     fn route_prefix(&self) -> Option<&'static str> {
         None
     }
+    /// A repository's own section of `/status` (hosted OCI namespaces), if it has one.
+    fn status(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Attached to responses by formats with several upstreams, so the access log and metrics can name the one

@@ -65,6 +65,59 @@ pub fn client_settings(repo: &str, upstreams: &[(String, Url)], wharf: &Url) -> 
     out
 }
 
+/// What `wharf env` adds for hosted namespaces: how CI pushes images and build caches there.
+pub fn hosted_settings(hosted: &crate::hosted::HostedConfig, wharf: &Url) -> String {
+    let mut root = wharf.clone();
+    root.set_path("");
+    root.set_query(None);
+    let authority = match (root.host_str(), root.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_string(),
+        _ => root.as_str().trim_end_matches('/').to_string(),
+    };
+    let insecure = root.scheme() == "http";
+    let token = hosted.token_file.display();
+    let first = hosted.namespaces.first().map_or("ci", String::as_str);
+    let cache = hosted
+        .namespaces
+        .iter()
+        .find(|n| n.as_str() == "cache")
+        .map_or(first, String::as_str);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n# Hosted namespaces (push here; never forwarded upstream): {}",
+        hosted
+            .namespaces
+            .iter()
+            .map(|n| format!("{authority}/{n}/"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "# Pushes need the token in {token} as the password (any user name); pulls are anonymous.\n\
+         # skopeo copy{tls} --dest-creds \"ci:$(cat {token})\" docker-archive:image.tar docker://{authority}/{first}/app:$TAG\n\
+         # docker login {authority} -u ci --password-stdin < {token}\n\
+         # docker buildx build --cache-to type=registry,ref={authority}/{cache}/app:buildcache,mode=max \\\n\
+         #   --cache-from type=registry,ref={authority}/{cache}/app:buildcache .\n\
+         # kaniko: --cache=true --cache-repo={authority}/{cache}/app{kaniko}",
+        tls = if insecure { " --dest-tls-verify=false" } else { "" },
+        kaniko = if insecure {
+            format!(" --insecure-registry={authority}")
+        } else {
+            String::new()
+        },
+    );
+    if insecure {
+        let _ = writeln!(
+            out,
+            "\n# BuildKit (buildkitd.toml) for a plain-HTTP registry:\n[registry.\"{authority}\"]\n  http = true\n  insecure = true"
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +146,40 @@ mod tests {
         assert!(text.contains("prefix = \"ghcr.io\"\nlocation = \"ghcr.example.com:8443\""));
         assert!(text.contains("location = \"wharf.ci:8080/ghcr.io\"\ninsecure = true"));
         assert!(text.contains("\"registry-mirrors\": [\"http://wharf.ci:8080\"]"));
+    }
+
+    #[test]
+    fn hosted_namespaces_get_push_lines() {
+        let hosted = crate::hosted::HostedConfig {
+            namespaces: vec!["ci".into(), "cache".into()],
+            token_file: "/etc/wharf/push-token".into(),
+            retention: Default::default(),
+        };
+        let text = hosted_settings(&hosted, &Url::parse("http://wharf.ci:8080/").unwrap());
+        assert!(
+            text.contains("wharf.ci:8080/ci/, wharf.ci:8080/cache/"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--dest-creds \"ci:$(cat /etc/wharf/push-token)\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("ref=wharf.ci:8080/cache/app:buildcache,mode=max"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[registry.\"wharf.ci:8080\"]\n  http = true"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--cache-repo=wharf.ci:8080/cache/app --insecure-registry=wharf.ci:8080"),
+            "{text}"
+        );
+        let https = hosted_settings(&hosted, &Url::parse("https://wharf.example/").unwrap());
+        assert!(
+            !https.contains("http = true") && !https.contains("tls-verify"),
+            "{https}"
+        );
     }
 }

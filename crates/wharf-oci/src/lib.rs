@@ -21,6 +21,7 @@
 
 mod auth;
 pub mod client_settings;
+pub mod hosted;
 mod media;
 #[cfg(test)]
 mod props;
@@ -39,7 +40,7 @@ use wharf_cache::{
     fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Engine, Expected, FetchError,
     FetchRequest, FormatDescriptor, Freshness, RepoRequest, Repository, Served, UpstreamLabel,
 };
-use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
+use wharf_config::{ConfigError, Format, FormatSpec, KeyKind, KeySpec, RepoConfig, Upstreams};
 
 use auth::{AuthError, Authenticator};
 use route::{Reference, Refusal, Route};
@@ -63,6 +64,8 @@ pub struct OciRepo {
     auth: Authenticator,
     /// Sizes declared by the manifests served, bounding the downloads of what they reference.
     sizes: sizes::DeclaredSizes,
+    /// The namespaces that accept pushes (`hosted:`), if any.
+    hosted: Option<Arc<hosted::Hosted>>,
 }
 
 /// The OCI format's descriptor, listed in the server's format registry.
@@ -70,6 +73,8 @@ pub const FORMAT: FormatDescriptor = FormatDescriptor {
     config: FormatSpec {
         // Tarballs, `dl` downloads, token realms and redirects may live on hosts listed here.
         keys: &["file_hosts"],
+        own_keys: OWN_KEYS,
+        check: check_hosted,
         synonyms: &[
             "docker",
             "container",
@@ -87,13 +92,122 @@ pub const FORMAT: FormatDescriptor = FormatDescriptor {
     },
     build,
     client_settings: |cfg, base, _repo_base| {
-        client_settings::client_settings(&cfg.name, &cfg.upstreams, base)
+        let mut out = client_settings::client_settings(&cfg.name, &cfg.upstreams, base);
+        if let Ok(Some(hosted)) = hosted_config(cfg) {
+            out.push_str(&client_settings::hosted_settings(&hosted, base));
+        }
+        out
     },
     purge_selectors: &[],
 };
 
 /// Builds the repository from its configuration.
 pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
+    let hosted = hosted_config(cfg)?;
+    build_with(cfg, engine, hosted, Arc::new(wharf_store::now_ms))
+}
+
+const RETENTION_KEYS: &[KeySpec] = &[
+    KeySpec::new(
+        "keep_tags",
+        KeyKind::Integer,
+        "Tags kept per repository name, newest pushes first",
+    ),
+    KeySpec::new(
+        "untagged_after",
+        KeyKind::Duration,
+        "Manifests that no kept tag names are removed this long after their push",
+    ),
+    KeySpec::new(
+        "max_size",
+        KeyKind::Size,
+        "Above this many bytes of hosted content the oldest tags are removed first",
+    ),
+];
+
+const HOSTED_KEYS: &[KeySpec] = &[
+    KeySpec::new(
+        "namespaces",
+        KeyKind::Strings,
+        "First name components that accept pushes (/v2/<namespace>/...); never forwarded upstream",
+    ),
+    KeySpec::new(
+        "token_file",
+        KeyKind::Path,
+        "File holding the push token: the HTTP Basic password, with any user name",
+    ),
+    KeySpec::new(
+        "retention",
+        KeyKind::Section(RETENTION_KEYS),
+        "What the background retention pass removes (keep_tags, untagged_after, max_size)",
+    ),
+];
+
+/// The keys only oci repositories read.
+pub const OWN_KEYS: &[KeySpec] = &[KeySpec::new(
+    "hosted",
+    KeyKind::Section(HOSTED_KEYS),
+    "Namespaces that accept pushes (images and build caches from CI), with a push token and retention",
+)];
+
+/// The `hosted:` section of `cfg`, if it has one.
+pub fn hosted_config(cfg: &RepoConfig) -> Result<Option<hosted::HostedConfig>, BuildError> {
+    let Some(section) = cfg.own.section("hosted") else {
+        return Ok(None);
+    };
+    let token_file = section.path("token_file").ok_or_else(|| {
+        BuildError::at(
+            "hosted.token_file",
+            "required: the file holding the push token (e.g. `token_file: /etc/wharf/push-token`)",
+        )
+    })?;
+    let retention = section
+        .section("retention")
+        .map(|r| hosted::Retention {
+            keep_tags: r.integer("keep_tags"),
+            untagged_after: r.duration("untagged_after"),
+            max_size: r.size("max_size"),
+        })
+        .unwrap_or_default();
+    Ok(Some(hosted::HostedConfig {
+        namespaces: section.strings("namespaces").to_vec(),
+        token_file: token_file.to_path_buf(),
+        retention,
+    }))
+}
+
+/// The hosted section's own rules, reported by `config check` with the field path.
+fn check_hosted(cfg: &RepoConfig) -> Vec<ConfigError> {
+    let aliases: Vec<String> = cfg.upstreams.iter().map(|(a, _)| a.clone()).collect();
+    let checked = hosted_config(cfg).and_then(|h| match h {
+        Some(h) => h.check(&aliases),
+        None => Ok(()),
+    });
+    match checked {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![ConfigError::new(
+            cfg.key_path(e.key.unwrap_or("hosted")),
+            e.message,
+        )],
+    }
+}
+
+/// [`build`] with the hosted section given, and the clock the hosted side uses (tests control theirs).
+pub fn build_with(
+    cfg: &RepoConfig,
+    engine: Arc<Engine>,
+    hosted: Option<hosted::HostedConfig>,
+    clock: hosted::Clock,
+) -> Result<Arc<dyn Repository>, BuildError> {
+    Ok(Arc::new(build_repo(cfg, engine, hosted, clock)?))
+}
+
+fn build_repo(
+    cfg: &RepoConfig,
+    engine: Arc<Engine>,
+    hosted: Option<hosted::HostedConfig>,
+    clock: hosted::Clock,
+) -> Result<OciRepo, BuildError> {
     if cfg.upstreams.is_empty() {
         return Err(BuildError::at(
             "upstreams",
@@ -125,7 +239,20 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         credentials,
     )
     .map_err(|e| BuildError::at("credentials_file", e))?;
-    Ok(Arc::new(OciRepo {
+    let hosted = match hosted {
+        None => None,
+        Some(config) => {
+            config.check(&aliases)?;
+            let hosted =
+                hosted::Hosted::new(Arc::from(cfg.name.as_str()), engine.clone(), config, clock)
+                    .map_err(|e| BuildError::at("hosted.token_file", e))?;
+            let hosted = Arc::new(hosted);
+            hosted.pin_all();
+            hosted::spawn_background(&hosted);
+            Some(hosted)
+        }
+    };
+    Ok(OciRepo {
         name: Arc::from(cfg.name.as_str()),
         labels: aliases.iter().map(|a| Arc::from(a.as_str())).collect(),
         aliases,
@@ -137,7 +264,8 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         engine,
         auth,
         sizes: sizes::DeclaredSizes::default(),
-    }))
+        hosted,
+    })
 }
 
 impl Repository for OciRepo {
@@ -155,6 +283,10 @@ impl Repository for OciRepo {
     fn route_prefix(&self) -> Option<&'static str> {
         Some("v2")
     }
+
+    fn status(&self) -> Option<serde_json::Value> {
+        self.hosted.as_ref().map(|h| h.status())
+    }
 }
 
 /// Why a fetch through an upstream failed.
@@ -165,13 +297,6 @@ enum Failure {
 
 impl OciRepo {
     async fn route(&self, req: RepoRequest) -> Response<Body> {
-        if req.method != Method::GET && req.method != Method::HEAD {
-            return oci_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "UNSUPPORTED",
-                "wharf is a pull-through cache: only GET and HEAD are supported",
-            );
-        }
         let segments = match wharf_cache::path::segments(&req.path) {
             Ok(s) => s,
             Err(e) => return oci_error(StatusCode::BAD_REQUEST, "NAME_INVALID", &e.to_string()),
@@ -180,6 +305,33 @@ impl OciRepo {
             Ok(route) => route,
             Err(refusal) => return refused(&refusal),
         };
+        if let Some(hosted) = &self.hosted {
+            if route == Route::Base {
+                // Clients learn here that this registry takes Basic credentials (skopeo and Docker ask
+                // `/v2/` first and send credentials only after a challenge); anonymous pulls still work.
+                if req.method == Method::GET || req.method == Method::HEAD {
+                    return if hosted.authorized(&req) {
+                        version_check()
+                    } else {
+                        hosted::unauthorized()
+                    };
+                }
+            } else if route.name().is_some_and(|n| hosted.config.hosts(n)) {
+                return hosted.handle(req, route).await;
+            }
+        }
+        if req.method != Method::GET && req.method != Method::HEAD
+            || matches!(route, Route::Upload { .. })
+        {
+            let hint = match &self.hosted {
+                Some(h) => format!(
+                    "this namespace is proxied from upstream; push to a hosted namespace ({})",
+                    h.config.namespaces.join(", ")
+                ),
+                None => "wharf is a pull-through cache here: only GET and HEAD are supported (configure `hosted:` to accept pushes)".to_string(),
+            };
+            return oci_error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", &hint);
+        }
         let ns = req.query.as_deref().and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes())
                 .find(|(k, _)| k == "ns")
@@ -189,6 +341,13 @@ impl OciRepo {
             Route::Base => return version_check(),
             Route::Manifest { name, .. } | Route::Blob { name, .. } | Route::TagList { name } => {
                 name
+            }
+            Route::Upload { .. } | Route::Referrers { .. } => {
+                return oci_error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    "the referrers API answers for hosted namespaces only",
+                )
             }
         };
         let (index, name) = match route::select(&self.aliases, ns.as_deref(), name) {
@@ -201,7 +360,7 @@ impl OciRepo {
             }
             Route::Blob { sha256, .. } => self.blob(&req, index, &name, &sha256).await,
             Route::TagList { .. } => self.tag_list(&req, index, &name).await,
-            Route::Base => version_check(),
+            Route::Base | Route::Upload { .. } | Route::Referrers { .. } => version_check(),
         };
         resp.extensions_mut()
             .insert(UpstreamLabel(self.labels[index].clone()));

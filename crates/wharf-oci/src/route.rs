@@ -16,6 +16,27 @@ pub(crate) enum Route {
     Blob { name: Vec<String>, sha256: String },
     /// `/v2/<name>/tags/list`.
     TagList { name: Vec<String> },
+    /// `/v2/<name>/blobs/uploads/` (`id` `None`) and `/v2/<name>/blobs/uploads/<id>`: pushes.
+    Upload {
+        name: Vec<String>,
+        id: Option<String>,
+    },
+    /// `/v2/<name>/referrers/<digest>`: the hex of the subject's sha256 digest.
+    Referrers { name: Vec<String>, sha256: String },
+}
+
+impl Route {
+    /// The repository name the route is about (`None` for the version check).
+    pub(crate) fn name(&self) -> Option<&[String]> {
+        match self {
+            Route::Base => None,
+            Route::Manifest { name, .. }
+            | Route::Blob { name, .. }
+            | Route::TagList { name }
+            | Route::Upload { name, .. }
+            | Route::Referrers { name, .. } => Some(name),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +72,10 @@ pub(crate) fn parse(segments: &[String]) -> Result<Route, Refusal> {
     let owned = |name: &[&str]| name.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     match parts.as_slice() {
         [] | [""] => Ok(Route::Base),
+        [name @ .., "blobs", "uploads"] if !name.is_empty() => Ok(Route::Upload {
+            name: owned(name),
+            id: None,
+        }),
         [name @ .., "manifests", reference] if !name.is_empty() => Ok(Route::Manifest {
             name: owned(name),
             reference: parse_reference(reference)?,
@@ -62,11 +87,14 @@ pub(crate) fn parse(segments: &[String]) -> Result<Route, Refusal> {
         [name @ .., "tags", "list"] if !name.is_empty() => {
             Ok(Route::TagList { name: owned(name) })
         }
-        [.., "blobs", "uploads", _] | [.., "blobs", "uploads", _, _] => Err(refuse(
-            405,
-            "UNSUPPORTED",
-            "wharf is a pull-through cache: pushing is not supported",
-        )),
+        [name @ .., "blobs", "uploads", id] if !name.is_empty() => Ok(Route::Upload {
+            name: owned(name),
+            id: (!id.is_empty()).then(|| id.to_string()),
+        }),
+        [name @ .., "referrers", digest] if !name.is_empty() => Ok(Route::Referrers {
+            name: owned(name),
+            sha256: parse_digest(digest)?,
+        }),
         _ => Err(refuse(
             404,
             "NOT_FOUND",
@@ -133,6 +161,42 @@ pub(crate) const MAX_NAME: usize = 255;
 /// The alias of the upstream that Docker's `registry-mirrors` (which sends neither `ns` nor an alias) reaches,
 /// and the only one whose single-component names get the `library/` prefix.
 pub(crate) const DOCKER_HUB: &str = "docker.io";
+
+/// Checks a hosted repository name (every component by the spec's grammar, at most [`MAX_NAME`] bytes) and
+/// joins it.
+pub(crate) fn hosted_name(name: &[String]) -> Result<String, Refusal> {
+    let joined = name.join("/");
+    if joined.len() > MAX_NAME {
+        return Err(refuse(
+            400,
+            "NAME_INVALID",
+            format!(
+                "the repository name is {} bytes long; at most {MAX_NAME} are accepted",
+                joined.len()
+            ),
+        ));
+    }
+    if let Some(bad) = name.iter().find(|c| !valid_component(c)) {
+        return Err(refuse(
+            400,
+            "NAME_INVALID",
+            format!(
+                "invalid repository name component {bad:?}: lowercase letters and digits separated by one '.', one or two '_', or '-'s"
+            ),
+        ));
+    }
+    Ok(joined)
+}
+
+/// Whether `text` is one repository name component by the spec's grammar.
+pub(crate) fn is_component(text: &str) -> bool {
+    valid_component(text)
+}
+
+/// Parses `sha256:<64 hex>` into its lowercase hex (for digests in query strings and documents).
+pub(crate) fn digest_hex(digest: &str) -> Result<String, Refusal> {
+    parse_digest(digest)
+}
 
 /// Picks the upstream (an index into `aliases`) and the repository name to ask it for.
 ///
@@ -302,7 +366,13 @@ mod tests {
             parse(&segs("v2/a/blobs/sha256:zz")).unwrap_err().code,
             "DIGEST_INVALID"
         );
-        assert_eq!(parse(&segs("v2/a/blobs/uploads/")).unwrap_err().status, 405);
+        assert_eq!(
+            parse(&segs("v2/a/blobs/uploads/")).unwrap(),
+            Route::Upload {
+                name: segs("a"),
+                id: None
+            }
+        );
         assert_eq!(parse(&segs("v2/_catalog")).unwrap_err().status, 404);
     }
 

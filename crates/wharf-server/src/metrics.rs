@@ -47,6 +47,13 @@ pub struct SharedEventLabel {
     pub event: &'static str,
 }
 
+/// A hosted namespace of an OCI repository (both from the configuration).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostedLabels {
+    pub repo: String,
+    pub namespace: String,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new([
         0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -67,6 +74,9 @@ pub struct HttpMetrics {
     pub shared_events: Family<SharedEventLabel, Counter>,
     pub shared_reachable: Gauge,
     pub connections: crate::conn::ConnMetrics,
+    pub hosted_bytes: Family<HostedLabels, Gauge>,
+    pub hosted_tags: Family<HostedLabels, Gauge>,
+    pub hosted_last_push: Family<HostedLabels, Gauge>,
 }
 
 impl HttpMetrics {
@@ -84,6 +94,9 @@ impl HttpMetrics {
             shared_events: Family::default(),
             shared_reachable: Gauge::default(),
             connections: crate::conn::ConnMetrics::default(),
+            hosted_bytes: Family::default(),
+            hosted_tags: Family::default(),
+            hosted_last_push: Family::default(),
         };
         registry.register(
             "wharf_http_requests",
@@ -149,6 +162,21 @@ impl HttpMetrics {
             "wharf_http_connections_closed",
             "Client connections the server closed, by reason (header_timeout, idle_timeout, body_timeout, shutdown)",
             m.connections.closed_by_server.clone(),
+        );
+        registry.register(
+            "wharf_hosted_bytes",
+            "Bytes of content pushed to a hosted OCI namespace and kept (layers shared by images counted once)",
+            m.hosted_bytes.clone(),
+        );
+        registry.register(
+            "wharf_hosted_tags",
+            "Tags in a hosted OCI namespace",
+            m.hosted_tags.clone(),
+        );
+        registry.register(
+            "wharf_hosted_last_push_timestamp_seconds",
+            "When something was last pushed to a hosted OCI namespace (Unix seconds; 0: never)",
+            m.hosted_last_push.clone(),
         );
         m
     }

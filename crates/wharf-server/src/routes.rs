@@ -29,6 +29,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.refresh_store_metrics();
+    state.refresh_hosted_metrics();
     let mut text = String::new();
     let encoded = {
         let registry = state.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -61,12 +62,17 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
                 .repo_stats(name)
                 .map(|s| s.snapshot())
                 .unwrap_or_default();
-            Some(json!({
+            let mut item = json!({
                 "name": name,
                 "format": repo.config.format.as_str(),
                 "upstreams": repo.config.upstream_list(),
                 "stats": stats,
-            }))
+            });
+            // A repository's own section (an OCI repository's hosted namespaces).
+            if let Some(hosted) = repo.handler.status() {
+                item["hosted"] = hosted;
+            }
+            Some(item)
         })
         .collect();
     json!({

@@ -84,6 +84,35 @@ impl AppState {
         self.stats.repos.get(name)
     }
 
+    /// Sets the hosted-namespace gauges from each repository's status section (namespaces come from the
+    /// configuration, so the labels are a closed set).
+    pub(crate) fn refresh_hosted_metrics(&self) {
+        for name in &self.repo_order {
+            let Some(status) = self.repos.get(name).and_then(|r| r.handler.status()) else {
+                continue;
+            };
+            for ns in status["namespaces"].as_array().into_iter().flatten() {
+                let labels = crate::metrics::HostedLabels {
+                    repo: name.clone(),
+                    namespace: ns["namespace"].as_str().unwrap_or("").to_string(),
+                };
+                let int = |k: &str| ns[k].as_u64().unwrap_or(0) as i64;
+                self.http
+                    .hosted_bytes
+                    .get_or_create(&labels)
+                    .set(int("bytes"));
+                self.http
+                    .hosted_tags
+                    .get_or_create(&labels)
+                    .set(int("tags"));
+                self.http
+                    .hosted_last_push
+                    .get_or_create(&labels)
+                    .set(int("last_push_ms") / 1000);
+            }
+        }
+    }
+
     /// Refreshes store gauges and eviction counters from the store, before a scrape or a status read.
     pub(crate) fn refresh_store_metrics(&self) -> wharf_store::Usage {
         let usage = self.engine.store().usage();

@@ -163,6 +163,9 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Response {
             stale = s.stale,
             errors = s.errors,
         );
+        if let Some(hosted) = repo.handler.status() {
+            hosted_card(&mut cards, name, &hosted, now);
+        }
     }
     if cards.is_empty() {
         cards.push_str("<div class=\"card\">No repositories are configured.</div>");
@@ -222,6 +225,27 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Response {
         warm = crate::warm::ui_section(&state),
     );
     page("wharf", &body)
+}
+
+/// A card per hosted OCI namespace: what is kept there and when it was last pushed to.
+fn hosted_card(cards: &mut String, repo: &str, hosted: &serde_json::Value, now: u64) {
+    for ns in hosted["namespaces"].as_array().into_iter().flatten() {
+        let last = match ns["last_push_ms"].as_u64() {
+            Some(ms) => format!("{} ago", uptime(now.saturating_sub(ms) / 1000)),
+            None => "never".to_string(),
+        };
+        let _ = write!(
+            cards,
+            "<div class=\"card\" data-hosted=\"{r}/{n}\"><div><b>{r}/{n}/</b> <span class=\"muted\">hosted</span></div>\
+             <dl><dt>kept</dt><dd data-hosted-bytes>{b}</dd><dt>manifests</dt><dd>{m}</dd>\
+             <dt>tags</dt><dd data-hosted-tags>{t}</dd><dt>last push</dt><dd data-last-push>{last}</dd></dl></div>",
+            r = esc(repo),
+            n = esc(ns["namespace"].as_str().unwrap_or("")),
+            b = human(ns["bytes"].as_u64().unwrap_or(0)),
+            m = ns["manifests"].as_u64().unwrap_or(0),
+            t = ns["tags"].as_u64().unwrap_or(0),
+        );
+    }
 }
 
 fn uptime(secs: u64) -> String {

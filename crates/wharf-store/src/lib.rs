@@ -411,6 +411,43 @@ impl Store {
         Ok(report)
     }
 
+    /// Keeps `digest` out of LRU eviction on behalf of `owner` (a hosted repository keeps what it retains; its
+    /// own retention removes it). Pins live in memory: the owner sets them again at start-up.
+    pub fn pin(&self, owner: &str, digest: Digest) {
+        self.lru.pin(owner, digest);
+    }
+
+    /// Replaces every pin of `owner` with `digests` (after a retention pass).
+    pub fn set_pins(&self, owner: &str, digests: std::collections::HashSet<Digest>) {
+        self.lru.set_pins(owner, digests);
+    }
+
+    /// Deletes these blobs and every entry naming them (a hosted repository's retention sweep). Returns the
+    /// blobs and bytes removed.
+    pub fn remove_blobs(&self, digests: &[Digest]) -> Result<EvictionReport, StoreError> {
+        let mut report = EvictionReport::default();
+        for digest in digests {
+            self.blobs.delete(digest)?;
+            self.index.forget_blob(digest)?;
+            if let Some(size) = self.lru.remove(digest) {
+                report.blobs += 1;
+                report.bytes += size;
+            }
+        }
+        self.index.remove_entries_of(digests)?;
+        Ok(report)
+    }
+
+    /// The size of a stored blob, when it is stored.
+    pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        self.lru.size(digest)
+    }
+
+    /// Whether a shared tier (`storage.s3`) is configured.
+    pub fn has_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
     /// Writes the in-memory access times to the index so that eviction order survives a restart.
     pub fn flush_access_times(&self) -> Result<(), StoreError> {
         let dirty = self.lru.take_dirty();
@@ -450,6 +487,18 @@ impl Store {
                 shared.record_failure(&error, true);
             }
         });
+    }
+
+    /// Deletes the entry object for `key` of `repo` from the shared tier (waits for it; failures are logged
+    /// and counted). Does nothing without a shared tier.
+    pub async fn unshare(&self, repo: &str, key: &str) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        if let Err(error) = shared.delete_entry(repo, key).await {
+            tracing::warn!(%repo, %key, %error, "could not remove a shared entry");
+            shared.record_failure(&error, true);
+        }
     }
 
     /// The entry for `key` of `repo` from the shared tier, with its blob, when another replica shared one that

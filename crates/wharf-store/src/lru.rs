@@ -1,6 +1,6 @@
 //! In-memory accounting of blob sizes and last access, from which eviction picks its victims.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use crate::Digest;
@@ -23,6 +23,8 @@ struct Inner {
     dirty: HashMap<Digest, u64>,
     evictions: u64,
     evicted_bytes: u64,
+    /// Blobs eviction must skip, by owner (a hosted repository's retained content): only the owner removes them.
+    pinned: HashMap<String, HashSet<Digest>>,
 }
 
 impl Lru {
@@ -46,6 +48,10 @@ impl Lru {
         inner.total -= size;
         inner.dirty.remove(digest);
         Some(size)
+    }
+
+    pub(crate) fn size(&self, digest: &Digest) -> Option<u64> {
+        self.lock().blobs.get(digest).map(|(size, _)| *size)
     }
 
     pub(crate) fn contains(&self, digest: &Digest) -> bool {
@@ -88,6 +94,7 @@ impl Lru {
         let mut by_age: Vec<(u64, Digest, u64)> = inner
             .blobs
             .iter()
+            .filter(|(digest, _)| !inner.pinned.values().any(|set| set.contains(*digest)))
             .map(|(digest, &(size, access))| (access, *digest, size))
             .collect();
         by_age.sort_unstable();
@@ -101,6 +108,20 @@ impl Lru {
             victims.push((digest, size));
         }
         victims
+    }
+
+    /// Adds `digest` to `owner`'s pinned set.
+    pub(crate) fn pin(&self, owner: &str, digest: Digest) {
+        self.lock()
+            .pinned
+            .entry(owner.to_string())
+            .or_default()
+            .insert(digest);
+    }
+
+    /// Replaces `owner`'s pinned set.
+    pub(crate) fn set_pins(&self, owner: &str, digests: HashSet<Digest>) {
+        self.lock().pinned.insert(owner.to_string(), digests);
     }
 
     pub(crate) fn count_evictions(&self, report: &EvictionReport) {

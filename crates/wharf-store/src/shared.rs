@@ -432,6 +432,19 @@ impl SharedTier {
 }
 
 impl SharedTier {
+    /// Deletes the entry object for `key` (a deleted tag must not come back from the bucket).
+    pub(crate) async fn delete_entry(&self, repo: &str, key: &str) -> Result<(), SharedError> {
+        let path = self.entry_path(repo, key);
+        match tokio::time::timeout(SMALL_REQUEST_TIMEOUT, self.client.delete(&path)).await {
+            Err(_) => Err(remote("delete", &path, "timed out")),
+            Ok(Ok(())) | Ok(Err(object_store::Error::NotFound { .. })) => {
+                self.reached();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(remote("delete", &path, e)),
+        }
+    }
+
     fn tombstone_dir(&self) -> ObjectPath {
         self.path(&["tombstones"])
     }

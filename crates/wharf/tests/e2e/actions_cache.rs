@@ -1021,3 +1021,117 @@ fn config_check_reads_the_formats_own_keys() {
     assert!(text.contains("repositories.actions.scoping"), "{text}");
     assert!(text.contains("repositories.actions.upstream"), "{text}");
 }
+
+/// With `storage.s3`, a cache saved on one replica is restored by exact key on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_saved_on_one_replica_is_restored_on_another_through_the_bucket() {
+    use crate::s3::{wait_entry_uploads, S3Server, BUCKET, CREDENTIALS};
+    let Some(s3) = S3Server::start().await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let storage = format!(
+        "  s3:\n    bucket: {BUCKET}\n    endpoint: \"http://127.0.0.1:{}\"\n    region: us-east-1\n    prefix: ci/\n",
+        s3.port
+    );
+    let repos = "  actions:\n    format: actions-cache\n";
+    let a = Wharf::start_with_env(&tmp.path().join("a"), repos, &storage, &CREDENTIALS);
+    let b = Wharf::start_with_env(&tmp.path().join("b"), repos, &storage, &CREDENTIALS);
+    let client = http();
+    let tok = token("1", MAIN);
+    let body = noise(300_000, 50);
+    assert!(save_raw(&client, &a.url("/"), &tok, "shared-key", body.clone()).await);
+    wait_entry_uploads(&a, 1).await;
+    let version = "d".repeat(64);
+    let (_, found) = twirp(
+        &client,
+        &b.url("/"),
+        "GetCacheEntryDownloadURL",
+        &tok,
+        json!({"key": "shared-key", "version": version}),
+    )
+    .await;
+    assert_eq!(found["ok"], true, "found through the bucket: {found}");
+    let got = client
+        .get(found["signed_download_url"].as_str().expect("url"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(got.bytes().await.expect("body").as_ref(), &body[..]);
+    // Another repository's token finds nothing there either.
+    let (_, other) = twirp(
+        &client,
+        &b.url("/"),
+        "GetCacheEntryDownloadURL",
+        &token("2", MAIN),
+        json!({"key": "shared-key", "version": version}),
+    )
+    .await;
+    assert_eq!(other["ok"], false);
+}
+
+/// The admin API purges a scope (or a key prefix) with `prefix=` on the entry layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_purges_a_scope_by_prefix() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let token_file = tmp.path().join("admin-token");
+    std::fs::write(&token_file, "admin-secret-token-0123456789abcdef\n").expect("token");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        "  actions:\n    format: actions-cache\n",
+        &format!("admin:\n  token_file: \"{}\"", token_file.display()),
+    );
+    let client = http();
+    let base = wharf.url("/");
+    let main = token("1", MAIN);
+    let feature = token("1", &[("refs/heads/feature", 3)]);
+    assert!(save_raw(&client, &base, &main, "npm-a", noise(1000, 60)).await);
+    assert!(save_raw(&client, &base, &main, "pip-a", noise(1000, 61)).await);
+    assert!(save_raw(&client, &base, &feature, "npm-a", noise(1000, 62)).await);
+    let purge = |prefix: &str| {
+        client
+            .post(wharf.url(&format!("/admin/purge?repo=actions&prefix={prefix}")))
+            .bearer_auth("admin-secret-token-0123456789abcdef")
+            .send()
+    };
+    // A key prefix within the main scope.
+    let resp = purge("1%2Frefs%252Fheads%252Fmain%2Fnpm-")
+        .await
+        .expect("purge");
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    assert!(!restorable(&client, &base, &main, "npm-a").await);
+    assert!(restorable(&client, &base, &main, "pip-a").await);
+    assert!(
+        restorable(&client, &base, &feature, "npm-a").await,
+        "other scope untouched"
+    );
+    // A whole scope.
+    let resp = purge("1%2Frefs%252Fheads%252Ffeature%2F")
+        .await
+        .expect("purge");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(!restorable(&client, &base, &feature, "npm-a").await);
+    assert!(restorable(&client, &base, &main, "pip-a").await);
+}
+
+/// `scoping: repository` relaxes branch scopes (every branch of a repository shares one), never repositories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaxed_scoping_shares_branches_but_not_repositories() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        "  actions:\n    format: actions-cache\n    scoping: repository\n",
+        "",
+    );
+    let client = http();
+    let base = wharf.url("/");
+    let feature = token("1", &[("refs/heads/feature", 3), ("refs/heads/main", 1)]);
+    assert!(save_raw(&client, &base, &feature, "from-feature", noise(500, 70)).await);
+    assert!(restorable(&client, &base, &token("1", MAIN), "from-feature").await);
+    assert!(!restorable(&client, &base, &token("2", MAIN), "from-feature").await);
+}

@@ -227,6 +227,8 @@ fn value_sets() -> Vec<(&'static str, Vec<String>)> {
                 "--set",
                 "networkPolicy.egressTo[0].ports[0]=443",
                 "--set",
+                "http.dns_refresh=1m",
+                "--set",
                 "storage.min_free=10%",
                 "--set",
                 "storage.max_negative_entries=5000",

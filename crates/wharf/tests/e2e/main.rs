@@ -18,6 +18,7 @@ mod formats;
 mod generic;
 mod go;
 mod hit_miss_headers;
+mod hosted_oci;
 mod hostile_conn;
 mod hostile_mixed;
 mod hostile_reach;

@@ -31,7 +31,7 @@ const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
-fn tools() -> bool {
+pub(crate) fn tools() -> bool {
     require_tool("skopeo", &["--version"]) && require_tool("docker-registry", &["--version"])
 }
 
@@ -39,12 +39,12 @@ fn tools() -> bool {
 // Images built by the test
 
 /// A multi-arch image: an index over two platform manifests, which share one layer.
-struct Image {
-    layout: PathBuf,
-    index_digest: String,
-    manifest_digests: Vec<String>,
+pub(crate) struct Image {
+    pub(crate) layout: PathBuf,
+    pub(crate) index_digest: String,
+    pub(crate) manifest_digests: Vec<String>,
     /// Every blob (configs and layers) by digest, with its size.
-    blobs: HashMap<String, u64>,
+    pub(crate) blobs: HashMap<String, u64>,
 }
 
 /// CRC-32 (IEEE), for the gzip trailer.
@@ -65,7 +65,7 @@ fn crc32(data: &[u8]) -> u32 {
 
 /// A valid gzip stream of `data` in stored (uncompressed) deflate blocks, so skopeo sees a compressed layer
 /// and copies it unchanged.
-fn gzip_stored(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip_stored(data: &[u8]) -> Vec<u8> {
     let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
     let chunks: Vec<&[u8]> = data.chunks(65_535).collect();
     for (i, chunk) in chunks.iter().enumerate() {
@@ -80,7 +80,7 @@ fn gzip_stored(data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
         .map(|_| {
@@ -99,7 +99,7 @@ fn put_blob(layout: &Path, bytes: &[u8]) -> String {
 }
 
 /// Builds an OCI layout with tag `tag`: two platforms, layers of `layer_size` random bytes (one shared).
-fn build_image(dir: &Path, tag: &str, layer_size: usize, seed: u64) -> Image {
+pub(crate) fn build_image(dir: &Path, tag: &str, layer_size: usize, seed: u64) -> Image {
     let layout = dir.join(format!("layout-{seed}"));
     std::fs::create_dir_all(layout.join("blobs/sha256")).expect("mkdir");
     std::fs::write(
@@ -159,13 +159,13 @@ fn build_image(dir: &Path, tag: &str, layer_size: usize, seed: u64) -> Image {
 // The local registry and the proxy in front of it
 
 /// `docker-registry` on 127.0.0.1, storing in a temporary directory.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Registry {
-    fn start(dir: &Path) -> Registry {
+    pub(crate) fn start(dir: &Path) -> Registry {
         let addr = free_port();
         let root = dir.join(format!("registry-{}", addr.port()));
         std::fs::create_dir_all(&root).expect("mkdir");
@@ -194,7 +194,7 @@ impl Registry {
     }
 
     /// Pushes `image` as `name:tag` with skopeo, digests preserved.
-    fn push(&self, image: &Image, name: &str, tag: &str) {
+    pub(crate) fn push(&self, image: &Image, name: &str, tag: &str) {
         let (ok, out) = run(Command::new("skopeo").args([
             "copy",
             "--all",

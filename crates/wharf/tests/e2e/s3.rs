@@ -76,7 +76,7 @@ impl S3Server {
     }
 
     /// The object keys under `prefix` in the bucket.
-    async fn keys(&self, prefix: &str) -> Vec<String> {
+    pub(crate) async fn keys(&self, prefix: &str) -> Vec<String> {
         let body = self
             .request(
                 reqwest::Method::GET,
@@ -175,7 +175,7 @@ async fn shared_status(wharf: &Wharf) -> serde_json::Value {
 }
 
 /// Waits (bounded) until `wharf` has uploaded at least `n` entries to the bucket.
-async fn wait_entry_uploads(wharf: &Wharf, n: u64) {
+pub(crate) async fn wait_entry_uploads(wharf: &Wharf, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let shared = shared_status(wharf).await;
