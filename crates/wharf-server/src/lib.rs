@@ -11,6 +11,7 @@ mod formats;
 mod headers;
 mod metrics;
 mod routes;
+mod savings;
 mod schema;
 mod state;
 mod stats;
@@ -88,6 +89,8 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
     let engine = Engine::new(store, upstream, engine_metrics.clone());
 
     let (repos, repo_order) = mount_repositories(&config, &engine)?;
+    let savings =
+        savings::SavingsMetrics::new(&mut registry, config.price_per_gb.usd(), &repo_order);
     // Store errors are rare: exported at 0 from the start, so an alert on their increase sees the first one.
     for repo in &repo_order {
         for op in ["write", "read"] {
@@ -131,6 +134,7 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         evicted_bytes_seen: AtomicU64::new(0),
         shared_seen: Mutex::new(SharedUsage::default()),
         warm: Default::default(),
+        savings,
     }))
 }
 

@@ -42,6 +42,8 @@ pub struct AppState {
     pub(crate) shared_seen: Mutex<wharf_store::SharedUsage>,
     /// `POST /admin/warm` jobs, running and recently finished.
     pub(crate) warm: crate::warm::WarmJobs,
+    /// The money-saved gauges (refreshed at scrape and status reads).
+    pub(crate) savings: crate::savings::SavingsMetrics,
 }
 
 impl AppState {
