@@ -33,6 +33,8 @@ pub struct AppState {
     /// Re-read when its file changes (rotation without a restart).
     pub admin_token: Option<wharf_cache::SecretFile>,
     pub access_log: bool,
+    /// Set on SIGTERM: `/readyz` fails during `server.drain_delay` while requests are still served.
+    pub draining: std::sync::atomic::AtomicBool,
     pub config: Arc<wharf_config::Config>,
     pub(crate) evictions_seen: AtomicU64,
     pub(crate) evicted_bytes_seen: AtomicU64,
@@ -40,6 +42,8 @@ pub struct AppState {
     pub(crate) shared_seen: Mutex<wharf_store::SharedUsage>,
     /// `POST /admin/warm` jobs, running and recently finished.
     pub(crate) warm: crate::warm::WarmJobs,
+    /// The money-saved gauges (refreshed at scrape and status reads).
+    pub(crate) savings: crate::savings::SavingsMetrics,
 }
 
 impl AppState {

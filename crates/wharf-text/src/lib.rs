@@ -1,5 +1,14 @@
 //! Small text helpers shared by the server (access log, audit log, web UI) and the egress report, so each
-//! lives once: RFC 3339 UTC timestamps without a calendar dependency, and HTML escaping.
+//! lives once: RFC 3339 UTC timestamps without a calendar dependency, HTML escaping, and dollar amounts.
+
+/// A USD amount: `$12.34`, or four decimals below a cent so a small amount still shows (`$0.0012`).
+pub fn usd(amount: f64) -> String {
+    if amount != 0.0 && amount.abs() < 0.01 {
+        format!("${amount:.4}")
+    } else {
+        format!("${amount:.2}")
+    }
+}
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`: `1700000000` → `2023-11-14T22:13:20Z`.
 pub fn rfc3339(unix: i64) -> String {

@@ -26,6 +26,7 @@ mod hostile_serve;
 mod hostile_store;
 mod image;
 mod load;
+mod money;
 mod npm;
 mod oci;
 mod persistence;

@@ -72,6 +72,9 @@ listen: "0.0.0.0:8080"
 {{- with include "wharf.publicUrl" . }}
 public_url: {{ . | quote }}
 {{- end }}
+{{- if hasKey .Values "price_per_gb" }}
+price_per_gb: {{ .Values.price_per_gb }}
+{{- end }}
 storage:
   path: /var/lib/wharf
   {{- with .Values.storage.max_size }}
