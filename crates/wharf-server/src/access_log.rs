@@ -17,7 +17,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use serde::Serialize;
-use wharf_cache::{CacheInfo, UpstreamLabel, Verified};
+use wharf_cache::{CacheInfo, HeldBack, UpstreamLabel, Verified};
 
 use crate::metrics::UpstreamLabels;
 use crate::state::AppState;
@@ -69,6 +69,9 @@ struct Line<'a> {
     /// Which checksum the file was verified against (generic: `pinned`, `sha256-file`, `SHA256SUMS`).
     #[serde(skip_serializing_if = "Option::is_none")]
     verified: Option<&'static str>,
+    /// Files or versions the release cooldown (`min_age`) kept out of this answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_back: Option<u32>,
 }
 
 struct Pending {
@@ -86,6 +89,7 @@ struct Pending {
     upstream: Option<Arc<str>>,
     info: CacheInfo,
     verified: Option<&'static str>,
+    held_back: Option<u32>,
 }
 
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -117,6 +121,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         repo: parts.extensions.get::<RepoName>().cloned(),
         upstream: parts.extensions.get::<UpstreamLabel>().map(|u| u.0.clone()),
         verified: parts.extensions.get::<Verified>().map(|v| v.0),
+        held_back: parts.extensions.get::<HeldBack>().map(|h| h.0),
         info: parts
             .extensions
             .get::<CacheInfo>()
@@ -183,6 +188,15 @@ impl LoggedBody {
                 })
                 .inc();
         }
+        if let (Some(repo), Some(n)) = (repo, p.held_back) {
+            p.state
+                .http
+                .cooldown_held_back
+                .get_or_create(&crate::metrics::RepoLabel {
+                    repo: repo.to_string(),
+                })
+                .inc_by(u64::from(n));
+        }
         if !p.state.access_log {
             return;
         }
@@ -201,6 +215,7 @@ impl LoggedBody {
             duration_ms: (duration.as_secs_f64() * 1e6).round() / 1e3,
             incomplete,
             verified: p.verified,
+            held_back: p.held_back,
         };
         if let Ok(mut text) = serde_json::to_vec(&line) {
             text.push(b'\n');
