@@ -247,6 +247,13 @@ pub struct LogConfig {
     pub level: String,
     /// One line per request on stdout.
     pub access_log: bool,
+    /// `log.access_log_sample` in millionths: the share (0 < x <= 1) of successful requests written to the
+    /// access log; errors and cut-short transfers are always written. Lines of a sampled log carry
+    /// `sample_rate`, so counts can be scaled back.
+    #[serde(rename = "access_log_sample", serialize_with = "ser::millionths")]
+    pub access_log_sample_ppm: u32,
+    /// Whether `/healthz`, `/readyz` and `/metrics` (probes and scrapes) are written to the access log.
+    pub access_log_probes: bool,
 }
 
 impl Default for LogConfig {
@@ -255,6 +262,8 @@ impl Default for LogConfig {
             format: LogFormat::Json,
             level: "info".to_owned(),
             access_log: true,
+            access_log_sample_ppm: 1_000_000,
+            access_log_probes: false,
         }
     }
 }

@@ -553,3 +553,54 @@ async fn store_layout_is_versioned_migrated_forward_and_a_newer_one_refused() {
         "{said}"
     );
 }
+
+/// `log.access_log_sample` writes an exact share of successful requests (each line saying the rate) and
+/// every error; probes and scrapes are left out by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_samples_successes_keeps_errors_and_skips_probes() {
+    let up = wharf_testkit::FixtureUpstream::start().await;
+    up.put("/a.bin", vec![7u8; 1000], "application/octet-stream");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let addr = free_port();
+    let config = tmp.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"{addr}\"\nstorage:\n  path: \"{}\"\nhttp:\n  retries: 0\nlog:\n  format: text\n  access_log_sample: 0.25\nrepositories:\n{}",
+            data.display(),
+            files_repo(&up.url())
+        ),
+    )
+    .expect("config");
+    let wharf = Wharf::start_with_config(&config, addr, &data);
+    for _ in 0..40 {
+        assert_eq!(get(&wharf.url("/files/a.bin")).await, (200, 1000));
+    }
+    for _ in 0..5 {
+        assert_eq!(get(&wharf.url("/no-such-repo/x")).await.0, 404);
+    }
+    for probe in ["/readyz", "/healthz", "/metrics"] {
+        assert_eq!(get(&wharf.url(probe)).await.0, 200);
+    }
+    wharf.wait_log(|r| r["status"] == 404 && r["path"] == "/no-such-repo/x");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = wharf.access_log();
+    let files: Vec<_> = log.iter().filter(|r| r["path"] == "/files/a.bin").collect();
+    assert_eq!(files.len(), 10, "a quarter of 40 successes: {files:#?}");
+    assert!(files.iter().all(|r| r["sample_rate"] == 0.25), "{files:#?}");
+    assert_eq!(
+        log.iter().filter(|r| r["status"] == 404).count(),
+        5,
+        "every error"
+    );
+    let probes: Vec<_> = log
+        .iter()
+        .filter(|r| {
+            ["/readyz", "/healthz", "/metrics"]
+                .iter()
+                .any(|p| r["path"] == *p)
+        })
+        .collect();
+    assert!(probes.is_empty(), "probes are not logged: {probes:#?}");
+}
