@@ -215,6 +215,11 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Largest request head (request line and headers) in bytes, over HTTP/1.1 and HTTP/2.
     pub max_header_size: u64,
+    /// On SIGTERM, how long wharf keeps serving with `/readyz` failing before it stops accepting connections,
+    /// so load balancers and Services take it out first (the distroless image has no `sleep` for a preStop
+    /// hook). 0 = stop at once.
+    #[serde(serialize_with = "ser::duration")]
+    pub drain_delay: Duration,
 }
 
 /// Default `server.max_connections`.
@@ -229,6 +234,7 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_timeout: Duration::from_secs(30),
             max_header_size: 32 * 1024,
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -241,6 +247,13 @@ pub struct LogConfig {
     pub level: String,
     /// One line per request on stdout.
     pub access_log: bool,
+    /// `log.access_log_sample` in millionths: the share (0 < x <= 1) of successful requests written to the
+    /// access log; errors and cut-short transfers are always written. Lines of a sampled log carry
+    /// `sample_rate`, so counts can be scaled back.
+    #[serde(rename = "access_log_sample", serialize_with = "ser::millionths")]
+    pub access_log_sample_ppm: u32,
+    /// Whether `/healthz`, `/readyz` and `/metrics` (probes and scrapes) are written to the access log.
+    pub access_log_probes: bool,
 }
 
 impl Default for LogConfig {
@@ -249,6 +262,8 @@ impl Default for LogConfig {
             format: LogFormat::Json,
             level: "info".to_owned(),
             access_log: true,
+            access_log_sample_ppm: 1_000_000,
+            access_log_probes: false,
         }
     }
 }

@@ -67,3 +67,7 @@ pub(crate) fn repositories<S: Serializer>(
     }
     map.end()
 }
+
+pub(crate) fn millionths<S: Serializer>(value: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(f64::from(*value) / 1e6)
+}

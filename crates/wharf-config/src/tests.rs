@@ -850,6 +850,7 @@ fn server_limits_parse_with_units() {
             max_connections: 100,
             shutdown_timeout: Duration::ZERO,
             max_header_size: 16 * 1024,
+            drain_delay: Duration::ZERO,
         }
     );
 }

@@ -61,8 +61,15 @@ const SERVER_KEYS: &[&str] = &[
     "max_connections",
     "shutdown_timeout",
     "max_header_size",
+    "drain_delay",
 ];
-const LOG_KEYS: &[&str] = &["format", "level", "access_log"];
+const LOG_KEYS: &[&str] = &[
+    "format",
+    "level",
+    "access_log",
+    "access_log_sample",
+    "access_log_probes",
+];
 const REPO_KEYS: &[&str] = &[
     "format",
     "upstream",
@@ -764,6 +771,7 @@ impl Walker<'_> {
             ("idle_timeout", &mut server.idle_timeout),
             ("body_timeout", &mut server.body_timeout),
             ("shutdown_timeout", &mut server.shutdown_timeout),
+            ("drain_delay", &mut server.drain_delay),
         ] {
             if let Some(duration) = section
                 .get(key)
@@ -844,6 +852,29 @@ impl Walker<'_> {
             .and_then(|v| self.boolean(v, "log.access_log"))
         {
             config.log.access_log = access_log;
+        }
+        if let Some(probes) = section
+            .get("access_log_probes")
+            .and_then(|v| self.boolean(v, "log.access_log_probes"))
+        {
+            config.log.access_log_probes = probes;
+        }
+        if let Some(v) = section.get("access_log_sample") {
+            match v.as_f64() {
+                Some(share) if share > 0.0 && share <= 1.0 => {
+                    config.log.access_log_sample_ppm = ((share * 1e6).round() as u32).max(1);
+                }
+                _ => self.report(
+                    ConfigError::new(
+                        "log.access_log_sample",
+                        "expected a share of requests above 0 and at most 1",
+                    )
+                    .with_hint(
+                        "write e.g. 0.1 to log one successful request in ten (errors are always logged), \
+                         or set access_log: false to log none",
+                    ),
+                ),
+            }
         }
     }
 

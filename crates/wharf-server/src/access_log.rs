@@ -41,6 +41,25 @@ fn clip(text: &str, max: usize) -> String {
     format!("{}...[{} bytes]", &text[..end], text.len())
 }
 
+/// Paths of probes and scrapes, left out of the access log unless `log.access_log_probes`.
+const PROBE_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// Whether this request gets a line: not a probe (unless asked for), and an error, a cut-short transfer, or
+/// one of the sampled successes (every n-th, so the share is exact rather than random).
+fn logged(state: &AppState, path: &str, status: u16, incomplete: bool) -> bool {
+    let bare = path.split('?').next().unwrap_or(path);
+    if !state.access_log_probes && PROBE_PATHS.contains(&bare) {
+        return false;
+    }
+    if status >= 400 || incomplete || state.access_log_sample_ppm >= 1_000_000 {
+        return true;
+    }
+    let n = state.access_log_seen.fetch_add(1, Ordering::Relaxed);
+    let ppm = u64::from(state.access_log_sample_ppm);
+    // Logged when the running count of kept lines (n * share) steps up.
+    (n + 1) * ppm / 1_000_000 > n * ppm / 1_000_000
+}
+
 /// Set by the repository dispatcher so the log knows which repository (of which format) answered.
 #[derive(Clone, Debug)]
 pub struct RepoName {
@@ -72,6 +91,9 @@ struct Line<'a> {
     /// Files or versions the release cooldown (`min_age`) kept out of this answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     held_back: Option<u32>,
+    /// The share of successful requests logged, when not all are (`log.access_log_sample`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sample_rate: Option<f64>,
 }
 
 struct Pending {
@@ -197,7 +219,7 @@ impl LoggedBody {
                 })
                 .inc_by(u64::from(n));
         }
-        if !p.state.access_log {
+        if !p.state.access_log || !logged(&p.state, &p.path, p.status, incomplete) {
             return;
         }
         let line = Line {
@@ -216,6 +238,8 @@ impl LoggedBody {
             incomplete,
             verified: p.verified,
             held_back: p.held_back,
+            sample_rate: (p.state.access_log_sample_ppm < 1_000_000)
+                .then(|| f64::from(p.state.access_log_sample_ppm) / 1e6),
         };
         if let Ok(mut text) = serde_json::to_vec(&line) {
             text.push(b'\n');

@@ -18,6 +18,12 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down (server.drain_delay)",
+        );
+    }
     let store = state.engine.store().clone();
     let check = tokio::task::spawn_blocking(move || store.readiness()).await;
     match check {
