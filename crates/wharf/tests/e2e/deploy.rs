@@ -229,6 +229,10 @@ fn value_sets() -> Vec<(&'static str, Vec<String>)> {
                 "--set",
                 "http.dns_refresh=1m",
                 "--set",
+                "log.access_log_sample=0.1",
+                "--set",
+                "log.access_log_probes=false",
+                "--set",
                 "storage.min_free=10%",
                 "--set",
                 "storage.max_negative_entries=5000",
@@ -547,7 +551,7 @@ fn bad_values_are_refused_with_the_field_path() {
     let Some(_) = tool("helm", &["version"]) else {
         return;
     };
-    let cases: [(&[&str], &[&str]); 11] = [
+    let cases: [(&[&str], &[&str]); 12] = [
         (
             &[
                 "--set",
@@ -622,6 +626,10 @@ fn bad_values_are_refused_with_the_field_path() {
         (
             &["--set", "storage.min_free=150%"],
             &["/storage/min_free", "does not match pattern"],
+        ),
+        (
+            &["--set", "log.access_log_sample=0"],
+            &["/log/access_log_sample", "exclusiveMinimum"],
         ),
     ];
     for (args, expected) in cases {

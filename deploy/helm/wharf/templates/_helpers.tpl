@@ -115,8 +115,13 @@ http:
 server:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- $log := deepCopy .Values.log }}
+{{- /* `--set log.access_log_sample=0.1` arrives as a string; wharf reads a number. */}}
+{{- if hasKey $log "access_log_sample" }}
+{{- $_ := set $log "access_log_sample" (float64 $log.access_log_sample) }}
+{{- end }}
 log:
-  {{- toYaml .Values.log | nindent 2 }}
+  {{- toYaml $log | nindent 2 }}
 {{- if .Values.repositories }}
 repositories:
   {{- toYaml .Values.repositories | nindent 2 }}
