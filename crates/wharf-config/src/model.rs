@@ -321,6 +321,16 @@ pub struct RepoConfig {
     /// upstream; requests for any other name are refused (a free-form name would make wharf an open relay).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checksum_databases: Vec<String>,
+    /// Release cooldown: versions published less than this long ago are hidden from clients (formats whose
+    /// upstream documents carry publish times: pypi). `None` = no cooldown.
+    #[serde(
+        serialize_with = "ser::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_age: Option<Duration>,
+    /// Project or package names (as clients write them) the cooldown does not apply to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub min_age_exempt: Vec<String>,
     /// File with upstream credentials (`user:password` or a token; OCI: `<alias> <user>:<password>` lines),
     /// sent only to the upstream's own origin, over https or to loopback.
     #[serde(
@@ -350,6 +360,8 @@ impl RepoConfig {
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             file_hosts: None,
             checksum_databases: Vec::new(),
+            min_age: None,
+            min_age_exempt: Vec::new(),
             credentials_file: None,
             own: OwnKeys::default(),
             public_url: None,

@@ -78,6 +78,8 @@ const REPO_KEYS: &[&str] = &[
     "negative_ttl",
     "file_hosts",
     "checksum_databases",
+    "min_age",
+    "min_age_exempt",
     "credentials_file",
 ];
 
@@ -994,6 +996,12 @@ impl Walker<'_> {
         }
         if let Some(v) = section.get("credentials_file") {
             repo.credentials_file = self.path(v, &at("credentials_file"));
+        }
+        if let Some(v) = section.get("min_age") {
+            repo.min_age = self.duration(v, &at("min_age"));
+        }
+        if let Some(v) = section.get("min_age_exempt") {
+            repo.min_age_exempt = self.strings(v, &at("min_age_exempt"));
         }
         let spec = format.and_then(|f| formats::find(self.formats, f));
         if let Some(spec) = spec {

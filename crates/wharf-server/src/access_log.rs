@@ -17,7 +17,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use serde::Serialize;
-use wharf_cache::{CacheInfo, UpstreamLabel, Verified};
+use wharf_cache::{CacheInfo, HeldBack, UpstreamLabel, Verified};
 
 use crate::metrics::UpstreamLabels;
 use crate::state::AppState;
@@ -88,6 +88,9 @@ struct Line<'a> {
     /// Which checksum the file was verified against (generic: `pinned`, `sha256-file`, `SHA256SUMS`).
     #[serde(skip_serializing_if = "Option::is_none")]
     verified: Option<&'static str>,
+    /// Files or versions the release cooldown (`min_age`) kept out of this answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_back: Option<u32>,
     /// The share of successful requests logged, when not all are (`log.access_log_sample`).
     #[serde(skip_serializing_if = "Option::is_none")]
     sample_rate: Option<f64>,
@@ -108,6 +111,7 @@ struct Pending {
     upstream: Option<Arc<str>>,
     info: CacheInfo,
     verified: Option<&'static str>,
+    held_back: Option<u32>,
 }
 
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -139,6 +143,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         repo: parts.extensions.get::<RepoName>().cloned(),
         upstream: parts.extensions.get::<UpstreamLabel>().map(|u| u.0.clone()),
         verified: parts.extensions.get::<Verified>().map(|v| v.0),
+        held_back: parts.extensions.get::<HeldBack>().map(|h| h.0),
         info: parts
             .extensions
             .get::<CacheInfo>()
@@ -205,6 +210,15 @@ impl LoggedBody {
                 })
                 .inc();
         }
+        if let (Some(repo), Some(n)) = (repo, p.held_back) {
+            p.state
+                .http
+                .cooldown_held_back
+                .get_or_create(&crate::metrics::RepoLabel {
+                    repo: repo.to_string(),
+                })
+                .inc_by(u64::from(n));
+        }
         if !p.state.access_log || !logged(&p.state, &p.path, p.status, incomplete) {
             return;
         }
@@ -223,6 +237,7 @@ impl LoggedBody {
             duration_ms: (duration.as_secs_f64() * 1e6).round() / 1e3,
             incomplete,
             verified: p.verified,
+            held_back: p.held_back,
             sample_rate: (p.state.access_log_sample_ppm < 1_000_000)
                 .then(|| f64::from(p.state.access_log_sample_ppm) / 1e6),
         };

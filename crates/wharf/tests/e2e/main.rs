@@ -10,6 +10,7 @@ mod cargo;
 mod clients;
 mod config_cli;
 mod containerd;
+mod cooldown;
 mod day2;
 mod deploy;
 mod fault_suite;
