@@ -53,7 +53,7 @@ pub use request::{FetchRequest, Freshness, Outcome};
 pub use request_body::{BodyError, RequestBody};
 pub use respond::{
     download_type, error_response, fetch_error_response, read_only_segments, serve, BoxFuture,
-    CacheInfo, Refusal, RepoRequest, Repository, UpstreamLabel, Verified, IMMUTABLE,
+    CacheInfo, HeldBack, Refusal, RepoRequest, Repository, UpstreamLabel, Verified, IMMUTABLE,
 };
 pub use secret_file::{
     read_secret, SecretFile, SecretRead, MAX_SECRET_FILE_LEN, RECHECK as SECRET_RECHECK,

@@ -48,6 +48,11 @@ pub trait Repository: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct UpstreamLabel(pub Arc<str>);
 
+/// Attached to responses by formats with a release cooldown (`min_age`): how many files or versions this
+/// answer held back as too new, for the access log and `wharf_cooldown_held_back`.
+#[derive(Clone, Copy, Debug)]
+pub struct HeldBack(pub u32);
+
 /// Attached to responses as an extension so the access log and metrics know where the answer came from.
 #[derive(Clone, Debug, Default)]
 pub struct CacheInfo {

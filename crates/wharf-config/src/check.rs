@@ -394,6 +394,8 @@ pub(crate) fn repo_checks(
         let given = [
             ("checksum_databases", !repo.checksum_databases.is_empty()),
             ("file_hosts", repo.file_hosts.is_some()),
+            ("min_age", repo.min_age.is_some()),
+            ("min_age_exempt", !repo.min_age_exempt.is_empty()),
         ];
         for (key, present) in given {
             if present && !spec.accepts(key) {
@@ -401,6 +403,11 @@ pub(crate) fn repo_checks(
                     format!(
                         "remove it: {format} repositories follow no links to other hosts, and wharf follows \
                          their upstream's redirects only within the upstream's own host"
+                    )
+                } else if key.starts_with("min_age") {
+                    format!(
+                        "remove it: what a {format} upstream serves carries no publish times, so wharf cannot \
+                         tell how old a version is; pin versions in lock files instead"
                     )
                 } else {
                     "remove it".to_owned()

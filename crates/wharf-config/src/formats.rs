@@ -22,7 +22,12 @@ pub const COMMON_KEYS: &[&str] = &["format", "metadata_ttl", "negative_ttl", "cr
 
 /// Keys shared by several formats that a format may opt into with [`FormatSpec::keys`], each a field of
 /// [`RepoConfig`]. A key only one format reads is that format's own ([`FormatSpec::own_keys`]).
-pub const OPTIONAL_KEYS: &[&str] = &["file_hosts", "checksum_databases"];
+pub const OPTIONAL_KEYS: &[&str] = &[
+    "file_hosts",
+    "checksum_databases",
+    "min_age",
+    "min_age_exempt",
+];
 
 /// The config part of a format's descriptor.
 #[derive(Debug, Clone, Copy)]

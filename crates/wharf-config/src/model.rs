@@ -26,6 +26,36 @@ pub const DEFAULT_MAX_NEGATIVE_ENTRIES: u64 = 100_000;
 /// Default `negative_ttl` of a repository.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(60 * 60);
 
+/// Default `price_per_gb`: the NAT gateway's data-processing price in most AWS regions, USD per GB (2^30
+/// bytes), in millionths of a dollar. A default to change for your own egress price.
+pub const DEFAULT_PRICE_PER_GB: PricePerGb = PricePerGb { micro_usd: 45_000 };
+
+/// What one GB (2^30 bytes) through the NAT gateway costs, in millionths of a USD (so the config stays `Eq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PricePerGb {
+    pub micro_usd: u64,
+}
+
+impl PricePerGb {
+    /// Bytes per GB as NAT gateways bill them.
+    pub const BYTES_PER_GB: u64 = 1 << 30;
+
+    pub fn usd(self) -> f64 {
+        self.micro_usd as f64 / 1e6
+    }
+
+    /// What `bytes` cost at this price, in USD.
+    pub fn cost(self, bytes: u64) -> f64 {
+        bytes as f64 / Self::BYTES_PER_GB as f64 * self.usd()
+    }
+}
+
+impl Serialize for PricePerGb {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.usd())
+    }
+}
+
 /// The whole wharf configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Config {
@@ -44,6 +74,8 @@ pub struct Config {
     /// Limits on client connections to wharf's own HTTP server.
     pub server: ServerConfig,
     pub log: LogConfig,
+    /// What a GB of upstream traffic costs, to turn bytes served from the cache into money saved.
+    pub price_per_gb: PricePerGb,
     /// Repositories in file order. Serialised as a map keyed by name, like the file.
     #[serde(serialize_with = "ser::repositories")]
     pub repositories: Vec<RepoConfig>,
@@ -183,6 +215,11 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Largest request head (request line and headers) in bytes, over HTTP/1.1 and HTTP/2.
     pub max_header_size: u64,
+    /// On SIGTERM, how long wharf keeps serving with `/readyz` failing before it stops accepting connections,
+    /// so load balancers and Services take it out first (the distroless image has no `sleep` for a preStop
+    /// hook). 0 = stop at once.
+    #[serde(serialize_with = "ser::duration")]
+    pub drain_delay: Duration,
 }
 
 /// Default `server.max_connections`.
@@ -197,6 +234,7 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_timeout: Duration::from_secs(30),
             max_header_size: 32 * 1024,
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -209,6 +247,13 @@ pub struct LogConfig {
     pub level: String,
     /// One line per request on stdout.
     pub access_log: bool,
+    /// `log.access_log_sample` in millionths: the share (0 < x <= 1) of successful requests written to the
+    /// access log; errors and cut-short transfers are always written. Lines of a sampled log carry
+    /// `sample_rate`, so counts can be scaled back.
+    #[serde(rename = "access_log_sample", serialize_with = "ser::millionths")]
+    pub access_log_sample_ppm: u32,
+    /// Whether `/healthz`, `/readyz` and `/metrics` (probes and scrapes) are written to the access log.
+    pub access_log_probes: bool,
 }
 
 impl Default for LogConfig {
@@ -217,6 +262,8 @@ impl Default for LogConfig {
             format: LogFormat::Json,
             level: "info".to_owned(),
             access_log: true,
+            access_log_sample_ppm: 1_000_000,
+            access_log_probes: false,
         }
     }
 }
@@ -274,6 +321,16 @@ pub struct RepoConfig {
     /// upstream; requests for any other name are refused (a free-form name would make wharf an open relay).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checksum_databases: Vec<String>,
+    /// Release cooldown: versions published less than this long ago are hidden from clients (formats whose
+    /// upstream documents carry publish times: pypi). `None` = no cooldown.
+    #[serde(
+        serialize_with = "ser::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_age: Option<Duration>,
+    /// Project or package names (as clients write them) the cooldown does not apply to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub min_age_exempt: Vec<String>,
     /// File with upstream credentials (`user:password` or a token; OCI: `<alias> <user>:<password>` lines),
     /// sent only to the upstream's own origin, over https or to loopback.
     #[serde(
@@ -303,6 +360,8 @@ impl RepoConfig {
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             file_hosts: None,
             checksum_databases: Vec::new(),
+            min_age: None,
+            min_age_exempt: Vec::new(),
             credentials_file: None,
             own: OwnKeys::default(),
             public_url: None,
@@ -398,6 +457,7 @@ impl Config {
             http: HttpConfig::default(),
             server: ServerConfig::default(),
             log: LogConfig::default(),
+            price_per_gb: DEFAULT_PRICE_PER_GB,
             repositories: Vec::new(),
         }
     }

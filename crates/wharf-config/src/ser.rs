@@ -18,6 +18,16 @@ pub(crate) fn opt_url<S: Serializer>(url: &Option<Url>, serializer: S) -> Result
     }
 }
 
+pub(crate) fn opt_duration<S: Serializer>(
+    value: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(d) => duration(d, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 pub(crate) fn duration<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_duration(*value))
 }
@@ -56,4 +66,8 @@ pub(crate) fn repositories<S: Serializer>(
         map.serialize_entry(&repo.name, repo)?;
     }
     map.end()
+}
+
+pub(crate) fn millionths<S: Serializer>(value: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(f64::from(*value) / 1e6)
 }

@@ -850,6 +850,7 @@ fn server_limits_parse_with_units() {
             max_connections: 100,
             shutdown_timeout: Duration::ZERO,
             max_header_size: 16 * 1024,
+            drain_delay: Duration::ZERO,
         }
     );
 }
@@ -1089,6 +1090,21 @@ fn min_free_is_a_size_or_a_share_of_the_volume() {
     let error = single("storage:\n  min_free: \"150%\"\n", "storage.min_free");
     assert!(error.message.contains("below 100"), "{}", error.message);
     single("storage:\n  min_free: lots\n", "storage.min_free");
+}
+
+#[test]
+fn price_per_gb_defaults_to_the_nat_gateway_price_and_refuses_nonsense() {
+    assert_eq!(parse("").price_per_gb, crate::DEFAULT_PRICE_PER_GB);
+    let price = parse("price_per_gb: 0.09\n").price_per_gb;
+    assert_eq!(price.micro_usd, 90_000);
+    assert!((price.cost(10 << 30) - 0.9).abs() < 1e-9);
+    assert_eq!(parse("price_per_gb: 0\n").price_per_gb.micro_usd, 0);
+    let e = single("price_per_gb: -1\n", "price_per_gb");
+    assert!(e.message.contains("out of range"), "{e}");
+    let e = single("price_per_gb: \"$0.045\"\n", "price_per_gb");
+    assert!(hint(&e).contains("without quotes"), "{e}");
+    let e = single("price_per_gb: 5000\n", "price_per_gb");
+    assert!(hint(&e).contains("0.045"), "{e}");
 }
 
 #[test]

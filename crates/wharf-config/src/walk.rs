@@ -15,7 +15,9 @@ use url::Url;
 use crate::check::{self, repo_path};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::formats::{self, FormatSpec};
-use crate::model::{Config, Format, LogFormat, MinFree, RepoConfig, S3Config, StorageConfig};
+use crate::model::{
+    Config, Format, LogFormat, MinFree, PricePerGb, RepoConfig, S3Config, StorageConfig,
+};
 use crate::net::{self, shorten, UrlRole};
 use crate::own::{KeyKind, KeySpec, KeyValue, OwnKeys};
 use crate::suggest::closest;
@@ -29,6 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "http",
     "server",
     "log",
+    "price_per_gb",
     "repositories",
 ];
 const STORAGE_KEYS: &[&str] = &["path", "max_size", "s3", "max_negative_entries", "min_free"];
@@ -58,8 +61,15 @@ const SERVER_KEYS: &[&str] = &[
     "max_connections",
     "shutdown_timeout",
     "max_header_size",
+    "drain_delay",
 ];
-const LOG_KEYS: &[&str] = &["format", "level", "access_log"];
+const LOG_KEYS: &[&str] = &[
+    "format",
+    "level",
+    "access_log",
+    "access_log_sample",
+    "access_log_probes",
+];
 const REPO_KEYS: &[&str] = &[
     "format",
     "upstream",
@@ -68,6 +78,8 @@ const REPO_KEYS: &[&str] = &[
     "negative_ttl",
     "file_hosts",
     "checksum_databases",
+    "min_age",
+    "min_age_exempt",
     "credentials_file",
 ];
 
@@ -359,6 +371,39 @@ impl Walker<'_> {
     }
 
     /// A whole number from 1 to `max`.
+    /// A price in USD per GB: a number from 0 to 1000, kept to a millionth of a dollar.
+    fn price(&mut self, value: &Value, path: &str) -> Option<PricePerGb> {
+        let hint = "USD per GB (2^30 bytes) of upstream traffic, e.g. 0.045 (the NAT gateway's data-processing price)";
+        match value {
+            Value::Number(n) => match n
+                .as_f64()
+                .filter(|p| p.is_finite() && (0.0..=1000.0).contains(p))
+            {
+                Some(p) => Some(PricePerGb {
+                    micro_usd: (p * 1e6).round() as u64,
+                }),
+                None => {
+                    self.report(
+                        ConfigError::new(path, format!("{n} is out of range (0 to 1000)"))
+                            .with_hint(hint.to_string()),
+                    );
+                    None
+                }
+            },
+            other => {
+                let hint = match other {
+                    Value::String(s) => format!(
+                        "write the number without quotes or a currency sign ({}): {hint}",
+                        shorten(s)
+                    ),
+                    _ => hint.to_string(),
+                };
+                self.wrong_type(path, "a number", other, Some(hint));
+                None
+            }
+        }
+    }
+
     fn count(&mut self, value: &Value, path: &str, max: u64) -> Option<u64> {
         let hint = format!("use a whole number from 1 to {max}");
         match value {
@@ -545,6 +590,11 @@ impl Walker<'_> {
                     self.log(value, &mut config);
                     self.report_checks(check::log(&config.log));
                 }
+                "price_per_gb" => {
+                    if let Some(price) = self.price(value, "price_per_gb") {
+                        config.price_per_gb = price;
+                    }
+                }
                 "repositories" => config.repositories = self.repositories(value),
                 // `section` only yields TOP_KEYS, each handled above.
                 _ => {}
@@ -721,6 +771,7 @@ impl Walker<'_> {
             ("idle_timeout", &mut server.idle_timeout),
             ("body_timeout", &mut server.body_timeout),
             ("shutdown_timeout", &mut server.shutdown_timeout),
+            ("drain_delay", &mut server.drain_delay),
         ] {
             if let Some(duration) = section
                 .get(key)
@@ -801,6 +852,29 @@ impl Walker<'_> {
             .and_then(|v| self.boolean(v, "log.access_log"))
         {
             config.log.access_log = access_log;
+        }
+        if let Some(probes) = section
+            .get("access_log_probes")
+            .and_then(|v| self.boolean(v, "log.access_log_probes"))
+        {
+            config.log.access_log_probes = probes;
+        }
+        if let Some(v) = section.get("access_log_sample") {
+            match v.as_f64() {
+                Some(share) if share > 0.0 && share <= 1.0 => {
+                    config.log.access_log_sample_ppm = ((share * 1e6).round() as u32).max(1);
+                }
+                _ => self.report(
+                    ConfigError::new(
+                        "log.access_log_sample",
+                        "expected a share of requests above 0 and at most 1",
+                    )
+                    .with_hint(
+                        "write e.g. 0.1 to log one successful request in ten (errors are always logged), \
+                         or set access_log: false to log none",
+                    ),
+                ),
+            }
         }
     }
 
@@ -922,6 +996,12 @@ impl Walker<'_> {
         }
         if let Some(v) = section.get("credentials_file") {
             repo.credentials_file = self.path(v, &at("credentials_file"));
+        }
+        if let Some(v) = section.get("min_age") {
+            repo.min_age = self.duration(v, &at("min_age"));
+        }
+        if let Some(v) = section.get("min_age_exempt") {
+            repo.min_age_exempt = self.strings(v, &at("min_age_exempt"));
         }
         let spec = format.and_then(|f| formats::find(self.formats, f));
         if let Some(spec) = spec {

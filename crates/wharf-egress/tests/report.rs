@@ -483,6 +483,34 @@ fn headerless_custom_layout_with_fields_and_access_log_saving() {
     assert_eq!(report["total"]["bytes"].as_u64(), Some(want));
     assert_eq!(report["access_log"]["total"]["bytes_saved"], 5_000_000);
     assert_eq!(report["access_log"]["by_outcome"]["coalesced"], 1);
+    // 10 MB served, 5 MB of it without an upstream fetch, at the default $0.045 per 2^30 bytes.
+    let saved = report["access_savings"]["saved_usd"].as_f64().unwrap();
+    let without = report["access_savings"]["without_wharf_usd"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (saved - 5e6 / 1073741824.0 * 0.045).abs() < 1e-12,
+        "{saved}"
+    );
+    assert!((without - 2.0 * saved).abs() < 1e-12, "{without}");
+    let table = dir.path().join("r.txt");
+    egress(&[
+        "report",
+        "--fields",
+        V5_FIELDS,
+        "--price-per-gb",
+        "10",
+        "-o",
+        s(&table),
+        s(&log),
+        s(&access),
+    ])
+    .unwrap();
+    let text = std::fs::read_to_string(&table).unwrap();
+    assert!(
+        text.contains("wharf saved $0.05 of the $0.09 this traffic would have cost (at $10.00/GB)"),
+        "{text}"
+    );
 }
 
 fn find_chromium() -> Option<PathBuf> {

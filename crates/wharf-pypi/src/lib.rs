@@ -14,6 +14,7 @@
 
 mod accept;
 pub mod client_settings;
+mod cooldown;
 mod html;
 mod json;
 mod model;
@@ -59,12 +60,14 @@ pub struct PypiRepo {
     reach: Arc<Reach>,
     engine: Arc<Engine>,
     cache: RenderCache,
+    /// `min_age`: files uploaded more recently are hidden.
+    cooldown: Option<cooldown::Cooldown>,
 }
 
 /// The PyPI format's descriptor, listed in the server's format registry.
 pub const FORMAT: FormatDescriptor = FormatDescriptor {
     config: FormatSpec {
-        keys: &["file_hosts"],
+        keys: &["file_hosts", "min_age", "min_age_exempt"],
         synonyms: &["python", "pip", "uv", "simple"],
         ..FormatSpec::new(
             Format::new("pypi"),
@@ -116,6 +119,9 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         reach,
         engine,
         cache: RenderCache::new(64 * 1024 * 1024),
+        cooldown: cfg
+            .min_age
+            .map(|min_age| cooldown::Cooldown::new(&cfg.name, min_age, &cfg.min_age_exempt)),
     }))
 }
 
@@ -271,10 +277,20 @@ impl PypiRepo {
             return not_acceptable();
         };
         let norm = normalize(project);
-        let fetched = match self.fetch_project(&norm).await {
+        let mut fetched = match self.fetch_project(&norm).await {
             Ok(f) => f,
             Err(e) => return fetch_error_response(&e),
         };
+        let mut held_back = 0;
+        if let Some(cooldown) = &self.cooldown {
+            if let Some((page, hidden)) = cooldown.filter(&norm, &fetched.page) {
+                held_back = hidden;
+                // The answer now depends on the time as well as on upstream's bytes: its ETag says how many
+                // files were held back, so a client's copy is refreshed once one comes of age.
+                fetched.digest = fetched.digest.map(|d| format!("{d}-held{hidden}"));
+                fetched.page = Arc::new(page);
+            }
+        }
         let files_prefix = format!("../../files/{}/", norm);
         let render = || -> Bytes {
             let link = |f: &FileLink| format!("{files_prefix}{}", encode_segment(&f.filename));
@@ -288,7 +304,12 @@ impl PypiRepo {
         let body = self
             .cache
             .rendered(fetched.digest.as_deref(), variant, render);
-        page_response(req, variant, body, &fetched)
+        let mut resp = page_response(req, variant, body, &fetched);
+        if held_back > 0 {
+            resp.extensions_mut()
+                .insert(wharf_cache::HeldBack(held_back));
+        }
+        resp
     }
 
     async fn root(&self, req: &RepoRequest) -> Response<Body> {
@@ -431,8 +452,18 @@ impl PypiRepo {
                 "that file is hosted outside the repository's file_hosts",
             ));
         }
+        if let Some(why) = self
+            .cooldown
+            .as_ref()
+            .and_then(|c| c.why_held_back(norm, link))
+        {
+            let mut refusal = Refusal::new(StatusCode::NOT_FOUND, why);
+            refusal.0.extensions_mut().insert(wharf_cache::HeldBack(1));
+            return Err(refusal);
+        }
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
         fetch.expected = expected.map(Expected::Sha256);
+        fetch.adopt_stored_blob = true;
         fetch.reach = Some(self.reach.clone());
         Ok(fetch)
     }

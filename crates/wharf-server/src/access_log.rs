@@ -17,7 +17,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use serde::Serialize;
-use wharf_cache::{CacheInfo, UpstreamLabel, Verified};
+use wharf_cache::{CacheInfo, HeldBack, UpstreamLabel, Verified};
 
 use crate::metrics::UpstreamLabels;
 use crate::state::AppState;
@@ -39,6 +39,25 @@ fn clip(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}...[{} bytes]", &text[..end], text.len())
+}
+
+/// Paths of probes and scrapes, left out of the access log unless `log.access_log_probes`.
+const PROBE_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// Whether this request gets a line: not a probe (unless asked for), and an error, a cut-short transfer, or
+/// one of the sampled successes (every n-th, so the share is exact rather than random).
+fn logged(state: &AppState, path: &str, status: u16, incomplete: bool) -> bool {
+    let bare = path.split('?').next().unwrap_or(path);
+    if !state.access_log_probes && PROBE_PATHS.contains(&bare) {
+        return false;
+    }
+    if status >= 400 || incomplete || state.access_log_sample_ppm >= 1_000_000 {
+        return true;
+    }
+    let n = state.access_log_seen.fetch_add(1, Ordering::Relaxed);
+    let ppm = u64::from(state.access_log_sample_ppm);
+    // Logged when the running count of kept lines (n * share) steps up.
+    (n + 1) * ppm / 1_000_000 > n * ppm / 1_000_000
 }
 
 /// Set by the repository dispatcher so the log knows which repository (of which format) answered.
@@ -69,6 +88,12 @@ struct Line<'a> {
     /// Which checksum the file was verified against (generic: `pinned`, `sha256-file`, `SHA256SUMS`).
     #[serde(skip_serializing_if = "Option::is_none")]
     verified: Option<&'static str>,
+    /// Files or versions the release cooldown (`min_age`) kept out of this answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_back: Option<u32>,
+    /// The share of successful requests logged, when not all are (`log.access_log_sample`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sample_rate: Option<f64>,
 }
 
 struct Pending {
@@ -86,6 +111,7 @@ struct Pending {
     upstream: Option<Arc<str>>,
     info: CacheInfo,
     verified: Option<&'static str>,
+    held_back: Option<u32>,
 }
 
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -117,6 +143,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         repo: parts.extensions.get::<RepoName>().cloned(),
         upstream: parts.extensions.get::<UpstreamLabel>().map(|u| u.0.clone()),
         verified: parts.extensions.get::<Verified>().map(|v| v.0),
+        held_back: parts.extensions.get::<HeldBack>().map(|h| h.0),
         info: parts
             .extensions
             .get::<CacheInfo>()
@@ -183,7 +210,16 @@ impl LoggedBody {
                 })
                 .inc();
         }
-        if !p.state.access_log {
+        if let (Some(repo), Some(n)) = (repo, p.held_back) {
+            p.state
+                .http
+                .cooldown_held_back
+                .get_or_create(&crate::metrics::RepoLabel {
+                    repo: repo.to_string(),
+                })
+                .inc_by(u64::from(n));
+        }
+        if !p.state.access_log || !logged(&p.state, &p.path, p.status, incomplete) {
             return;
         }
         let line = Line {
@@ -201,6 +237,9 @@ impl LoggedBody {
             duration_ms: (duration.as_secs_f64() * 1e6).round() / 1e3,
             incomplete,
             verified: p.verified,
+            held_back: p.held_back,
+            sample_rate: (p.state.access_log_sample_ppm < 1_000_000)
+                .then(|| f64::from(p.state.access_log_sample_ppm) / 1e6),
         };
         if let Ok(mut text) = serde_json::to_vec(&line) {
             text.push(b'\n');

@@ -11,6 +11,7 @@ mod formats;
 mod headers;
 mod metrics;
 mod routes;
+mod savings;
 mod schema;
 mod state;
 mod stats;
@@ -88,6 +89,8 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
     let engine = Engine::new(store, upstream, engine_metrics.clone());
 
     let (repos, repo_order) = mount_repositories(&config, &engine)?;
+    let savings =
+        savings::SavingsMetrics::new(&mut registry, config.price_per_gb.usd(), &repo_order);
     // Store errors are rare: exported at 0 from the start, so an alert on their increase sees the first one.
     for repo in &repo_order {
         for op in ["write", "read"] {
@@ -125,11 +128,16 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         started: Instant::now(),
         admin_token,
         access_log: config.log.access_log,
+        access_log_sample_ppm: config.log.access_log_sample_ppm,
+        access_log_probes: config.log.access_log_probes,
+        access_log_seen: AtomicU64::new(0),
+        draining: std::sync::atomic::AtomicBool::new(false),
         config: Arc::new(config),
         evictions_seen: AtomicU64::new(0),
         evicted_bytes_seen: AtomicU64::new(0),
         shared_seen: Mutex::new(SharedUsage::default()),
         warm: Default::default(),
+        savings,
     }))
 }
 
@@ -317,12 +325,29 @@ pub async fn serve(
     let maintenance = tokio::spawn(maintain(state.clone()));
     let purges = tokio::spawn(sync_purges(state.clone()));
     let limits = state.config.server.clone();
+    let drain = {
+        let state = state.clone();
+        let delay = limits.drain_delay;
+        async move {
+            shutdown.await;
+            state
+                .draining
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            if !delay.is_zero() {
+                tracing::info!(
+                    delay = %wharf_config::format_duration(delay),
+                    "draining: /readyz fails while requests are still served (server.drain_delay)"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+    };
     let dropped = conn::serve(
         listener,
         router(state.clone()),
         &limits,
         state.http.connections.clone(),
-        shutdown,
+        drain,
     )
     .await;
     maintenance.abort();

@@ -73,6 +73,7 @@ pub struct HttpMetrics {
     pub evicted_bytes: Counter,
     pub shared_events: Family<SharedEventLabel, Counter>,
     pub shared_reachable: Gauge,
+    pub cooldown_held_back: Family<RepoLabel, Counter>,
     pub connections: crate::conn::ConnMetrics,
     pub hosted_bytes: Family<HostedLabels, Gauge>,
     pub hosted_tags: Family<HostedLabels, Gauge>,
@@ -93,6 +94,7 @@ impl HttpMetrics {
             evicted_bytes: Counter::default(),
             shared_events: Family::default(),
             shared_reachable: Gauge::default(),
+            cooldown_held_back: Family::default(),
             connections: crate::conn::ConnMetrics::default(),
             hosted_bytes: Family::default(),
             hosted_tags: Family::default(),
@@ -152,6 +154,11 @@ impl HttpMetrics {
             "wharf_store_shared_reachable",
             "1 while the shared S3 bucket answers, 0 after a failed request (always 0 without storage.s3)",
             m.shared_reachable.clone(),
+        );
+        registry.register(
+            "wharf_cooldown_held_back",
+            "Files or versions the release cooldown (min_age) kept out of answers, and direct requests for them refused",
+            m.cooldown_held_back.clone(),
         );
         registry.register(
             "wharf_http_connections",

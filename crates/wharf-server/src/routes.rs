@@ -18,6 +18,12 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down (server.drain_delay)",
+        );
+    }
     let store = state.engine.store().clone();
     let check = tokio::task::spawn_blocking(move || store.readiness()).await;
     match check {
@@ -29,6 +35,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.refresh_store_metrics();
+    crate::savings::savings(&state);
     state.refresh_hosted_metrics();
     let mut text = String::new();
     let encoded = {
@@ -94,6 +101,7 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
         // The connection limits in force, as configured (`server:`).
         "server": state.config.server,
         "warm": crate::warm::status_section(state),
+        "savings": crate::savings::status_section(state),
     })
 }
 

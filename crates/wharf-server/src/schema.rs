@@ -33,6 +33,12 @@ fn key_schemas() -> Map<String, Value> {
         "credentials_file": { "type": "string", "minLength": 1 },
         "file_hosts": hosts("hosts (host[:port]) besides the upstream's that links and redirects may lead to"),
         "checksum_databases": hosts("checksum databases proxied under sumdb/<name>/"),
+        "min_age": { "$ref": "#/$defs/duration" },
+        "min_age_exempt": {
+            "description": "names the release cooldown (min_age) does not apply to",
+            "type": "array",
+            "items": { "type": "string", "minLength": 1 }
+        },
     }) else {
         unreachable!("a JSON object literal")
     };

@@ -33,6 +33,12 @@ pub struct AppState {
     /// Re-read when its file changes (rotation without a restart).
     pub admin_token: Option<wharf_cache::SecretFile>,
     pub access_log: bool,
+    /// Successful requests logged per million (`log.access_log_sample`), and whether probes are logged.
+    pub access_log_sample_ppm: u32,
+    pub access_log_probes: bool,
+    pub(crate) access_log_seen: AtomicU64,
+    /// Set on SIGTERM: `/readyz` fails during `server.drain_delay` while requests are still served.
+    pub draining: std::sync::atomic::AtomicBool,
     pub config: Arc<wharf_config::Config>,
     pub(crate) evictions_seen: AtomicU64,
     pub(crate) evicted_bytes_seen: AtomicU64,
@@ -40,6 +46,8 @@ pub struct AppState {
     pub(crate) shared_seen: Mutex<wharf_store::SharedUsage>,
     /// `POST /admin/warm` jobs, running and recently finished.
     pub(crate) warm: crate::warm::WarmJobs,
+    /// The money-saved gauges (refreshed at scrape and status reads).
+    pub(crate) savings: crate::savings::SavingsMetrics,
 }
 
 impl AppState {

@@ -208,6 +208,7 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Response {
          <div class=\"muted\">{answered} cache answers</div></div>\
          <div class=\"card\"><div class=\"muted\">bytes saved</div><div class=\"big\" id=\"bytes-saved\">{saved}</div>\
          <div class=\"muted\">served <span id=\"bytes-served\">{served}</span>, from upstream <span id=\"bytes-upstream\">{up}</span></div></div>\
+         {money}\
          <div class=\"card\"><div class=\"muted\">store</div><div class=\"big\" id=\"store-used\">{used}</div>\
          <div class=\"bar\"><span style=\"width:{fill:.1}%\"></span></div>\
          <div class=\"muted\">of {limit} · <span id=\"store-blobs\">{blobs}</span> blobs · {evictions} evicted · up {uptime}</div></div>\
@@ -223,6 +224,7 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Response {
         evictions = usage.evictions,
         uptime = uptime(state.started.elapsed().as_secs()),
         warm = crate::warm::ui_section(&state),
+        money = crate::savings::ui_card(&state),
     );
     page("wharf", &body)
 }

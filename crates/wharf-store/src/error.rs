@@ -14,6 +14,9 @@ pub enum StoreError {
     Index { path: PathBuf, message: String },
     #[error("storage.s3: {message}")]
     Shared { message: String },
+    /// The data directory's layout is not one this wharf reads (a newer wharf wrote it).
+    #[error("storage.path {path}: {message}")]
+    Layout { path: PathBuf, message: String },
 }
 
 impl StoreError {

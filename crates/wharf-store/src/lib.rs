@@ -14,6 +14,7 @@
 //! The store knows nothing about HTTP, formats or upstreams: it stores bytes and small records.
 
 mod blobs;
+mod check;
 mod digest;
 mod entry;
 mod error;
@@ -24,6 +25,7 @@ mod space;
 mod tombstone;
 
 pub use blobs::{BlobFile, TempBlob};
+pub use check::{check_store, CheckReport};
 pub use digest::{Digest, Sha256Writer};
 pub use entry::{now_ms, Entry};
 pub use error::StoreError;
@@ -35,6 +37,48 @@ pub use tombstone::{Tombstone, MAX_TOMBSTONES};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The layout of the data directory this wharf writes and reads, recorded in [`LAYOUT_FILE`]. Layout 1 is
+/// `blobs/sha256/ab/abcd…`, `tmp/` and `index.redb`; a directory without the file (written before versions
+/// were recorded) is layout 1. A newer wharf that changes the layout migrates forward and writes its number;
+/// an older wharf refuses a directory with a number above its own instead of misreading it.
+pub const LAYOUT_VERSION: u32 = 1;
+/// The file in the data directory that holds its layout version.
+pub const LAYOUT_FILE: &str = "layout-version";
+
+/// Refuses a data directory written by a newer layout; records the current one in a directory that has none.
+fn check_layout(root: &Path) -> Result<(), StoreError> {
+    let path = root.join(LAYOUT_FILE);
+    let refuse = |message: String| StoreError::Layout {
+        path: root.to_path_buf(),
+        message,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let version: u32 = text.trim().parse().map_err(|_| {
+                refuse(format!(
+                    "{LAYOUT_FILE} holds {:?}, not a layout version; restore it (this wharf writes {LAYOUT_VERSION}) \
+                     or move the directory aside to start empty",
+                    text.trim().chars().take(40).collect::<String>()
+                ))
+            })?;
+            if version > LAYOUT_VERSION {
+                return Err(refuse(format!(
+                    "was written by a newer wharf (store layout {version}; this wharf reads layouts up to \
+                     {LAYOUT_VERSION}): run that version or newer, or move the directory aside to start empty"
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let temp = root.join(format!("{LAYOUT_FILE}.tmp"));
+            std::fs::write(&temp, format!("{LAYOUT_VERSION}\n"))
+                .and_then(|()| std::fs::rename(&temp, &path))
+                .map_err(|e| StoreError::io(&path, "record the store layout in", e))
+        }
+        Err(e) => Err(StoreError::io(&path, "read", e)),
+    }
+}
 
 /// Most local entries one prefix of a remote purge removes in one pass (a bound on the memory of the scan).
 const TOMBSTONE_SCAN: usize = 200_000;
@@ -103,6 +147,7 @@ impl Store {
         let root = options.root;
         std::fs::create_dir_all(&root)
             .map_err(|e| StoreError::io(&root, "create the data directory", e))?;
+        check_layout(&root)?;
         let blobs = blobs::FsBlobs::new(&root)?;
         let index = index::Index::open(&root.join("index.redb"))?;
         let lru = lru::Lru::default();

@@ -31,6 +31,8 @@ pub struct Dist {
     pub requires_python: Option<String>,
     /// `Some("")` = yanked without a reason, `Some(reason)` = yanked with a reason (PEP 592).
     pub yanked: Option<String>,
+    /// PEP 700 `upload-time` on JSON pages (RFC 3339); `None` = a fixed old date.
+    pub upload_time: Option<String>,
 }
 
 impl Dist {
@@ -51,6 +53,7 @@ impl Dist {
             metadata: None,
             requires_python: None,
             yanked: None,
+            upload_time: None,
         }
     }
 
@@ -62,6 +65,12 @@ impl Dist {
     }
 
     /// Marks the file yanked (PEP 592); an empty reason means "yanked, no reason".
+    /// Advertises `upload-time` (RFC 3339) on JSON index pages, for release-cooldown tests.
+    pub fn uploaded_at(mut self, rfc3339: &str) -> Self {
+        self.upload_time = Some(rfc3339.to_string());
+        self
+    }
+
     pub fn yanked(mut self, reason: &str) -> Self {
         self.yanked = Some(reason.to_string());
         self
@@ -165,6 +174,7 @@ pub fn sdist(project: &str, version: &str) -> Dist {
         metadata: None,
         requires_python: None,
         yanked: None,
+        upload_time: None,
     }
 }
 
@@ -210,6 +220,7 @@ fn build_wheel(project: &str, version: &str, payload: Option<Vec<u8>>) -> Dist {
         metadata: Some(Bytes::from(metadata)),
         requires_python: None,
         yanked: None,
+        upload_time: None,
     }
 }
 

@@ -831,7 +831,7 @@ fn project_json(
                 "core-metadata": meta,
                 "dist-info-metadata": meta,
                 "size": f.bytes.len(),
-                "upload-time": "2024-01-01T00:00:00.000000Z",
+                "upload-time": f.upload_time.as_deref().unwrap_or("2024-01-01T00:00:00.000000Z"),
             });
             if let Some(rp) = &f.requires_python {
                 o["requires-python"] = json!(rp);

@@ -251,6 +251,13 @@ th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}tr
         }
         html.push_str("</tbody></table>");
     }
+    if let Some(savings) = &report.access_savings {
+        let _ = write!(
+            html,
+            "<p id=\"savings\"><b>{}</b></p>",
+            escape(&savings.sentence(report.price_per_gb))
+        );
+    }
     let notes = note_lines(report);
     if !notes.is_empty() {
         let _ = write!(

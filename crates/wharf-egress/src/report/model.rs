@@ -98,7 +98,38 @@ pub struct Report {
     pub series: Series,
     pub input: InputCounters,
     pub access_log: Option<AccessSummary>,
+    /// The access logs' traffic in money, at `price_per_gb`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_savings: Option<AccessSavings>,
     pub owner_sources: Vec<SourceSummary>,
+}
+
+/// What wharf's traffic (from its access logs) would have cost fetched upstream, and what it saved.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct AccessSavings {
+    /// Bytes served without an upstream fetch, priced.
+    pub saved_usd: f64,
+    /// Every byte served, priced: the bill with no cache in front.
+    pub without_wharf_usd: f64,
+}
+
+impl AccessSavings {
+    pub fn new(access: &AccessSummary, price_per_gb: f64) -> AccessSavings {
+        AccessSavings {
+            saved_usd: cost(access.total.bytes_saved, price_per_gb),
+            without_wharf_usd: cost(access.total.bytes_served, price_per_gb),
+        }
+    }
+
+    /// "wharf saved $X of the $Y this traffic would have cost (at $P/GB)".
+    pub fn sentence(&self, price_per_gb: f64) -> String {
+        format!(
+            "wharf saved {} of the {} this traffic would have cost (at {}/GB)",
+            wharf_text::usd(self.saved_usd),
+            wharf_text::usd(self.without_wharf_usd),
+            wharf_text::usd(price_per_gb)
+        )
+    }
 }
 
 /// Report settings.
@@ -249,6 +280,9 @@ impl Report {
             top_sources,
             series,
             input: data.counters.clone(),
+            access_savings: access_log
+                .as_ref()
+                .map(|a| AccessSavings::new(a, shape.price_per_gb)),
             access_log,
             owner_sources,
         }

@@ -25,11 +25,7 @@ pub fn human_bytes(bytes: u64) -> String {
 
 /// `$` with cents, or more digits for amounts under a cent.
 pub fn money(usd: f64) -> String {
-    if usd != 0.0 && usd.abs() < 0.01 {
-        format!("${usd:.4}")
-    } else {
-        format!("${usd:.2}")
-    }
+    wharf_text::usd(usd)
 }
 
 fn group_title(by: GroupBy) -> &'static str {
@@ -162,6 +158,9 @@ pub fn render_table(report: &Report) -> String {
             access.total.requests,
             human_bytes(access.total.bytes_saved)
         );
+    }
+    if let Some(savings) = &report.access_savings {
+        let _ = writeln!(out, "{}", savings.sentence(report.price_per_gb));
     }
     let notes = note_lines(report);
     if !notes.is_empty() {

@@ -55,6 +55,9 @@ pub(crate) struct Hosted {
     activity: Mutex<HashMap<String, (u64, u64)>>,
     /// What the last retention pass found and did.
     last_sweep: Mutex<Option<SweepReport>>,
+    /// Held by a retention pass (write) and by a manifest's final check and record (read), so a pass never
+    /// deletes a blob between a manifest's check that it exists and its record naming it.
+    sweeping: std::sync::RwLock<()>,
 }
 
 impl Hosted {
@@ -90,6 +93,7 @@ impl Hosted {
             sizes: DeclaredSizes::default(),
             activity: Mutex::new(HashMap::new()),
             last_sweep: Mutex::new(None),
+            sweeping: std::sync::RwLock::new(()),
         }
     }
 
@@ -333,14 +337,32 @@ impl Hosted {
                 record(&hex, size, Some(media_type.clone()), now, true, headers),
             ));
         }
-        if let Err(e) = self.write_records(&writes) {
-            return store_error(e);
-        }
-        let store = self.engine.store();
-        store.pin(&self.repo, digest);
-        for r in &parsed.refs {
-            if let Some(d) = Digest::from_hex(&r.hex) {
-                store.pin(&self.repo, d);
+        {
+            let _no_sweep = self.sweeping.read().unwrap_or_else(|p| p.into_inner());
+            let store = self.engine.store();
+            // Checked again under the lock: a retention pass may have removed a blob since.
+            if let Some(gone) = parsed
+                .refs
+                .iter()
+                .find(|r| !Digest::from_hex(&r.hex).is_some_and(|d| store.has_blob(&d)))
+            {
+                return oci_error(
+                    StatusCode::BAD_REQUEST,
+                    "MANIFEST_BLOB_UNKNOWN",
+                    &format!(
+                        "sha256:{} was removed by retention meanwhile; push it again",
+                        gone.hex
+                    ),
+                );
+            }
+            if let Err(e) = self.write_records(&writes) {
+                return store_error(e);
+            }
+            store.pin(&self.repo, digest);
+            for r in &parsed.refs {
+                if let Some(d) = Digest::from_hex(&r.hex) {
+                    store.pin(&self.repo, d);
+                }
             }
         }
         self.pushed(name, now);
@@ -626,6 +648,7 @@ impl Hosted {
     pub(crate) fn sweep(&self) -> Result<SweepReport, wharf_store::StoreError> {
         let now = self.now();
         self.uploads.reap(now);
+        let _exclusive = self.sweeping.write().unwrap_or_else(|p| p.into_inner());
         let report = retention::sweep(
             self.engine.store(),
             &self.repo,

@@ -1,43 +1,46 @@
-//! The push token: read from `hosted.token_file`, checked against HTTP Basic passwords.
-//!
-//! Reading goes through [`PushToken::current`] only, so the token can later follow changes to its file the
-//! way the admin token will, without touching the callers.
+//! The push token: `hosted.token_file`, held as a [`wharf_cache::SecretFile`] (re-read within a second of a
+//! change, so a rotated token needs no restart), checked against HTTP Basic passwords.
 
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use http::HeaderMap;
+use wharf_cache::SecretFile;
 
 /// Shortest token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
-const MAX_FILE_LEN: u64 = 4096;
 
 pub(crate) struct PushToken {
-    #[allow(dead_code)]
-    path: PathBuf,
-    token: String,
+    source: Source,
+}
+
+enum Source {
+    File(SecretFile),
+    #[cfg(test)]
+    Fixed(String),
 }
 
 impl PushToken {
     pub(crate) fn load(path: &Path) -> Result<PushToken, String> {
         Ok(PushToken {
-            path: path.to_path_buf(),
-            token: read_push_token(path)?,
+            source: Source::File(SecretFile::open("hosted.token_file", path, MIN_TOKEN_LEN)?),
         })
     }
 
     #[cfg(test)]
     pub(crate) fn fixed(token: &str) -> PushToken {
         PushToken {
-            path: PathBuf::new(),
-            token: token.to_string(),
+            source: Source::Fixed(token.to_string()),
         }
     }
 
-    /// The token in force.
-    pub(crate) fn current(&self) -> &str {
-        &self.token
+    /// The token in force (the file's value now, or its last good one).
+    pub(crate) fn current(&self) -> std::sync::Arc<str> {
+        match &self.source {
+            Source::File(file) => file.current(),
+            #[cfg(test)]
+            Source::Fixed(token) => token.as_str().into(),
+        }
     }
 
     /// Whether the request carries the token: HTTP Basic with any user name and the token as password (what
@@ -77,36 +80,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Reads and checks a token file: a regular file of at most 4 KiB holding one token of at least
-/// [`MIN_TOKEN_LEN`] characters (surrounding whitespace ignored). Errors name the problem, never the token.
-pub(crate) fn read_push_token(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!(
-            "{} does not exist (create it with a random token, e.g. `openssl rand -hex 32 > FILE && chmod 600 FILE`)",
-            path.display()
-        ),
-        _ => format!("cannot read {}: {e}", path.display()),
-    })?;
-    if !meta.is_file() || meta.len() > MAX_FILE_LEN {
-        return Err(format!(
-            "{} must be a regular file holding one token (at most {MAX_FILE_LEN} bytes)",
-            path.display()
-        ));
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE_LEN).read_to_string(&mut text))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let token = text.trim();
-    if token.chars().count() < MIN_TOKEN_LEN || token.contains(char::is_whitespace) {
-        return Err(format!(
-            "{}: the token must be one word of at least {MIN_TOKEN_LEN} characters",
-            path.display()
-        ));
-    }
-    Ok(token.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,22 +113,25 @@ mod tests {
     }
 
     #[test]
-    fn token_files_are_checked() {
+    fn a_rotated_token_file_is_used_without_a_restart() {
         let dir = std::env::temp_dir().join(format!("wharf-push-token-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let short = dir.join("short");
         std::fs::write(&short, "abc\n").unwrap();
-        let err = read_push_token(&short).unwrap_err();
-        assert!(
-            err.contains("at least 16") && !err.contains("abc\n"),
-            "{err}"
-        );
-        let good = dir.join("good");
-        std::fs::write(&good, "  0123456789abcdef0123\n").unwrap();
-        assert_eq!(read_push_token(&good).unwrap(), "0123456789abcdef0123");
-        assert!(read_push_token(&dir.join("missing"))
-            .unwrap_err()
-            .contains("does not exist"));
+        assert!(PushToken::load(&short).is_err());
+        let path = dir.join("token");
+        std::fs::write(&path, "first-token-0123456789\n").unwrap();
+        let token = PushToken::load(&path).unwrap();
+        assert_eq!(&*token.current(), "first-token-0123456789");
+        std::fs::write(&path, "second-token-0123456789\n").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while &*token.current() != "second-token-0123456789" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the new token was never read"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -460,3 +460,206 @@ async fn an_upstream_that_moves_is_followed_under_constant_load() {
     );
     eprintln!("moved upstream followed after {followed:?} (dns_refresh 3s)");
 }
+
+/// On SIGTERM with `server.drain_delay`, `/readyz` fails at once while requests are still served, and wharf
+/// stops after the delay: what a preStop `sleep` does, in an image that has no `sleep`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_fails_readiness_first_and_serves_through_the_drain_delay() {
+    let up = wharf_testkit::FixtureUpstream::start().await;
+    up.put("/a.bin", vec![5u8; 10_000], "application/octet-stream");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &files_repo(&up.url()),
+        "server:\n  drain_delay: 3s",
+    );
+    assert_eq!(get(&wharf.url("/files/a.bin")).await, (200, 10_000));
+    let signalled = Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &wharf.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = eventually(Duration::from_secs(2), 503, || async {
+        get(&wharf.url("/readyz")).await.0
+    })
+    .await;
+    assert_eq!(status, 503, "readiness fails as soon as the signal arrives");
+    assert_eq!(
+        get(&wharf.url("/files/a.bin")).await,
+        (200, 10_000),
+        "requests are served while draining"
+    );
+    let exit = wharf.terminate();
+    assert!(exit.success(), "{exit:?}");
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500),
+        "wharf stopped after {took:?}, before its drain delay"
+    );
+}
+
+/// A data directory from before the layout was versioned is taken as layout 1 and recorded, its content
+/// served; one written by a newer layout is refused at start with a clear error, not misread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_layout_is_versioned_migrated_forward_and_a_newer_one_refused() {
+    let up = wharf_testkit::FixtureUpstream::start().await;
+    up.put("/a.bin", vec![6u8; 10_000], "application/octet-stream");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let wharf = Wharf::start(&data, &files_repo(&up.url()), "");
+    assert_eq!(get(&wharf.url("/files/a.bin")).await, (200, 10_000));
+    let config = wharf.config_path.clone();
+    assert_eq!(wharf.terminate().code(), Some(0));
+    let version = data.join("layout-version");
+    assert_eq!(
+        std::fs::read_to_string(&version).expect("version").trim(),
+        "1"
+    );
+
+    // The layout as wharf wrote it before versions: no version file.
+    std::fs::remove_file(&version).expect("remove");
+    let addr = std::fs::read_to_string(&config)
+        .expect("config")
+        .lines()
+        .next()
+        .and_then(|l| l.split('"').nth(1))
+        .and_then(|a| a.parse().ok())
+        .expect("listen");
+    let wharf = Wharf::start_with_config(&config, addr, &data);
+    assert_eq!(get(&wharf.url("/files/a.bin")).await, (200, 10_000));
+    assert_eq!(
+        up.requests_for("/a.bin"),
+        1,
+        "served from the migrated store"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&version).expect("version").trim(),
+        "1"
+    );
+    assert_eq!(wharf.terminate().code(), Some(0));
+
+    std::fs::write(&version, "2\n").expect("newer");
+    let out = std::process::Command::new(WHARF)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .expect("serve");
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("newer wharf") && said.contains("layout 2") && said.contains("storage.path"),
+        "{said}"
+    );
+}
+
+/// `log.access_log_sample` writes an exact share of successful requests (each line saying the rate) and
+/// every error; probes and scrapes are left out by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_samples_successes_keeps_errors_and_skips_probes() {
+    let up = wharf_testkit::FixtureUpstream::start().await;
+    up.put("/a.bin", vec![7u8; 1000], "application/octet-stream");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let addr = free_port();
+    let config = tmp.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"{addr}\"\nstorage:\n  path: \"{}\"\nhttp:\n  retries: 0\nlog:\n  format: text\n  access_log_sample: 0.25\nrepositories:\n{}",
+            data.display(),
+            files_repo(&up.url())
+        ),
+    )
+    .expect("config");
+    let wharf = Wharf::start_with_config(&config, addr, &data);
+    for _ in 0..40 {
+        assert_eq!(get(&wharf.url("/files/a.bin")).await, (200, 1000));
+    }
+    for _ in 0..5 {
+        assert_eq!(get(&wharf.url("/no-such-repo/x")).await.0, 404);
+    }
+    for probe in ["/readyz", "/healthz", "/metrics"] {
+        assert_eq!(get(&wharf.url(probe)).await.0, 200);
+    }
+    wharf.wait_log(|r| r["status"] == 404 && r["path"] == "/no-such-repo/x");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = wharf.access_log();
+    let files: Vec<_> = log.iter().filter(|r| r["path"] == "/files/a.bin").collect();
+    assert_eq!(files.len(), 10, "a quarter of 40 successes: {files:#?}");
+    assert!(files.iter().all(|r| r["sample_rate"] == 0.25), "{files:#?}");
+    assert_eq!(
+        log.iter().filter(|r| r["status"] == 404).count(),
+        5,
+        "every error"
+    );
+    let probes: Vec<_> = log
+        .iter()
+        .filter(|r| {
+            ["/readyz", "/healthz", "/metrics"]
+                .iter()
+                .any(|p| r["path"] == *p)
+        })
+        .collect();
+    assert!(probes.is_empty(), "probes are not logged: {probes:#?}");
+}
+
+/// A corrupt `index.redb` (and a blob whose bytes do not match its name): `wharf store check` says so and
+/// exits 1; `--repair` moves the index aside, drops the bad blob and records the good ones, and the wheel is
+/// served again from its blob, found by the sha256 the index page gives, without downloading it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_check_finds_a_corrupt_index_and_repair_serves_the_blobs_again() {
+    use wharf_testkit::{wheel, Project, PypiUpstream};
+    let demo = wheel("demo", "1.0");
+    let up = PypiUpstream::start(vec![Project::new("demo", vec![demo.clone()])]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let path = format!("/pypi/files/demo/{}", demo.filename);
+    let wharf = Wharf::start(&data, &pypi_repo("pypi", &up.index_url(), ""), "");
+    assert_eq!(get(&wharf.url(&path)).await, (200, demo.bytes.len()));
+    let config = wharf.config_path.clone();
+    let addr = wharf.addr;
+    assert_eq!(wharf.terminate().code(), Some(0));
+    assert_eq!(up.stats().file_downloads(&demo.filename), 1);
+
+    std::fs::write(data.join("index.redb"), vec![0x5au8; 8192]).expect("corrupt index");
+    let bad = data.join("blobs/sha256/00");
+    std::fs::create_dir_all(&bad).expect("mkdir");
+    std::fs::write(bad.join("0".repeat(64)), b"not what the name says").expect("bad blob");
+    let check = |repair: bool| {
+        let mut cmd = std::process::Command::new(WHARF);
+        cmd.args(["store", "check", "--data-dir"]).arg(&data);
+        if repair {
+            cmd.arg("--repair");
+        }
+        let out = cmd.output().expect("store check");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, said) = check(false);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("index unreadable") && said.contains("corrupt blob"),
+        "{said}"
+    );
+    let (code, said) = check(true);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("repaired"), "{said}");
+    let (code, said) = check(false);
+    assert_eq!(code, Some(0), "clean after repair: {said}");
+
+    let wharf = Wharf::start_with_config(&config, addr, &data);
+    let resp = http().get(wharf.url(&path)).send().await.expect("get");
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.expect("body");
+    assert_eq!(sha256_hex(&body), demo.sha256);
+    assert_eq!(
+        up.stats().file_downloads(&demo.filename),
+        1,
+        "the wheel came from its repaired blob, not from upstream"
+    );
+}

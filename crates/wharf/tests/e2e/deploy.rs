@@ -229,6 +229,10 @@ fn value_sets() -> Vec<(&'static str, Vec<String>)> {
                 "--set",
                 "http.dns_refresh=1m",
                 "--set",
+                "log.access_log_sample=0.1",
+                "--set",
+                "log.access_log_probes=false",
+                "--set",
                 "storage.min_free=10%",
                 "--set",
                 "storage.max_negative_entries=5000",
@@ -547,7 +551,7 @@ fn bad_values_are_refused_with_the_field_path() {
     let Some(_) = tool("helm", &["version"]) else {
         return;
     };
-    let cases: [(&[&str], &[&str]); 11] = [
+    let cases: [(&[&str], &[&str]); 12] = [
         (
             &[
                 "--set",
@@ -622,6 +626,10 @@ fn bad_values_are_refused_with_the_field_path() {
         (
             &["--set", "storage.min_free=150%"],
             &["/storage/min_free", "does not match pattern"],
+        ),
+        (
+            &["--set", "log.access_log_sample=0"],
+            &["/log/access_log_sample", "exclusiveMinimum"],
         ),
     ];
     for (args, expected) in cases {
@@ -1433,10 +1441,32 @@ fn production_values_spread_two_replicas_drain_before_stopping_and_fit_the_volum
     assert!(container["lifecycle"]["preStop"]["exec"].is_null());
     let pdb = find(&docs, "PodDisruptionBudget").expect("PDB");
     assert_eq!(pdb["spec"]["maxUnavailable"].as_u64(), Some(1));
-    // Before Kubernetes 1.30 there is no sleep action: no preStop rather than an invalid one.
+    assert!(
+        !config.contains("drain_delay"),
+        "one delay, not two:\n{config}"
+    );
+    // Before Kubernetes 1.30 there is no sleep action: no preStop rather than an invalid one, and wharf
+    // keeps serving after SIGTERM itself (server.drain_delay), as `wharf config check` accepts.
     let old = render(&["-f", &production, "--kube-version", "1.29.0"]).expect("helm");
     let old_sts = find(&old, "StatefulSet").expect("StatefulSet");
     assert!(old_sts["spec"]["template"]["spec"]["containers"][0]["lifecycle"].is_null());
+    let old_config = rendered_config(&old);
+    assert!(
+        old_config.contains(&format!("drain_delay: {sleep}s")),
+        "{old_config}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").expect("write token");
+    let file = dir.path().join("wharf.yaml");
+    let local = old_config.replace("/etc/wharf/admin/token", &token.display().to_string());
+    std::fs::write(&file, local).expect("write");
+    let out = Command::new(WHARF)
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .expect("wharf");
+    assert!(out.status.success(), "{}", text(&out));
 
     // storage.max_size larger than the volume is refused when rendering (and so at lint), not found out
     // when the volume fills.

@@ -451,3 +451,123 @@ async fn a_sha256sums_file_in_the_directory_verifies_the_files_it_lists() {
         .expect("logged");
     assert_eq!(line["verified"], "SHA256SUMS", "{line}");
 }
+
+/// A Python "build" in the layout uv installs from (`python/bin`, `python/lib/pythonX.Y`): its interpreter
+/// is a script that runs this machine's `python3`, so uv can query it. Returns the `.tar.gz` bytes and the
+/// version (`3.11.7`).
+fn python_build(dir: &Path) -> (Vec<u8>, String) {
+    let (ok, out) = run(Command::new("python3").args([
+        "-c",
+        "import sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)",
+    ]));
+    assert!(ok, "{out}");
+    let mut lines = out.lines();
+    let version = lines.next().unwrap().trim().to_owned();
+    let executable = lines.next().unwrap().trim().to_owned();
+    let minor = version.rsplit_once('.').unwrap().0.to_owned();
+    let root = dir.join("python");
+    let lib = root.join(format!("lib/python{minor}"));
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(&lib).unwrap();
+    let interpreter = root.join(format!("bin/python{minor}"));
+    std::fs::write(
+        &interpreter,
+        format!("#!/bin/sh\nexec {executable} \"$@\"\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&interpreter, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(format!("python{minor}"), root.join("bin/python3")).unwrap();
+    std::fs::write(
+        lib.join("_sysconfigdata__linux_x86_64-linux-gnu.py"),
+        "# system configuration generated and used by the sysconfig module\nbuild_time_vars = {}\n",
+    )
+    .unwrap();
+    let archive = dir.join("build.tar.gz");
+    let (ok, out) = run(Command::new("tar")
+        .arg("czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir)
+        .arg("python"));
+    assert!(ok, "{out}");
+    (std::fs::read(&archive).unwrap(), version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uv_installs_a_python_build_through_a_generic_repository_then_with_the_upstream_gone() {
+    for (tool, probe) in [("uv", &["--version"][..]), ("tar", &["--version"][..])] {
+        if !require_tool(tool, probe) {
+            return;
+        }
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (build, version) = python_build(tmp.path());
+    let file = format!("cpython-{version}-linux-x86_64-gnu.tar.gz");
+    let up = FixtureUpstream::start().await;
+    up.put(
+        &format!("/builds/releases/download/20260101/{file}"),
+        build.clone(),
+        "application/gzip",
+    );
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &repo(
+            "python-builds",
+            &format!("{}builds/", up.url()),
+            "    immutable: [\"**/releases/download/**\"]\n",
+        ),
+        "http:\n  retries: 0",
+    );
+    // A downloads list as uv reads it (`--python-downloads-json-url`), naming the build at its wharf URL.
+    let parts: Vec<u64> = version.split('.').map(|p| p.parse().unwrap()).collect();
+    let list = serde_json::json!({
+        format!("cpython-{version}-linux-x86_64-gnu"): {
+            "name": "cpython",
+            "arch": {"family": "x86_64", "variant": null},
+            "os": "linux",
+            "libc": "gnu",
+            "major": parts[0], "minor": parts[1], "patch": parts[2],
+            "prerelease": "",
+            "url": wharf.url(&format!("/python-builds/releases/download/20260101/{file}")),
+            "sha256": sha256_hex(&build),
+            "variant": null,
+        }
+    });
+    let list_path = tmp.path().join("downloads.json");
+    std::fs::write(&list_path, list.to_string()).unwrap();
+    let install = |n: u32| {
+        let dir = tmp.path().join(format!("install-{n}"));
+        let (ok, out) = run(Command::new("uv")
+            .args([
+                "python",
+                "install",
+                &version,
+                "--no-config",
+                "--python-downloads-json-url",
+            ])
+            .arg(&list_path)
+            .env("UV_PYTHON_INSTALL_DIR", &dir)
+            .env("UV_PYTHON_BIN_DIR", dir.join("bin"))
+            .env("UV_CACHE_DIR", tmp.path().join(format!("uv-cache-{n}")))
+            .env("NO_PROXY", "*")
+            .env_remove("http_proxy")
+            .env_remove("HTTP_PROXY"));
+        assert!(ok, "uv python install through wharf failed:\n{out}");
+        dir
+    };
+    let first = install(1);
+    assert!(
+        first
+            .join(format!("cpython-{version}-linux-x86_64-gnu/bin/python3"))
+            .exists(),
+        "installed"
+    );
+    let path = format!("/builds/releases/download/20260101/{file}");
+    assert_eq!(up.requests_for(&path), 1);
+    // A second install (a fresh runner) is served by wharf, then again with the build host gone.
+    install(2);
+    assert_eq!(up.requests_for(&path), 1, "served from the cache");
+    up.stop().await;
+    install(3);
+}

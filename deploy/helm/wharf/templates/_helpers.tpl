@@ -66,11 +66,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when a stopping pod sleeps preStopSleepSeconds in the kubelet's sleep action (Kubernetes >= 1.30);
+     empty otherwise, and then wharf's server.drain_delay does the same. */}}
+{{- define "wharf.preStopSleep" -}}
+{{- if and .Values.preStopSleepSeconds (semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version) -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* The wharf configuration file, from the values (key names are wharf's own). */}}
 {{- define "wharf.config" -}}
 listen: "0.0.0.0:8080"
 {{- with include "wharf.publicUrl" . }}
 public_url: {{ . | quote }}
+{{- end }}
+{{- if hasKey .Values "price_per_gb" }}
+price_per_gb: {{ .Values.price_per_gb }}
 {{- end }}
 storage:
   path: /var/lib/wharf
@@ -95,12 +106,22 @@ admin:
 http:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.server }}
+{{- $server := deepCopy .Values.server }}
+{{- /* Without the kubelet's sleep action (Kubernetes < 1.30), wharf itself keeps serving after SIGTERM. */}}
+{{- if and .Values.preStopSleepSeconds (not (include "wharf.preStopSleep" .)) (not (hasKey $server "drain_delay")) }}
+{{- $_ := set $server "drain_delay" (printf "%ds" (int .Values.preStopSleepSeconds)) }}
+{{- end }}
+{{- with $server }}
 server:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- $log := deepCopy .Values.log }}
+{{- /* `--set log.access_log_sample=0.1` arrives as a string; wharf reads a number. */}}
+{{- if hasKey $log "access_log_sample" }}
+{{- $_ := set $log "access_log_sample" (float64 $log.access_log_sample) }}
+{{- end }}
 log:
-  {{- toYaml .Values.log | nindent 2 }}
+  {{- toYaml $log | nindent 2 }}
 {{- if .Values.repositories }}
 repositories:
   {{- toYaml .Values.repositories | nindent 2 }}

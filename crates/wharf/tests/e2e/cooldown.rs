@@ -1,0 +1,149 @@
+//! Release cooldown (`min_age`): files uploaded less than `min_age` ago are not offered to pip or uv, which
+//! then install the newest version old enough; a direct request for one is refused with why; exempt projects
+//! are not held back; formats without publish times refuse the key.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::support::*;
+use wharf_testkit::{wheel, Project, PypiUpstream};
+
+fn ago(secs: i64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    wharf_text::rfc3339(now - secs)
+}
+
+const DAY: i64 = 86_400;
+
+fn installed_version(target: &std::path::Path, module: &str) -> String {
+    let (ok, out) = run(std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}; print({module}.hello())")])
+        .env("PYTHONPATH", target));
+    assert!(ok, "{out}");
+    out.trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_and_uv_get_the_newest_release_older_than_min_age() {
+    if !require_tool("python3", &["-m", "pip", "--version"]) {
+        return;
+    }
+    let have_uv = require_tool("uv", &["--version"]);
+    let fresh = wheel("demo-pkg", "2.0").uploaded_at(&ago(3600));
+    let up = PypiUpstream::start(vec![
+        Project::new(
+            "demo-pkg",
+            vec![
+                wheel("demo-pkg", "1.0").uploaded_at(&ago(10 * DAY)),
+                fresh.clone(),
+            ],
+        ),
+        Project::new(
+            "trusted",
+            vec![
+                wheel("trusted", "1.0").uploaded_at(&ago(10 * DAY)),
+                wheel("trusted", "2.0").uploaded_at(&ago(60)),
+            ],
+        ),
+    ])
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &pypi_repo(
+            "pypi",
+            &up.index_url(),
+            "    min_age: 3d\n    min_age_exempt: [\"Trusted\"]\n",
+        ),
+        "",
+    );
+    let index = wharf.url("/pypi/simple/");
+
+    let t1 = tmp.path().join("pip");
+    let (ok, out) = run(python_client("python3")
+        .args(["-m", "pip", "install", "--no-deps", "--target"])
+        .arg(&t1)
+        .args(["--index-url", &index, "demo-pkg", "trusted"]));
+    assert!(ok, "pip install failed:\n{out}");
+    assert_eq!(installed_version(&t1, "demo_pkg"), "demo-pkg 1.0");
+    assert_eq!(installed_version(&t1, "trusted"), "trusted 2.0");
+
+    if have_uv {
+        let t2 = tmp.path().join("uv");
+        let (ok, out) = run(python_client("uv")
+            .args([
+                "pip",
+                "install",
+                "--no-deps",
+                "--python",
+                "python3",
+                "--target",
+            ])
+            .arg(&t2)
+            .args(["--index-url", &index, "demo-pkg", "trusted"]));
+        assert!(ok, "uv pip install failed:\n{out}");
+        assert_eq!(installed_version(&t2, "demo_pkg"), "demo-pkg 1.0");
+        assert_eq!(installed_version(&t2, "trusted"), "trusted 2.0");
+    }
+
+    // Asked for by name anyway: 404 saying why, and nothing fetched upstream.
+    let resp = http()
+        .get(wharf.url(&format!("/pypi/files/demo-pkg/{}", fresh.filename)))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 404);
+    let why = resp.text().await.expect("text");
+    assert!(
+        why.contains("was uploaded 1h")
+            && why.contains("min_age")
+            && why.contains("min_age_exempt"),
+        "{why}"
+    );
+    assert_eq!(up.stats().file_downloads(&fresh.filename), 0);
+
+    let page = wharf.wait_log(|r| r["path"] == "/pypi/simple/demo-pkg/" && r["held_back"] == 1);
+    assert_eq!(page["status"], 200);
+    wharf.wait_log(|r| r["status"] == 404 && r["held_back"] == 1);
+    let metrics = http()
+        .get(wharf.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let held: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("wharf_cooldown_held_back_total{repo=\"pypi\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("wharf_cooldown_held_back_total");
+    assert!(held >= 2, "{held}");
+}
+
+#[test]
+fn formats_without_publish_times_refuse_min_age_in_config_check() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("wharf.yaml");
+    std::fs::write(
+        &file,
+        "repositories:\n  crates:\n    format: cargo\n    upstream: \"http://127.0.0.1:1/index/\"\n    min_age: 3d\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(WHARF)
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "repositories.crates.min_age: `min_age` is only for pypi repositories, not cargo"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("carries no publish times"), "{err}");
+}
