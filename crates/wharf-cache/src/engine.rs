@@ -396,6 +396,14 @@ impl Engine {
             });
             return Ok(());
         }
+        if let Some((entry, blob)) = self.adopt_stored_blob(req).await? {
+            tx.send_replace(FlightState::Complete {
+                head: Arc::new(entry),
+                file: Arc::new(blob.file),
+                size: blob.len,
+            });
+            return Ok(());
+        }
         if let (Some(stale), Some(validator)) = (stale, req.head_validator) {
             if self.head_confirms(req, stale, validator, tx).await? {
                 return Ok(());
@@ -864,6 +872,44 @@ impl Engine {
         });
         self.evict_in_background();
         Ok(())
+    }
+
+    /// An immutable file whose sha256 the format knows from metadata (and that asks for it with
+    /// `adopt_stored_blob`) is served from a stored blob with that digest, whatever key stored it (blobs are named by their verified digest): the same wheel in two
+    /// repositories is fetched once, and an index rebuilt by `wharf store check --repair` serves its blobs
+    /// again without asking upstream. The entry is recorded under the request's key.
+    async fn adopt_stored_blob(
+        &self,
+        req: &FetchRequest,
+    ) -> Result<Option<(Entry, wharf_store::BlobFile)>, FetchError> {
+        let (true, Freshness::Immutable, Some(crate::Expected::Sha256(hex))) =
+            (req.adopt_stored_blob, req.freshness, &req.expected)
+        else {
+            return Ok(None);
+        };
+        let Some(digest) = wharf_store::Digest::from_hex(hex) else {
+            return Ok(None);
+        };
+        if !self.store.has_blob(&digest) {
+            return Ok(None);
+        }
+        let Some(blob) = self.store.open_blob(&digest).map_err(store_err)? else {
+            return Ok(None);
+        };
+        let entry = Entry {
+            digest: Some(digest.to_hex()),
+            size: blob.len,
+            status: 200,
+            content_type: None,
+            etag: None,
+            last_modified: None,
+            fetched_at: now_ms(),
+            immutable: true,
+            upstream_url: req.url.to_string(),
+            headers: Vec::new(),
+        };
+        self.put_entries(req, &entry).await?;
+        Ok(Some((entry, blob)))
     }
 
     /// Records a committed download under its key, and under its digest key when the request asks for one.

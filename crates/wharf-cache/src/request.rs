@@ -63,6 +63,10 @@ pub struct FetchRequest {
     /// cut off at this many bytes, and an upstream announcing another length is refused before any byte is
     /// stored. Every download is also bounded by the store's `max_size`.
     pub declared_size: Option<u64>,
+    /// With an expected sha256 on an immutable request: a stored blob with that digest answers it (recorded
+    /// under this key) without an upstream request. Only for files whose response needs nothing but their
+    /// bytes (no media type to restore): package files, crates, release downloads.
+    pub adopt_stored_blob: bool,
 }
 
 impl FetchRequest {
@@ -85,6 +89,7 @@ impl FetchRequest {
             digest_key_prefix: None,
             reach: None,
             declared_size: None,
+            adopt_stored_blob: false,
         }
     }
 

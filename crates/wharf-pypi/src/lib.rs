@@ -463,6 +463,7 @@ impl PypiRepo {
         }
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
         fetch.expected = expected.map(Expected::Sha256);
+        fetch.adopt_stored_blob = true;
         fetch.reach = Some(self.reach.clone());
         Ok(fetch)
     }

@@ -14,6 +14,7 @@
 //! The store knows nothing about HTTP, formats or upstreams: it stores bytes and small records.
 
 mod blobs;
+mod check;
 mod digest;
 mod entry;
 mod error;
@@ -24,6 +25,7 @@ mod space;
 mod tombstone;
 
 pub use blobs::{BlobFile, TempBlob};
+pub use check::{check_store, CheckReport};
 pub use digest::{Digest, Sha256Writer};
 pub use entry::{now_ms, Entry};
 pub use error::StoreError;

@@ -36,6 +36,9 @@ enum Command {
     /// Each artifact is requested once; what wharf already has is counted, not fetched again. Exit 1 when
     /// anything failed (each is listed).
     Warm(wharf_warm::cli::WarmArgs),
+    /// Inspect the store's data directory (stop wharf first).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Attribute NAT-gateway egress in VPC flow logs to its owners.
     #[command(subcommand)]
     Egress(wharf_egress::cli::EgressCommand),
@@ -69,6 +72,23 @@ enum ConfigCommand {
     Check { file: PathBuf },
 }
 
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Hash every blob against its name and check the index; exit 1 when something is wrong. With
+    /// --repair: delete corrupt blobs, move an unreadable index.redb aside for a new one, and record every
+    /// good blob in it.
+    Check {
+        /// Configuration file whose `storage.path` is checked.
+        #[arg(long, short = 'c', env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+        /// The data directory (instead of the config's `storage.path`).
+        #[arg(long, env = "WHARF_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
 #[derive(clap::Args)]
 struct EnvArgs {
     #[command(flatten)]
@@ -84,6 +104,11 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Config(ConfigCommand::Check { file }) => check(&file),
         Command::Env(args) => env(args),
+        Command::Store(StoreCommand::Check {
+            config,
+            data_dir,
+            repair,
+        }) => store_check(config, data_dir, repair),
         Command::Warm(args) => Ok(wharf_warm::cli::run(args)),
         Command::Egress(cmd) => wharf_egress::cli::run(cmd),
     };
@@ -94,6 +119,58 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn store_check(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    repair: bool,
+) -> anyhow::Result<ExitCode> {
+    let root = match (data_dir, config) {
+        (Some(dir), _) => dir,
+        (None, Some(file)) => match Config::load(&file, &wharf_server::format_specs()) {
+            Ok(config) => config.storage.path,
+            Err(errors) => {
+                print_config_errors(&file.display().to_string(), &errors);
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        (None, None) => PathBuf::from(wharf_config::DEFAULT_STORAGE_PATH),
+    };
+    let report = wharf_store::check_store(&root, repair)?;
+    let dir = root.display();
+    println!(
+        "{dir}: {} good blobs ({} bytes)",
+        report.blobs, report.bytes
+    );
+    if let Some(error) = &report.index_error {
+        println!("{dir}: index unreadable: {error}");
+    }
+    for blob in &report.corrupt_blobs {
+        println!("{dir}: corrupt blob (bytes do not match its name): {blob}");
+    }
+    if report.unaccounted_blobs > 0 {
+        println!(
+            "{dir}: {} blobs not recorded in the index",
+            report.unaccounted_blobs
+        );
+    }
+    if report.missing_blobs > 0 {
+        println!(
+            "{dir}: {} index records of blobs not on disk",
+            report.missing_blobs
+        );
+    }
+    if report.is_clean() {
+        println!("{dir}: ok");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if repair {
+        println!("{dir}: repaired");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{dir}: run `wharf store check --repair` with wharf stopped");
+    Ok(ExitCode::FAILURE)
 }
 
 fn print_config_errors(source: &str, errors: &ConfigErrors) {

@@ -604,3 +604,62 @@ async fn access_log_samples_successes_keeps_errors_and_skips_probes() {
         .collect();
     assert!(probes.is_empty(), "probes are not logged: {probes:#?}");
 }
+
+/// A corrupt `index.redb` (and a blob whose bytes do not match its name): `wharf store check` says so and
+/// exits 1; `--repair` moves the index aside, drops the bad blob and records the good ones, and the wheel is
+/// served again from its blob, found by the sha256 the index page gives, without downloading it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_check_finds_a_corrupt_index_and_repair_serves_the_blobs_again() {
+    use wharf_testkit::{wheel, Project, PypiUpstream};
+    let demo = wheel("demo", "1.0");
+    let up = PypiUpstream::start(vec![Project::new("demo", vec![demo.clone()])]).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let path = format!("/pypi/files/demo/{}", demo.filename);
+    let wharf = Wharf::start(&data, &pypi_repo("pypi", &up.index_url(), ""), "");
+    assert_eq!(get(&wharf.url(&path)).await, (200, demo.bytes.len()));
+    let config = wharf.config_path.clone();
+    let addr = wharf.addr;
+    assert_eq!(wharf.terminate().code(), Some(0));
+    assert_eq!(up.stats().file_downloads(&demo.filename), 1);
+
+    std::fs::write(data.join("index.redb"), vec![0x5au8; 8192]).expect("corrupt index");
+    let bad = data.join("blobs/sha256/00");
+    std::fs::create_dir_all(&bad).expect("mkdir");
+    std::fs::write(bad.join("0".repeat(64)), b"not what the name says").expect("bad blob");
+    let check = |repair: bool| {
+        let mut cmd = std::process::Command::new(WHARF);
+        cmd.args(["store", "check", "--data-dir"]).arg(&data);
+        if repair {
+            cmd.arg("--repair");
+        }
+        let out = cmd.output().expect("store check");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, said) = check(false);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("index unreadable") && said.contains("corrupt blob"),
+        "{said}"
+    );
+    let (code, said) = check(true);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("repaired"), "{said}");
+    let (code, said) = check(false);
+    assert_eq!(code, Some(0), "clean after repair: {said}");
+
+    let wharf = Wharf::start_with_config(&config, addr, &data);
+    let resp = http().get(wharf.url(&path)).send().await.expect("get");
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.expect("body");
+    assert_eq!(sha256_hex(&body), demo.sha256);
+    assert_eq!(
+        up.stats().file_downloads(&demo.filename),
+        1,
+        "the wheel came from its repaired blob, not from upstream"
+    );
+}
