@@ -60,6 +60,40 @@ fn logged(state: &AppState, path: &str, status: u16, incomplete: bool) -> bool {
     (n + 1) * ppm / 1_000_000 > n * ppm / 1_000_000
 }
 
+/// Query parameters whose values grant access (the Actions cache's signed URLs carry `sig`), written to
+/// the log as `REDACTED`: anyone who reads the log could otherwise use them while they are valid.
+const SECRET_PARAMS: &[&str] = &[
+    "sig",
+    "signature",
+    "token",
+    "access_token",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+];
+
+/// `path_and_query` with the values of [`SECRET_PARAMS`] replaced.
+fn redact_query(path_and_query: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.into();
+    };
+    let secret = |pair: &str| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(name)) && pair.contains('=')
+    };
+    if !query.split('&').any(secret) {
+        return path_and_query.into();
+    }
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if secret(pair) => format!("{name}=REDACTED"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&")).into()
+}
+
 /// Set by the repository dispatcher so the log knows which repository (of which format) answered.
 #[derive(Clone, Debug)]
 pub struct RepoName {
@@ -127,7 +161,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
     let path = req
         .uri()
         .path_and_query()
-        .map(|p| clip(p.as_str(), LOGGED_PATH_MAX))
+        .map(|p| clip(&redact_query(p.as_str()), LOGGED_PATH_MAX))
         .unwrap_or_default();
     let resp = next.run(req).await;
     let (parts, body) = resp.into_parts();
@@ -300,6 +334,20 @@ impl Drop for LoggedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_url_secrets_are_not_logged() {
+        assert_eq!(
+            redact_query("/actions/_blob/abc?exp=17&sig=deadbeef&comp=block"),
+            "/actions/_blob/abc?exp=17&sig=REDACTED&comp=block"
+        );
+        assert_eq!(
+            redact_query("/x?X-Amz-Signature=1&a=2"),
+            "/x?X-Amz-Signature=REDACTED&a=2"
+        );
+        assert_eq!(redact_query("/simple/pkg/?sigma=1"), "/simple/pkg/?sigma=1");
+        assert_eq!(redact_query("/simple/pkg/"), "/simple/pkg/");
+    }
 
     #[test]
     fn long_client_values_are_clipped_on_a_character_boundary() {
