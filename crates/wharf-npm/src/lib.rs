@@ -16,12 +16,13 @@
 //! Upstream 404s of documents and tarballs are remembered for `negative_ttl`.
 
 pub mod client_settings;
+mod cooldown;
 mod document;
 #[cfg(test)]
 mod props;
 mod route;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -116,13 +117,15 @@ pub struct NpmRepo {
     reach: Arc<Reach>,
     engine: Arc<Engine>,
     rewrites: RewriteCache,
+    /// `min_age`: versions published more recently are hidden.
+    cooldown: Option<cooldown::Cooldown>,
 }
 
 /// The npm format's descriptor, listed in the server's format registry.
 pub const FORMAT: FormatDescriptor = FormatDescriptor {
     config: FormatSpec {
         // Tarballs, `dl` downloads, token realms and redirects may live on hosts listed here.
-        keys: &["file_hosts"],
+        keys: &["file_hosts", "min_age", "min_age_exempt"],
         synonyms: &["node", "nodejs", "javascript", "js", "yarn", "pnpm"],
         ..FormatSpec::new(
             Format::new("npm"),
@@ -154,6 +157,10 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         negative_ttl: cfg.negative_ttl,
         engine,
         rewrites: RewriteCache::default(),
+        cooldown: cfg.min_age.map(|min_age| cooldown::Cooldown {
+            min_age,
+            exempt: cfg.min_age_exempt.iter().cloned().collect(),
+        }),
     }))
 }
 
@@ -349,9 +356,27 @@ impl NpmRepo {
         let builder = Response::builder()
             .header(header::CONTENT_TYPE, doc.content_type.as_str())
             .header(header::VARY, "Accept")
-            .header(header::CACHE_CONTROL, "max-age=0, must-revalidate")
-            .header(header::ETAG, etag.as_str());
-        let body = &doc.rewritten.body;
+            .header(header::CACHE_CONTROL, "max-age=0, must-revalidate");
+        let mut body = doc.rewritten.body.clone();
+        let (etag, not_modified, held_back) = match self.cooldown_filter(name, variant, &doc).await
+        {
+            Ok(None) => (etag, not_modified, 0),
+            Ok(Some((filtered, held))) => {
+                body = filtered.into();
+                let etag = format!("{}-held{held}\"", etag.trim_end_matches('"'));
+                let not_modified = req
+                    .headers
+                    .get(header::IF_NONE_MATCH)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| {
+                        v.split(',')
+                            .any(|t| t.trim().trim_start_matches("W/") == etag)
+                    });
+                (etag, not_modified, held)
+            }
+            Err(e) => return fetch_error_response(&e),
+        };
+        let builder = builder.header(header::ETAG, etag.as_str());
         let resp = if not_modified {
             builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
         } else if req.method == Method::HEAD {
@@ -364,10 +389,101 @@ impl NpmRepo {
         let mut resp = resp
             .unwrap_or_else(|e| error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
         resp.extensions_mut().insert(doc.info);
+        if held_back > 0 {
+            resp.extensions_mut()
+                .insert(wharf_cache::HeldBack(held_back));
+        }
         resp
     }
 
+    /// The versions of `name` too new to serve under `min_age` (none without a cooldown or when exempt),
+    /// with their age, and the publish times they were judged by (from the full document).
+    async fn too_new(
+        &self,
+        name: &PackageName,
+        variant: Variant,
+        doc: &Document,
+    ) -> Result<(HashMap<String, i64>, HashMap<String, i64>), FetchError> {
+        let Some(cooldown) = self
+            .cooldown
+            .as_ref()
+            .filter(|c| !c.exempt.contains(name.as_str()))
+        else {
+            return Ok(Default::default());
+        };
+        // Abbreviated documents carry no `time`: the full one (cached the same way) has it.
+        let times = match variant {
+            Variant::Full => cooldown::publish_times(&doc.rewritten.body),
+            Variant::Abbreviated => {
+                let full = self.fetch_document(name, Variant::Full).await?;
+                cooldown::publish_times(&full.rewritten.body)
+            }
+        };
+        Ok((cooldown.too_new(&times, cooldown::now_secs()), times))
+    }
+
+    /// The document without versions too new to serve, and how many were removed; `None` when none were.
+    async fn cooldown_filter(
+        &self,
+        name: &PackageName,
+        variant: Variant,
+        doc: &Document,
+    ) -> Result<Option<(Vec<u8>, u32)>, FetchError> {
+        let (too_new, times) = self.too_new(name, variant, doc).await?;
+        if too_new.is_empty() {
+            return Ok(None);
+        }
+        let hidden: HashSet<String> = too_new.into_keys().collect();
+        let body = cooldown::without_versions(&doc.rewritten.body, &hidden, &times)
+            .map_err(|reason| FetchError::Internal(format!("min_age: {reason}")))?;
+        Ok(Some((
+            body,
+            u32::try_from(hidden.len()).unwrap_or(u32::MAX),
+        )))
+    }
+
+    /// Why the tarball `file` is not served under `min_age`, if it is not.
+    async fn tarball_held_back(
+        &self,
+        name: &PackageName,
+        file: &str,
+    ) -> Result<Option<String>, FetchError> {
+        let Some(cooldown) = &self.cooldown else {
+            return Ok(None);
+        };
+        let unscoped = name.as_str().rsplit('/').next().unwrap_or(name.as_str());
+        let Some(version) = file
+            .strip_prefix(unscoped)
+            .and_then(|f| f.strip_prefix('-'))
+            .and_then(|f| f.strip_suffix(".tgz"))
+        else {
+            return Ok(None);
+        };
+        let doc = self.fetch_document(name, Variant::Full).await?;
+        let (too_new, _) = self.too_new(name, Variant::Full, &doc).await?;
+        Ok(too_new.get(version).map(|age| {
+            format!(
+                "`{}@{version}` was published {} ago; repository `{}` holds back versions younger than {} (min_age): it is served in {}, or add `{}` to min_age_exempt",
+                name.as_str(),
+                cooldown::span(*age),
+                self.name,
+                wharf_config::format_duration(cooldown.min_age),
+                cooldown::span(cooldown.min_age.as_secs() as i64 - age),
+                name.as_str(),
+            )
+        }))
+    }
+
     async fn tarball(&self, req: &RepoRequest, name: &PackageName, file: &str) -> Response<Body> {
+        match self.tarball_held_back(name, file).await {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                let mut resp = error_response(StatusCode::NOT_FOUND, why);
+                resp.extensions_mut().insert(wharf_cache::HeldBack(1));
+                return resp;
+            }
+            Err(e) => return fetch_error_response(&e),
+        }
         let key = format!("tarballs/{}/{file}", name.as_str());
         let head_only = req.method == Method::HEAD;
         let served = self

@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::support::*;
-use wharf_testkit::{wheel, Project, PypiUpstream};
+use wharf_testkit::{npm_document, wheel, FixtureUpstream, NpmPackage, Project, PypiUpstream};
 
 fn ago(secs: i64) -> String {
     let now = SystemTime::now()
@@ -141,9 +141,130 @@ fn formats_without_publish_times_refuse_min_age_in_config_check() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains(
-            "repositories.crates.min_age: `min_age` is only for pypi repositories, not cargo"
+            "repositories.crates.min_age: `min_age` is only for pypi, npm repositories, not cargo"
         ),
         "{err}"
     );
     assert!(err.contains("carries no publish times"), "{err}");
+}
+
+/// `npm` with the machine's configuration out of the way.
+fn npm(dir: &std::path::Path, tmp: &std::path::Path, registry: &str) -> std::process::Command {
+    let (rc, global_rc) = (tmp.join("npmrc-user"), tmp.join("npmrc-global"));
+    for file in [&rc, &global_rc] {
+        std::fs::write(file, "").expect("write npmrc");
+    }
+    let mut cmd = std::process::Command::new("npm");
+    for (key, _) in std::env::vars() {
+        let lower = key.to_ascii_lowercase();
+        if lower.starts_with("npm_config_") || lower.ends_with("_proxy") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(dir)
+        .env("NO_PROXY", "*")
+        .env("npm_config_update_notifier", "false")
+        .args(["--registry", registry, "--cache"])
+        .arg(tmp.join("npm-cache"))
+        .arg("--userconfig")
+        .arg(&rc)
+        .arg("--globalconfig")
+        .arg(&global_rc)
+        .args([
+            "--no-fund",
+            "--no-audit",
+            "--ignore-scripts",
+            "--loglevel",
+            "warn",
+        ]);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_installs_the_newest_version_older_than_min_age() {
+    if !require_tool("npm", &["--version"]) {
+        return;
+    }
+    let old = NpmPackage::new("leftish", "1.0.0", &[]);
+    let fresh = NpmPackage::new("leftish", "1.1.0", &[]);
+    let up = FixtureUpstream::start().await;
+    let mut doc: serde_json::Value = serde_json::from_slice(&npm_document(
+        &up.url(),
+        &[&old, &fresh],
+        NpmPackage::integrity,
+    ))
+    .expect("json");
+    doc["time"] = serde_json::json!({
+        "created": ago(30 * DAY),
+        "1.0.0": ago(30 * DAY),
+        "1.1.0": ago(2 * 3600),
+    });
+    let doc = serde_json::to_vec(&doc).expect("json");
+    up.put(&old.document_path(), doc.clone(), "application/json");
+    // Like real registries, the abbreviated document has no `time`.
+    let mut abbreviated: serde_json::Value = serde_json::from_slice(&doc).expect("json");
+    abbreviated.as_object_mut().expect("object").remove("time");
+    up.put_variant(
+        &old.document_path(),
+        "application/vnd.npm.install-v1+json",
+        serde_json::to_vec(&abbreviated).expect("json"),
+        "application/vnd.npm.install-v1+json",
+    );
+    for p in [&old, &fresh] {
+        up.put(
+            &p.tarball_path(),
+            p.tarball.clone(),
+            "application/octet-stream",
+        );
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &format!(
+            "  npm:\n    format: npm\n    upstream: \"{}\"\n    min_age: 3d\n",
+            up.url()
+        ),
+        "",
+    );
+    let registry = wharf.url("/npm/");
+    let project = tmp.path().join("app");
+    std::fs::create_dir_all(&project).expect("mkdir");
+    std::fs::write(
+        project.join("package.json"),
+        r#"{"name":"app","version":"1.0.0","private":true,"dependencies":{"leftish":"^1.0.0"}}"#,
+    )
+    .expect("write");
+    let (ok, out) = run(npm(&project, tmp.path(), &registry).arg("install"));
+    assert!(ok, "npm install failed:\n{out}");
+    let installed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.join("node_modules/leftish/package.json"))
+            .expect("installed"),
+    )
+    .expect("json");
+    assert_eq!(installed["version"], "1.0.0");
+
+    let full: serde_json::Value = http()
+        .get(wharf.url("/npm/leftish"))
+        .send()
+        .await
+        .expect("doc")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(full["dist-tags"]["latest"], "1.0.0", "{full}");
+    assert!(full["versions"].get("1.1.0").is_none() && full["time"].get("1.1.0").is_none());
+
+    let resp = http()
+        .get(wharf.url(&format!("/npm/leftish/-/{}", fresh.filename())))
+        .send()
+        .await
+        .expect("tarball");
+    assert_eq!(resp.status(), 404);
+    let why = resp.text().await.expect("text");
+    assert!(
+        why.contains("`leftish@1.1.0` was published 2h") && why.contains("min_age"),
+        "{why}"
+    );
+    assert_eq!(up.requests_for(&fresh.tarball_path()), 0);
+    wharf.wait_log(|r| r["path"] == "/npm/leftish" && r["held_back"] == 1);
 }
