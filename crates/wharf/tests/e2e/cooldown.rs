@@ -141,7 +141,7 @@ fn formats_without_publish_times_refuse_min_age_in_config_check() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains(
-            "repositories.crates.min_age: `min_age` is only for pypi, npm repositories, not cargo"
+            "repositories.crates.min_age: `min_age` is only for pypi, npm, go repositories, not cargo"
         ),
         "{err}"
     );
@@ -267,4 +267,91 @@ async fn npm_installs_the_newest_version_older_than_min_age() {
     );
     assert_eq!(up.requests_for(&fresh.tarball_path()), 0);
     wharf.wait_log(|r| r["path"] == "/npm/leftish" && r["held_back"] == 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_gets_the_newest_module_version_older_than_min_age() {
+    let old = wharf_testkit::GoModule::new("example.test/Gamma", "v1.0.0", &[]);
+    let mut fresh = wharf_testkit::GoModule::new("example.test/Gamma", "v1.1.0", &[]);
+    fresh.info = serde_json::json!({"Version": "v1.1.0", "Time": ago(3600)}).to_string();
+    let up = FixtureUpstream::start().await;
+    let prefix = old.proxy_prefix();
+    up.put(&format!("{prefix}list"), "v1.0.0\nv1.1.0\n", "text/plain");
+    let at_latest = prefix.replace("/@v/", "/@latest");
+    up.put(&at_latest, fresh.info.clone(), "application/json");
+    for m in [&old, &fresh] {
+        up.put(
+            &format!("{prefix}{}.info", m.version),
+            m.info.clone(),
+            "application/json",
+        );
+        up.put(
+            &format!("{prefix}{}.mod", m.version),
+            m.go_mod.clone(),
+            "text/plain",
+        );
+        up.put(
+            &format!("{prefix}{}.zip", m.version),
+            m.zip.clone(),
+            "application/zip",
+        );
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &format!(
+            "  go:\n    format: go\n    upstream: \"{}\"\n    min_age: 3d\n",
+            up.url()
+        ),
+        "",
+    );
+    let client = http();
+    let get = |path: String| {
+        let client = client.clone();
+        let url = wharf.url(&format!("/go{path}"));
+        async move {
+            let resp = client.get(url).send().await.expect("get");
+            (resp.status().as_u16(), resp.text().await.expect("text"))
+        }
+    };
+    assert_eq!(
+        get(format!("{prefix}list")).await,
+        (200, "v1.0.0\n".to_string())
+    );
+    let (status, latest) = get(at_latest.clone()).await;
+    assert_eq!(status, 200);
+    assert!(latest.contains("\"v1.0.0\""), "{latest}");
+    let (status, why) = get(format!("{prefix}v1.1.0.zip")).await;
+    assert_eq!(status, 404);
+    assert!(
+        why.contains("example.test/Gamma@v1.1.0 was published 1h") && why.contains("min_age"),
+        "{why}"
+    );
+    assert_eq!(up.requests_for(&format!("{prefix}v1.1.0.zip")), 0);
+    wharf.wait_log(|r| r["path"] == format!("/go{prefix}list").as_str() && r["held_back"] == 1);
+
+    if !require_tool("go", &["version"]) {
+        return;
+    }
+    let home = tmp.path().join("gohome");
+    let mut cmd = std::process::Command::new("go");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("GO") || key.to_ascii_lowercase().ends_with("_proxy") {
+            cmd.env_remove(key);
+        }
+    }
+    let (ok, out) = run(cmd
+        .current_dir(tmp.path())
+        .env("HOME", &home)
+        .env("GOPATH", home.join("gopath"))
+        .env("GOMODCACHE", home.join("modcache"))
+        .env("GOCACHE", home.join("buildcache"))
+        .env("GOENV", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", wharf.url("/go/"))
+        .env("GOSUMDB", "off")
+        .env("NO_PROXY", "*")
+        .args(["mod", "download", "-json", "example.test/Gamma@latest"]));
+    assert!(ok, "go mod download failed:\n{out}");
+    assert!(out.contains("\"Version\": \"v1.0.0\""), "{out}");
 }

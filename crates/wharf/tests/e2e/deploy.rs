@@ -227,6 +227,8 @@ fn value_sets() -> Vec<(&'static str, Vec<String>)> {
                 "--set",
                 "networkPolicy.egressTo[0].ports[0]=443",
                 "--set",
+                "storeRepair=true",
+                "--set",
                 "http.dns_refresh=1m",
                 "--set",
                 "log.access_log_sample=0.1",
@@ -1982,4 +1984,55 @@ fn admission_policy_cel_gives_job_pods_only_the_settings_they_lack() {
     for name in ["pod/arc-job", "pod/gitlab-build", "pod/bare"] {
         assert!(passed.iter().any(|p| p == name), "{name}: {passed:?}");
     }
+}
+
+#[test]
+fn store_repair_runs_the_binary_check_before_wharf_starts() {
+    let Some(docs) = render(&["--set", "storeRepair=true"]) else {
+        return;
+    };
+    let pod = &find(&docs, "StatefulSet").expect("StatefulSet")["spec"]["template"]["spec"];
+    let init = &pod["initContainers"][0];
+    assert_eq!(init["name"].as_str(), Some("store-repair"));
+    assert_eq!(init["image"], pod["containers"][0]["image"]);
+    assert!(init["volumeMounts"]
+        .as_sequence()
+        .expect("mounts")
+        .iter()
+        .any(|m| m["name"] == "data" && m["mountPath"] == "/var/lib/wharf"));
+    // The image's entrypoint is wharf: its arguments, run here on a scratch data directory, are a command the
+    // binary accepts and completes.
+    let args: Vec<String> = init["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .map(String::from)
+        .collect();
+    // A store wharf wrote (the check refuses a directory that holds none, such as a new volume).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("data");
+    let wharf = Wharf::start(
+        &data_dir,
+        &pypi_repo("pypi", "http://127.0.0.1:9/simple/", ""),
+        "",
+    );
+    wharf.terminate();
+    let data = data_dir.display().to_string();
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| {
+            if a == "/var/lib/wharf" {
+                data.clone()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let out = Command::new(WHARF).args(&args).output().expect("wharf");
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+    assert!(render(&[])
+        .expect("helm")
+        .iter()
+        .all(|d| d["spec"]["template"]["spec"]["initContainers"].is_null()));
 }
