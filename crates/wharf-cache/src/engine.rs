@@ -890,7 +890,7 @@ impl Engine {
         let Some(digest) = wharf_store::Digest::from_hex(hex) else {
             return Ok(None);
         };
-        if !self.store.has_blob(&digest) {
+        if !self.store.adoptable(&digest) {
             return Ok(None);
         }
         let Some(blob) = self.store.open_blob(&digest).map_err(store_err)? else {

@@ -331,7 +331,7 @@ impl Removed {
 fn remove_selection(store: &Store, repo: &str, sel: &Selection) -> Result<Removed, StoreError> {
     let mut removed = Removed::default();
     for key in &sel.exact {
-        if store.remove_entry(repo, key)? {
+        if store.purge_entry(repo, key)? {
             removed.note(key.clone());
         }
     }
@@ -342,7 +342,7 @@ fn remove_selection(store: &Store, repo: &str, sel: &Selection) -> Result<Remove
                 break;
             }
             for (key, _) in batch {
-                if store.remove_entry(repo, &key)? {
+                if store.purge_entry(repo, &key)? {
                     removed.note(key);
                 }
             }

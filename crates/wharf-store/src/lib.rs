@@ -108,7 +108,12 @@ pub struct Store {
     write_health: space::WriteHealth,
     /// Purges made on any replica of the shared bucket (empty without one).
     tombstones: tombstone::Known,
+    /// Blobs of purged entries, never adopted by digest until restart (bounded by [`MAX_PURGED_BLOBS`]).
+    purged: std::sync::Mutex<std::collections::HashSet<Digest>>,
 }
+
+/// Most purged blobs remembered; beyond it the set starts over.
+const MAX_PURGED_BLOBS: usize = 100_000;
 
 /// Usage figures for metrics and `/status`.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -169,6 +174,7 @@ impl Store {
             min_free: std::sync::Mutex::new(MinFree::Default),
             write_health: space::WriteHealth::default(),
             tombstones: tombstone::Known::default(),
+            purged: std::sync::Mutex::default(),
         };
         Ok(Arc::new(store))
     }
@@ -298,6 +304,30 @@ impl Store {
         self.index
             .put(repo, key, entry)
             .inspect_err(|e| self.write_health.failed(e.to_string()))
+    }
+
+    /// Removes the entry for a purge: like [`Store::remove_entry`], and its blob is no longer
+    /// [`Store::adoptable`] (a purge means "fetch it again", even when the blob stays for other keys).
+    pub fn purge_entry(&self, repo: &str, key: &str) -> Result<bool, StoreError> {
+        if let Some(digest) = self.index.get(repo, key)?.and_then(|e| e.blob_digest()) {
+            let mut purged = self.purged.lock().unwrap_or_else(|p| p.into_inner());
+            if purged.len() >= MAX_PURGED_BLOBS {
+                purged.clear();
+            }
+            purged.insert(digest);
+        }
+        self.remove_entry(repo, key)
+    }
+
+    /// Whether a request that knows its content's digest may be answered from the stored blob `digest` (it is
+    /// stored, and no purge named it since start).
+    pub fn adoptable(&self, digest: &Digest) -> bool {
+        self.has_blob(digest)
+            && !self
+                .purged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(digest)
     }
 
     pub fn remove_entry(&self, repo: &str, key: &str) -> Result<bool, StoreError> {
@@ -687,16 +717,14 @@ impl Store {
         let mut removed = 0;
         for key in &tombstone.exact {
             if let Some(entry) = self.lookup(repo, key)? {
-                if tombstone.covers(repo, key, entry.fetched_at) && self.remove_entry(repo, key)? {
+                if tombstone.covers(repo, key, entry.fetched_at) && self.purge_entry(repo, key)? {
                     removed += 1;
                 }
             }
         }
         for prefix in &tombstone.prefixes {
             for (key, entry) in self.list_entries(repo, prefix, TOMBSTONE_SCAN)? {
-                if tombstone.covers(repo, &key, entry.fetched_at)
-                    && self.remove_entry(repo, &key)?
-                {
+                if tombstone.covers(repo, &key, entry.fetched_at) && self.purge_entry(repo, &key)? {
                     removed += 1;
                 }
             }
