@@ -191,6 +191,27 @@ async fn go_hit_and_miss_carry_the_same_caching_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_hit_and_miss_carry_the_same_caching_headers() {
+    let up = FixtureUpstream::start().await;
+    let asset = "/org/tool/releases/download/v1.0/tool.tar.gz";
+    up.put(asset, vec![7u8; 4096], "application/gzip");
+    let page = "/org/tool/latest.txt";
+    up.put(page, "v1.0\n", "text/plain");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &dir.path().join("wharf"),
+        &format!(
+            "  releases:\n    format: generic\n    upstream: \"{}\"\n    immutable: [\"**/releases/download/**\"]\n",
+            up.url()
+        ),
+        "",
+    );
+    // An immutable file, and a mutable one (revalidated after metadata_ttl, fresh on the second GET).
+    assert_parity(&wharf, &up, &format!("/releases{asset}"), None, asset).await;
+    assert_parity(&wharf, &up, &format!("/releases{page}"), None, page).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oci_hit_and_miss_carry_the_same_caching_headers() {
     let up = FixtureUpstream::start().await;
     let blob = b"a layer's bytes".to_vec();
