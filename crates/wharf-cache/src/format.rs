@@ -71,6 +71,59 @@ pub fn public_base(cfg: &wharf_config::RepoConfig, why: &str) -> Result<url::Url
     })
 }
 
+/// The repository's public base URLs: `public_url`'s first (the one for any request whose `Host` names
+/// none of them), then those of `public_urls`. Asks for `public_url` like [`public_base`].
+pub fn public_bases(cfg: &wharf_config::RepoConfig, why: &str) -> Result<PublicBases, BuildError> {
+    let first = public_base(cfg, why)?;
+    let mut bases = vec![first];
+    bases.extend(cfg.public_urls.iter().cloned());
+    Ok(PublicBases(bases))
+}
+
+/// A repository's public base URLs, primary first; see [`public_bases`].
+#[derive(Debug, Clone)]
+pub struct PublicBases(Vec<url::Url>);
+
+impl PublicBases {
+    /// The index of the base the request came in on: the first whose `host[:port]` is the request's `Host`
+    /// (compared case-insensitively, default ports implied), else 0. Only listed bases are ever chosen, so
+    /// a client cannot make wharf write an address of its choosing into a cached or shared answer.
+    pub fn index_for(&self, headers: &http::HeaderMap) -> usize {
+        let Some(host) = headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+        else {
+            return 0;
+        };
+        self.0
+            .iter()
+            .position(|base| {
+                let Some(name) = base.host_str() else {
+                    return false;
+                };
+                let port = base.port_or_known_default();
+                let explicit = match base.port() {
+                    Some(p) => format!("{name}:{p}"),
+                    None => name.to_owned(),
+                };
+                host == explicit.to_ascii_lowercase()
+                    || port.is_some_and(|p| host == format!("{name}:{p}").to_ascii_lowercase())
+            })
+            .unwrap_or(0)
+    }
+
+    /// The base at `index` (from [`PublicBases::index_for`]; out of range gives the primary).
+    pub fn get(&self, index: usize) -> &url::Url {
+        self.0.get(index).unwrap_or(&self.0[0])
+    }
+
+    /// The base a request with `headers` came in on.
+    pub fn for_request(&self, headers: &http::HeaderMap) -> &url::Url {
+        self.get(self.index_for(headers))
+    }
+}
+
 impl BuildError {
     /// A problem with the repository's `key`.
     pub fn at(key: &'static str, message: impl Into<String>) -> BuildError {
@@ -94,5 +147,43 @@ impl BuildError {
             Some(key) => format!("repositories.{repo}.{key}: {}", self.message),
             None => format!("repositories.{repo}: {}", self.message),
         }
+    }
+}
+
+#[cfg(test)]
+mod public_bases_tests {
+    use super::*;
+
+    fn bases() -> PublicBases {
+        PublicBases(vec![
+            url::Url::parse("http://wharf.wharf.svc:8080/npm/").unwrap(),
+            url::Url::parse("https://Wharf.CI.example/npm/").unwrap(),
+        ])
+    }
+
+    fn host(value: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_host_picks_a_listed_base_and_anything_else_the_first() {
+        let b = bases();
+        assert_eq!(b.index_for(&host("wharf.wharf.svc:8080")), 0);
+        assert_eq!(b.index_for(&host("wharf.ci.example")), 1);
+        assert_eq!(
+            b.index_for(&host("WHARF.ci.example:443")),
+            1,
+            "default port implied"
+        );
+        assert_eq!(
+            b.index_for(&host("wharf.ci.example:8443")),
+            0,
+            "another port is another address"
+        );
+        assert_eq!(b.index_for(&host("attacker.example")), 0);
+        assert_eq!(b.index_for(&http::HeaderMap::new()), 0);
+        assert_eq!(b.get(7).as_str(), "http://wharf.wharf.svc:8080/npm/");
     }
 }

@@ -42,7 +42,9 @@ mod verify;
 pub use body::{BodyStream, Served};
 pub use engine::Engine;
 pub use error::FetchError;
-pub use format::{public_base, BuildError, FormatDescriptor, PurgeKeys, PurgeSelector};
+pub use format::{
+    public_base, public_bases, BuildError, FormatDescriptor, PublicBases, PurgeKeys, PurgeSelector,
+};
 pub use labels::{method_label, status_label};
 pub use metrics::{EngineMetrics, StoreOpLabels};
 pub use pass_through::PassThrough;

@@ -38,8 +38,9 @@ const INDEX_FILE_LIMIT: u64 = 64 * 1024 * 1024;
 pub struct CargoRepo {
     name: Arc<str>,
     upstream: Url,
-    /// wharf's download base for this repository, written into `config.json` as `dl`.
-    dl: String,
+    /// wharf's URLs of this repository; `config.json`'s `dl` is `{base}api/v1/crates` on the one a request
+    /// came in on.
+    public_bases: wharf_cache::PublicBases,
     metadata_ttl: Duration,
     negative_ttl: Duration,
     /// The upstream and `file_hosts` (where `dl` may point), with the upstream's credential.
@@ -71,14 +72,14 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         .upstream
         .clone()
         .ok_or_else(|| BuildError::at("upstream", "missing"))?;
-    let public_base =
-        wharf_cache::public_base(cfg, "cargo's config.json carries an absolute download URL")?;
+    let public_bases =
+        wharf_cache::public_bases(cfg, "cargo's config.json carries an absolute download URL")?;
     let reach = engine.register_reach(Reach::for_repository(cfg, &upstream)?);
     Ok(Arc::new(CargoRepo {
         reach,
         name: Arc::from(cfg.name.as_str()),
         upstream,
-        dl: format!("{public_base}api/v1/crates"),
+        public_bases,
         metadata_ttl: cfg.metadata_ttl,
         negative_ttl: cfg.negative_ttl,
         engine,
@@ -153,7 +154,12 @@ impl CargoRepo {
             Ok(c) => c,
             Err(e) => return not_found_or(&e),
         };
-        let body = index::rewrite_config(&upstream_config, &self.dl).to_string();
+        // `dl` on the public URL the request came in on (only ever one of the listed ones).
+        let dl = format!(
+            "{}api/v1/crates",
+            self.public_bases.for_request(&req.headers)
+        );
+        let body = index::rewrite_config(&upstream_config, &dl).to_string();
         let etag = format!(
             "\"{}\"",
             &hex::encode(sha2::Sha256::digest(body.as_bytes()))[..32]

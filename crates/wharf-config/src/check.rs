@@ -81,14 +81,18 @@ fn error(path: impl Into<String>, problem: Problem) -> ConfigError {
 }
 
 pub(crate) fn public_url(config: &Config) -> Vec<ConfigError> {
-    match &config.public_url {
-        Some(url) => check_base_url(url, UrlRole::PublicUrl)
-            .err()
-            .map(|p| error("public_url", p))
-            .into_iter()
-            .collect(),
-        None => Vec::new(),
+    let mut errors: Vec<ConfigError> = config
+        .public_url
+        .iter()
+        .filter_map(|url| check_base_url(url, UrlRole::PublicUrl).err())
+        .map(|p| error("public_url", p))
+        .collect();
+    for (i, url) in config.public_urls.iter().enumerate() {
+        if let Err(p) = check_base_url(url, UrlRole::PublicUrl) {
+            errors.push(error(format!("public_urls[{i}]"), p));
+        }
     }
+    errors
 }
 
 pub(crate) fn admin(config: &Config) -> Vec<ConfigError> {

@@ -67,6 +67,12 @@ pub struct Config {
         skip_serializing_if = "Option::is_none"
     )]
     pub public_url: Option<Url>,
+    /// Other base URLs clients reach wharf at (an ingress beside the in-cluster Service). Documents with
+    /// absolute URLs are written for the one a request came in on (by its `Host`), chosen only from
+    /// `public_url` (or the `listen` address when that is concrete) and these; any other `Host` gets the
+    /// first.
+    #[serde(serialize_with = "ser::urls", skip_serializing_if = "Vec::is_empty")]
+    pub public_urls: Vec<Url>,
     pub storage: StorageConfig,
     pub admin: AdminConfig,
     /// Upstream HTTP client defaults.
@@ -346,6 +352,10 @@ pub struct RepoConfig {
     /// `public_url`, or from `listen` when that is a concrete address; `None` when neither gives one.
     #[serde(skip_serializing)]
     pub public_url: Option<Url>,
+    /// The repository's URL under each of the top-level `public_urls` (`{url}{name}/`), filled in by the
+    /// server like `public_url`.
+    #[serde(skip_serializing)]
+    pub public_urls: Vec<Url>,
 }
 
 impl RepoConfig {
@@ -365,6 +375,7 @@ impl RepoConfig {
             credentials_file: None,
             own: OwnKeys::default(),
             public_url: None,
+            public_urls: Vec::new(),
         }
     }
 
@@ -452,6 +463,7 @@ impl Config {
         Config {
             listen: DEFAULT_LISTEN,
             public_url: None,
+            public_urls: Vec::new(),
             storage: StorageConfig::default(),
             admin: AdminConfig::default(),
             http: HttpConfig::default(),

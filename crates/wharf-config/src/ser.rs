@@ -28,6 +28,10 @@ pub(crate) fn opt_duration<S: Serializer>(
     }
 }
 
+pub(crate) fn urls<S: Serializer>(urls: &[Url], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(urls.iter().map(redacted))
+}
+
 pub(crate) fn duration<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_duration(*value))
 }

@@ -26,6 +26,7 @@ use crate::units::{self, DURATION_EXPECTED, SIZE_EXPECTED};
 const TOP_KEYS: &[&str] = &[
     "listen",
     "public_url",
+    "public_urls",
     "storage",
     "admin",
     "http",
@@ -562,7 +563,24 @@ impl Walker<'_> {
                     config.public_url = self
                         .url(value, "public_url", UrlRole::PublicUrl)
                         .map(net::with_trailing_slash);
-                    self.report_checks(check::public_url(&config));
+                }
+                "public_urls" => {
+                    let Value::Sequence(items) = value else {
+                        self.wrong_type(
+                            "public_urls",
+                            "a list of URLs",
+                            value,
+                            Some("write a list, e.g. [\"https://wharf.example.org/\"]".to_owned()),
+                        );
+                        continue;
+                    };
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(url) =
+                            self.url(item, &format!("public_urls[{i}]"), UrlRole::PublicUrl)
+                        {
+                            config.public_urls.push(net::with_trailing_slash(url));
+                        }
+                    }
                 }
                 "storage" => {
                     if let Some(storage) = self.storage(value) {
@@ -600,6 +618,8 @@ impl Walker<'_> {
                 _ => {}
             }
         }
+        // `public_url` and `public_urls` are checked together, after both were read.
+        self.report_checks(check::public_url(&config));
         config
     }
 

@@ -32,8 +32,8 @@ use sha2::Digest as _;
 use url::Url;
 use wharf_cache::{
     error_response, fetch_error_response, serve, BoxFuture, BuildError, CacheInfo, Engine,
-    FetchError, FetchRequest, FormatDescriptor, Freshness, PassThrough, Reach, RepoRequest,
-    Repository,
+    FetchError, FetchRequest, FormatDescriptor, Freshness, PassThrough, PublicBases, Reach,
+    RepoRequest, Repository,
 };
 use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
 
@@ -109,8 +109,9 @@ impl Variant {
 pub struct NpmRepo {
     name: Arc<str>,
     upstream: Url,
-    /// wharf's URL of this repository, ending in `/`; tarball links are built on it.
-    public_base: Url,
+    /// wharf's URLs of this repository (`public_url`'s first, then `public_urls`'), each ending in `/`;
+    /// tarball links are built on the one a request came in on.
+    public_bases: PublicBases,
     metadata_ttl: Duration,
     negative_ttl: Duration,
     /// The upstream and `file_hosts` (where tarballs may live), with the upstream's credential.
@@ -145,14 +146,14 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         .upstream
         .clone()
         .ok_or_else(|| BuildError::at("upstream", "missing"))?;
-    let public_base =
-        wharf_cache::public_base(cfg, "npm package documents carry absolute tarball URLs")?;
+    let public_bases =
+        wharf_cache::public_bases(cfg, "npm package documents carry absolute tarball URLs")?;
     let reach = engine.register_reach(Reach::for_repository(cfg, &upstream)?);
     Ok(Arc::new(NpmRepo {
         reach,
         name: Arc::from(cfg.name.as_str()),
         upstream,
-        public_base,
+        public_bases,
         metadata_ttl: cfg.metadata_ttl,
         negative_ttl: cfg.negative_ttl,
         engine,
@@ -255,15 +256,18 @@ impl NpmRepo {
         }
     }
 
-    fn package_base(&self, name: &PackageName) -> String {
-        format!("{}{}/", self.public_base, name.as_str())
+    fn package_base(&self, name: &PackageName, base: usize) -> String {
+        format!("{}{}/", self.public_bases.get(base), name.as_str())
     }
 
     /// The package document in `variant`, from the store or upstream, rewritten.
+    /// `base` picks the public URL tarball links are written for ([`PublicBases::index_for`]); upstream's
+    /// bytes are cached once, and each base's rewrite is kept apart.
     async fn fetch_document(
         &self,
         name: &PackageName,
         variant: Variant,
+        base: usize,
     ) -> Result<Document, FetchError> {
         let url = self.upstream.join(&name.url_form()).map_err(|e| {
             FetchError::Internal(format!(
@@ -298,10 +302,10 @@ impl NpmRepo {
         // upstream's bytes: two packages with identical documents must not share one. A body still
         // downloading has no digest yet; the requests that joined that download share one rewrite, keyed by
         // the download (its start time), and the result is kept under the digest it turns out to have.
-        let prefix = format!("{}\0{}\0", name.as_str(), variant.key_suffix());
+        let prefix = format!("{}\0{}\0{base}\0", name.as_str(), variant.key_suffix());
         let known = served.entry.digest.clone();
         let flight = format!("download {}", served.entry.fetched_at);
-        let (base, doc_url, stored) = (self.package_base(name), url.clone(), known.clone());
+        let (base, doc_url, stored) = (self.package_base(name, base), url.clone(), known.clone());
         let (engine, repo) = (self.engine.clone(), self.name.clone());
         let (rewritten, digest) = self
             .rewrites
@@ -336,7 +340,8 @@ impl NpmRepo {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok());
         let variant = Variant::from_accept(accept);
-        let doc = match self.fetch_document(name, variant).await {
+        let base = self.public_bases.index_for(&req.headers);
+        let doc = match self.fetch_document(name, variant, base).await {
             Ok(doc) => doc,
             Err(e) => return fetch_error_response(&e),
         };
@@ -415,7 +420,7 @@ impl NpmRepo {
         let times = match variant {
             Variant::Full => cooldown::publish_times(&doc.rewritten.body),
             Variant::Abbreviated => {
-                let full = self.fetch_document(name, Variant::Full).await?;
+                let full = self.fetch_document(name, Variant::Full, 0).await?;
                 cooldown::publish_times(&full.rewritten.body)
             }
         };
@@ -459,7 +464,7 @@ impl NpmRepo {
         else {
             return Ok(None);
         };
-        let doc = self.fetch_document(name, Variant::Full).await?;
+        let doc = self.fetch_document(name, Variant::Full, 0).await?;
         let (too_new, _) = self.too_new(name, Variant::Full, &doc).await?;
         Ok(too_new.get(version).map(|age| {
             format!(
@@ -523,7 +528,7 @@ impl NpmRepo {
         key: String,
     ) -> Result<FetchRequest, TarballError> {
         let doc = self
-            .fetch_document(name, Variant::Abbreviated)
+            .fetch_document(name, Variant::Abbreviated, 0)
             .await
             .map_err(TarballError::Fetch)?;
         let Some(source) = doc.rewritten.tarballs.get(file) else {

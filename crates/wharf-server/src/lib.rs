@@ -244,8 +244,10 @@ fn with_public_url(cfg: &RepoConfig, config: &Config) -> RepoConfig {
         }
         None => None,
     };
+    let under = |b: &url::Url| b.join(&format!("{}/", cfg.name)).ok();
     RepoConfig {
-        public_url: base.and_then(|b| b.join(&format!("{}/", cfg.name)).ok()),
+        public_url: base.as_ref().and_then(under),
+        public_urls: config.public_urls.iter().filter_map(under).collect(),
         ..cfg.clone()
     }
 }

@@ -1264,8 +1264,18 @@ fn chart_gives_npm_and_cargo_the_in_cluster_url_or_refuses_them_at_lint() {
     let mut args = NPM_AND_CARGO.to_vec();
     args.extend(["--set", "publicUrl=https://wharf.ci.example.com/"]);
     let config = rendered_config(&render(&args).expect("helm"));
+    // With an ingress too, the Service stays first and the ingress is the second address: jobs that reach
+    // wharf through the Service keep getting Service links.
     assert!(
-        config.contains("public_url: \"https://wharf.ci.example.com/\""),
+        config.contains("public_url: \"http://wharf.wharf.svc:8080/\"")
+            && config.contains("public_urls: [\"https://wharf.ci.example.com/\"]"),
+        "{config}"
+    );
+    args.extend(["--set", "inClusterUrl=false"]);
+    let config = rendered_config(&render(&args).expect("helm"));
+    assert!(
+        config.contains("public_url: \"https://wharf.ci.example.com/\"")
+            && !config.contains("public_urls"),
         "{config}"
     );
     // No URL at all: refused when the values are checked, naming the two fields that would fix it.

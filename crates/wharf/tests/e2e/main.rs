@@ -31,6 +31,7 @@ mod money;
 mod npm;
 mod oci;
 mod persistence;
+mod public_urls;
 mod quickstart;
 mod s3;
 mod security;

@@ -28,13 +28,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- printf "http://%s.%s.svc:%v/" (include "wharf.fullname" .) .Release.Namespace .Values.service.port -}}
 {{- end -}}
 
-{{/* The base URL wharf writes into npm and cargo documents: publicUrl when given, else the in-cluster URL
-     (unless inClusterUrl is false). Empty when neither. */}}
+{{/* The first base URL wharf writes into npm and cargo documents (for requests whose Host names no listed
+     URL): the in-cluster URL (unless inClusterUrl is false), else publicUrl. Empty when neither. */}}
 {{- define "wharf.publicUrl" -}}
-{{- if .Values.publicUrl -}}
-{{- .Values.publicUrl -}}
-{{- else if .Values.inClusterUrl -}}
+{{- if .Values.inClusterUrl -}}
 {{- include "wharf.serviceUrl" . -}}
+{{- else if .Values.publicUrl -}}
+{{- .Values.publicUrl -}}
 {{- end -}}
 {{- end -}}
 
@@ -79,6 +79,9 @@ true
 listen: "0.0.0.0:8080"
 {{- with include "wharf.publicUrl" . }}
 public_url: {{ . | quote }}
+{{- end }}
+{{- if and .Values.inClusterUrl .Values.publicUrl }}
+public_urls: [{{ .Values.publicUrl | quote }}]
 {{- end }}
 {{- if hasKey .Values "price_per_gb" }}
 price_per_gb: {{ .Values.price_per_gb }}
