@@ -541,24 +541,9 @@ async fn an_upload_cut_midway_is_never_restorable_and_a_later_save_succeeds() {
     assert_eq!(leftovers, 0, "the partial file is removed");
 
     // The abandoned reservation does not block the next job.
-    let (_, again) = twirp(
-        &client,
-        &base,
-        "CreateCacheEntry",
-        &tok,
-        json!({"key": "cut", "version": version}),
-    )
-    .await;
+    let (again, put) = create_and_put(&client, &base, &tok, "cut", &version, vec![1u8; 1000]).await;
     assert_eq!(again["ok"], true, "{again}");
-    let url = again["signed_upload_url"].as_str().expect("url");
-    let put = client
-        .put(url)
-        .header("x-ms-blob-type", "BlockBlob")
-        .body(vec![1u8; 1000])
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status().as_u16(), 201);
+    assert_eq!(put, Some(201));
     let (_, done) = twirp(
         &client,
         &base,
@@ -604,23 +589,9 @@ fn saved_entries_survive_a_restart_and_unfinished_uploads_do_not() {
     let version = "b".repeat(64);
     rt.block_on(async {
         let client = http();
-        let (_, created) = twirp(
-            &client,
-            &base,
-            "CreateCacheEntry",
-            &tok,
-            json!({"key": "pending", "version": version}),
-        )
-        .await;
-        let url = created["signed_upload_url"].as_str().expect("url");
-        let put = client
-            .put(url)
-            .header("x-ms-blob-type", "BlockBlob")
-            .body(vec![2u8; 500])
-            .send()
-            .await
-            .expect("put");
-        assert_eq!(put.status().as_u16(), 201);
+        let (_, put) =
+            create_and_put(&client, &base, &tok, "pending", &version, vec![2u8; 500]).await;
+        assert_eq!(put, Some(201));
     });
     wharf.kill();
 
@@ -895,15 +866,16 @@ fn the_arc_example_patch_renames_the_runner_variables() {
     assert_eq!(patched, expected);
 }
 
-/// Saves `body` under `key` through the raw v2 protocol (one-shot upload); true when finalized.
-async fn save_raw(
+/// `CreateCacheEntry` for `key` and `version`, then a one-shot upload of `body` to the signed URL it gave:
+/// the answer to the create, and the upload's status (`None` when the create gave no upload URL).
+async fn create_and_put(
     client: &reqwest::Client,
     base: &str,
     tok: &str,
     key: &str,
+    version: &str,
     body: Vec<u8>,
-) -> bool {
-    let version = "d".repeat(64);
+) -> (serde_json::Value, Option<u16>) {
     let (_, created) = twirp(
         client,
         base,
@@ -913,9 +885,8 @@ async fn save_raw(
     )
     .await;
     let Some(url) = created["signed_upload_url"].as_str() else {
-        return false;
+        return (created, None);
     };
-    let len = body.len();
     let put = client
         .put(url)
         .header("x-ms-blob-type", "BlockBlob")
@@ -923,7 +894,26 @@ async fn save_raw(
         .send()
         .await
         .expect("put");
-    assert_eq!(put.status().as_u16(), 201);
+    (created, Some(put.status().as_u16()))
+}
+
+/// Saves `body` under `key` through the raw v2 protocol (one-shot upload); true when finalized.
+async fn save_raw(
+    client: &reqwest::Client,
+    base: &str,
+    tok: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> bool {
+    let version = "d".repeat(64);
+    let len = body.len();
+    let Some(status) = create_and_put(client, base, tok, key, &version, body)
+        .await
+        .1
+    else {
+        return false;
+    };
+    assert_eq!(status, 201);
     let (_, done) = twirp(
         client,
         base,
@@ -979,23 +969,16 @@ async fn max_size_drops_the_caches_restored_least_recently() {
         "least recently used: dropped"
     );
     // An entry larger than max_size is refused before it is stored.
-    let (_, created) = twirp(
+    let (_, put) = create_and_put(
         &client,
         &base,
-        "CreateCacheEntry",
         &tok,
-        json!({"key": "huge", "version": "d".repeat(64)}),
+        "huge",
+        &"d".repeat(64),
+        vec![0u8; 1_100_000],
     )
     .await;
-    let url = created["signed_upload_url"].as_str().expect("url");
-    let put = client
-        .put(url)
-        .header("x-ms-blob-type", "BlockBlob")
-        .body(vec![0u8; 1_100_000])
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(put.status().as_u16(), 413);
+    assert_eq!(put, Some(413));
     assert!(!restorable(&client, &base, &tok, "huge").await);
 }
 

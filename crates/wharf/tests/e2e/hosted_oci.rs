@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::oci::{build_image, tools, Registry};
+use crate::oci::{build_image, tools, PushImage};
 use crate::s3::{S3Server, CREDENTIALS};
 use crate::support::{http, require_tool, run, sha256_hex, Wharf};
 
@@ -52,6 +52,17 @@ fn authed(wharf: &Wharf, method: reqwest::Method, path: &str) -> reqwest::Reques
         .header("authorization", basic())
 }
 
+/// `DELETE path` with the token answers 202, and `check path` (GET or HEAD) then answers 404.
+async fn deleted_then_gone(wharf: &Wharf, path: &str, check: reqwest::Method) {
+    let del = authed(wharf, reqwest::Method::DELETE, path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 202, "DELETE {path}");
+    let after = http().request(check, wharf.url(path)).send().await.unwrap();
+    assert_eq!(after.status(), 404, "{path} after its DELETE");
+}
+
 fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(bytes))
 }
@@ -87,7 +98,7 @@ async fn hosted_skopeo_push_pull_and_a_layer_stored_once_with_the_proxy() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let registry = Registry::start(tmp.path());
+    let registry = wharf_testkit::DockerRegistry::start(tmp.path());
     let wharf = Wharf::start(
         &tmp.path().join("data"),
         &hosted_repo(tmp.path(), &format!("http://{}/", registry.addr), ""),
@@ -218,7 +229,7 @@ async fn hosted_skopeo_push_pull_and_a_layer_stored_once_with_the_proxy() {
     );
 
     // The same image upstream, pulled through the proxy namespace: no new blob, no new byte in the store.
-    registry.push(&image, "team/app", "v1");
+    registry.push_image(&image, "team/app", "v1");
     let before = status(&wharf).await["store"].clone();
     let layout = tmp.path().join("proxied");
     let (ok, out) = skopeo(&[
@@ -981,42 +992,18 @@ async fn hosted_distribution_spec_workflows() {
     assert_eq!(body["manifests"], json!([]));
 
     // --- content management: delete a tag, a manifest by digest, a blob; each 202, then 404.
-    let del = authed(
+    deleted_then_gone(
         &wharf,
-        reqwest::Method::DELETE,
         &format!("/v2/{name}/manifests/a"),
+        reqwest::Method::GET,
     )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(del.status(), 202);
-    assert_eq!(
-        http()
-            .get(wharf.url(&format!("/v2/{name}/manifests/a")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    let del = authed(
+    .await;
+    deleted_then_gone(
         &wharf,
-        reqwest::Method::DELETE,
         &format!("/v2/{name}/manifests/{ad}"),
+        reqwest::Method::GET,
     )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(del.status(), 202);
-    assert_eq!(
-        http()
-            .get(wharf.url(&format!("/v2/{name}/manifests/{ad}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    .await;
     let body: serde_json::Value = http()
         .get(wharf.url(&format!("/v2/{name}/referrers/{md}")))
         .send()
@@ -1030,24 +1017,12 @@ async fn hosted_distribution_spec_workflows() {
         json!([]),
         "a deleted manifest is no longer a referrer"
     );
-    let del = authed(
+    deleted_then_gone(
         &wharf,
-        reqwest::Method::DELETE,
         &format!("/v2/{name}/blobs/{cd}"),
+        reqwest::Method::HEAD,
     )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(del.status(), 202);
-    assert_eq!(
-        http()
-            .head(wharf.url(&format!("/v2/{name}/blobs/{cd}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    .await;
     // Deleting without the token: 401 with a Basic challenge, and nothing deleted.
     let del = http()
         .delete(wharf.url(&format!("/v2/{name}/manifests/b")))

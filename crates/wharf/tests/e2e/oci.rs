@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -158,63 +158,15 @@ pub(crate) fn build_image(dir: &Path, tag: &str, layer_size: usize, seed: u64) -
 // ---------------------------------------------------------------------------------------------------------
 // The local registry and the proxy in front of it
 
-/// `docker-registry` on 127.0.0.1, storing in a temporary directory.
-pub(crate) struct Registry {
-    child: Child,
-    pub(crate) addr: SocketAddr,
+/// The distribution registry (`wharf_testkit::DockerRegistry`) seeded with this file's images.
+pub(crate) trait PushImage {
+    /// Pushes `image` (tagged `tag` in its layout) as `name:tag` with skopeo, digests preserved.
+    fn push_image(&self, image: &Image, name: &str, tag: &str);
 }
 
-impl Registry {
-    pub(crate) fn start(dir: &Path) -> Registry {
-        let addr = free_port();
-        let root = dir.join(format!("registry-{}", addr.port()));
-        std::fs::create_dir_all(&root).expect("mkdir");
-        let config = root.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                root.join("data").display()
-            ),
-        )
-        .expect("registry config");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn docker-registry");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Registry { child, addr }
-    }
-
-    /// Pushes `image` as `name:tag` with skopeo, digests preserved.
-    pub(crate) fn push(&self, image: &Image, name: &str, tag: &str) {
-        let (ok, out) = run(Command::new("skopeo").args([
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:{tag}", image.layout.display()),
-            &format!("docker://{}/{name}:{tag}", self.addr),
-        ]));
-        assert!(ok, "seeding the registry failed:\n{out}");
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
+impl PushImage for DockerRegistry {
+    fn push_image(&self, image: &Image, name: &str, tag: &str) {
+        self.push_layout(&image.layout, tag, name, tag);
     }
 }
 
@@ -454,8 +406,8 @@ async fn oci_skopeo_pulls_multi_arch_and_survives_upstream_stop() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let image = build_image(dir.path(), "1", 200_000, 1);
-    let mut registry = Registry::start(dir.path());
-    registry.push(&image, "team/app", "1");
+    let mut registry = DockerRegistry::start(dir.path());
+    registry.push_image(&image, "team/app", "1");
     let proxy = Proxy::start(registry.addr, None).await;
     let wharf = Wharf::start(
         &dir.path().join("wharf"),
@@ -506,8 +458,8 @@ async fn oci_parallel_pulls_fetch_each_blob_upstream_once() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let image = build_image(dir.path(), "1", 300_000, 2);
-    let registry = Registry::start(dir.path());
-    registry.push(&image, "library/app", "1");
+    let registry = DockerRegistry::start(dir.path());
+    registry.push_image(&image, "library/app", "1");
     let proxy = Proxy::start(registry.addr, None).await;
     let wharf = Wharf::start(
         &dir.path().join("wharf"),
@@ -728,8 +680,8 @@ async fn oci_blob_with_wrong_digest_is_never_stored_or_served() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let image = build_image(dir.path(), "1", 400_000, 6);
-    let registry = Registry::start(dir.path());
-    registry.push(&image, "org/app", "1");
+    let registry = DockerRegistry::start(dir.path());
+    registry.push_image(&image, "org/app", "1");
     let proxy = Proxy::start(registry.addr, None).await;
     let wharf = Wharf::start(
         &dir.path().join("wharf"),
@@ -780,8 +732,8 @@ async fn oci_head_on_cached_tag_asks_upstream_only_after_ttl() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let image = build_image(dir.path(), "1", 10_000, 7);
-    let registry = Registry::start(dir.path());
-    registry.push(&image, "org/app", "1");
+    let registry = DockerRegistry::start(dir.path());
+    registry.push_image(&image, "org/app", "1");
     let proxy = Proxy::start(registry.addr, None).await;
     let wharf = Wharf::start(
         &dir.path().join("wharf"),
