@@ -210,6 +210,27 @@ impl Parsed {
         Ok(())
     }
 
+    /// A PyPI file of `project`, named by its own field or else by its URL's last segment; skipped (and
+    /// said so) when it has neither.
+    fn push_pypi_file(
+        &mut self,
+        project: &str,
+        name: Option<&String>,
+        url: Option<&str>,
+    ) -> Result<(), ParseError> {
+        match name.cloned().or_else(|| url.and_then(url_file_name)) {
+            Some(filename) => self.push(Wanted::PypiFile {
+                project: project.to_owned(),
+                filename,
+            }),
+            None => {
+                self.skipped
+                    .push(format!("{project}: a file without a name or URL"));
+                Ok(())
+            }
+        }
+    }
+
     fn dedup(mut self) -> Parsed {
         let mut seen = BTreeSet::new();
         self.wanted.retain(|w| seen.insert(w.clone()));
@@ -439,19 +460,7 @@ fn uv_lock(text: &str) -> Result<Parsed, ParseError> {
             continue;
         }
         for file in p.sdist.iter().chain(&p.wheels) {
-            let name = file
-                .filename
-                .clone()
-                .or_else(|| file.url.as_deref().and_then(url_file_name));
-            match name {
-                Some(filename) => out.push(Wanted::PypiFile {
-                    project: p.name.clone(),
-                    filename,
-                })?,
-                None => out
-                    .skipped
-                    .push(format!("{}: a file without a URL or name", p.name)),
-            }
+            out.push_pypi_file(&p.name, file.filename.as_ref(), file.url.as_deref())?;
         }
     }
     Ok(out)
@@ -562,19 +571,7 @@ fn pylock(text: &str) -> Result<Parsed, ParseError> {
                     .push(format!("{}: a local file, not from an index", p.name));
                 continue;
             }
-            let name = f
-                .name
-                .clone()
-                .or_else(|| f.url.as_deref().and_then(url_file_name));
-            match name {
-                Some(filename) => out.push(Wanted::PypiFile {
-                    project: p.name.clone(),
-                    filename,
-                })?,
-                None => out
-                    .skipped
-                    .push(format!("{}: a file without a name or URL", p.name)),
-            }
+            out.push_pypi_file(&p.name, f.name.as_ref(), f.url.as_deref())?;
         }
     }
     Ok(out)
