@@ -100,6 +100,27 @@ impl FixtureUpstream {
             .insert(path.to_string(), vec![resource(None, bytes, content_type)]);
     }
 
+    /// Serves the `.info`, `.mod` and `.zip` of module version `m` under its proxy prefix (its `@v/list` is
+    /// the caller's: it names every version published).
+    pub fn put_go_version(&self, m: &crate::GoModule) {
+        let prefix = m.proxy_prefix();
+        self.put(
+            &format!("{prefix}{}.info", m.version),
+            m.info.clone(),
+            "application/json",
+        );
+        self.put(
+            &format!("{prefix}{}.mod", m.version),
+            m.go_mod.clone(),
+            "text/plain",
+        );
+        self.put(
+            &format!("{prefix}{}.zip", m.version),
+            m.zip.clone(),
+            "application/zip",
+        );
+    }
+
     /// Adds a variant at `path` served when the request's `Accept` contains `accept`; variants are tried in
     /// the order added, before a plain [`FixtureUpstream::put`] resource.
     pub fn put_variant(

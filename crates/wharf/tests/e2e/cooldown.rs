@@ -280,21 +280,7 @@ async fn go_gets_the_newest_module_version_older_than_min_age() {
     let at_latest = prefix.replace("/@v/", "/@latest");
     up.put(&at_latest, fresh.info.clone(), "application/json");
     for m in [&old, &fresh] {
-        up.put(
-            &format!("{prefix}{}.info", m.version),
-            m.info.clone(),
-            "application/json",
-        );
-        up.put(
-            &format!("{prefix}{}.mod", m.version),
-            m.go_mod.clone(),
-            "text/plain",
-        );
-        up.put(
-            &format!("{prefix}{}.zip", m.version),
-            m.zip.clone(),
-            "application/zip",
-        );
+        up.put_go_version(m);
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     let wharf = Wharf::start(

@@ -16,21 +16,7 @@ fn publish(up: &FixtureUpstream, modules: &[&GoModule]) {
             format!("{}\n", m.version),
             "text/plain",
         );
-        up.put(
-            &format!("{prefix}{}.info", m.version),
-            m.info.clone(),
-            "application/json",
-        );
-        up.put(
-            &format!("{prefix}{}.mod", m.version),
-            m.go_mod.clone(),
-            "text/plain",
-        );
-        up.put(
-            &format!("{prefix}{}.zip", m.version),
-            m.zip.clone(),
-            "application/zip",
-        );
+        up.put_go_version(m);
     }
 }
 
