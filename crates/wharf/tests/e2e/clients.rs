@@ -89,32 +89,12 @@ async fn pip_and_uv_install_through_wharf_and_again_without_upstream() {
     // uv.
     if have_uv {
         let t3 = tmp.path().join("t3");
-        let (ok, out) = run(python_client("uv")
-            .args([
-                "pip",
-                "install",
-                "--no-deps",
-                "--python",
-                "python3",
-                "--target",
-            ])
-            .arg(&t3)
-            .args(["--index-url", &index, "demo-pkg", "other"]));
+        let (ok, out) = run(uv_install(&t3, &index).args(["demo-pkg", "other"]));
         assert!(ok, "uv pip install failed:\n{out}");
         assert!(import_check(&t3).0);
         let t4 = tmp.path().join("t4");
-        let (ok, out) = run(python_client("uv")
-            .args([
-                "pip",
-                "install",
-                "--no-deps",
-                "--python",
-                "python3",
-                "--require-hashes",
-                "--target",
-            ])
-            .arg(&t4)
-            .args(["--index-url", &index, "-r"])
+        let (ok, out) = run(uv_install(&t4, &index)
+            .args(["--require-hashes", "-r"])
             .arg(&reqs));
         assert!(ok, "uv --require-hashes failed:\n{out}");
     }
@@ -137,17 +117,7 @@ async fn pip_and_uv_install_through_wharf_and_again_without_upstream() {
     assert!(import_check(&t5).0);
     if have_uv {
         let t6 = tmp.path().join("t6");
-        let (ok, out) = run(python_client("uv")
-            .args([
-                "pip",
-                "install",
-                "--no-deps",
-                "--python",
-                "python3",
-                "--target",
-            ])
-            .arg(&t6)
-            .args(["--index-url", &index, "demo-pkg", "other"]));
+        let (ok, out) = run(uv_install(&t6, &index).args(["demo-pkg", "other"]));
         assert!(ok, "uv install with upstream down failed:\n{out}");
     }
     let log = wharf.access_log();

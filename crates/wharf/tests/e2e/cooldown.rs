@@ -72,17 +72,7 @@ async fn pip_and_uv_get_the_newest_release_older_than_min_age() {
 
     if have_uv {
         let t2 = tmp.path().join("uv");
-        let (ok, out) = run(python_client("uv")
-            .args([
-                "pip",
-                "install",
-                "--no-deps",
-                "--python",
-                "python3",
-                "--target",
-            ])
-            .arg(&t2)
-            .args(["--index-url", &index, "demo-pkg", "trusted"]));
+        let (ok, out) = run(uv_install(&t2, &index).args(["demo-pkg", "trusted"]));
         assert!(ok, "uv pip install failed:\n{out}");
         assert_eq!(installed_version(&t2, "demo_pkg"), "demo-pkg 1.0");
         assert_eq!(installed_version(&t2, "trusted"), "trusted 2.0");

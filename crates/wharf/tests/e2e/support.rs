@@ -216,6 +216,23 @@ pub fn python_client(program: &str) -> Command {
     cmd
 }
 
+/// `uv pip install --no-deps` into `target` from the index at `index`, with this machine's settings cleared
+/// (see [`python_client`]); the caller adds what to install.
+pub fn uv_install(target: &Path, index: &str) -> Command {
+    let mut cmd = python_client("uv");
+    cmd.args([
+        "pip",
+        "install",
+        "--no-deps",
+        "--python",
+        "python3",
+        "--target",
+    ])
+    .arg(target)
+    .args(["--index-url", index]);
+    cmd
+}
+
 pub fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().expect("run client");
     let text = format!(
