@@ -70,9 +70,7 @@ impl Regions {
             let addr = buf.as_ptr() as usize;
             regions
                 .iter()
-                .find(|r| {
-                    !buf.is_empty() && addr >= r.start && addr + buf.len() <= r.start + r.len
-                })
+                .find(|r| !buf.is_empty() && addr >= r.start && addr + buf.len() <= r.start + r.len)
                 .map(|r| {
                     (
                         i,
@@ -250,7 +248,9 @@ mod tests {
 
     #[test]
     fn mapped_ranges_read_the_file_and_are_found_by_address() {
-        let data: Vec<u8> = (0..3 * PAGE as u32 + 123).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..3 * PAGE as u32 + 123)
+            .map(|i| (i % 251) as u8)
+            .collect();
         let mut tmp = tempfile::NamedTempFile::new().unwrap();
         tmp.write_all(&data).unwrap();
         let file = Arc::new(File::open(tmp.path()).unwrap());

@@ -520,7 +520,10 @@ enum Regions {}
 impl Watched {
     /// The first slice of `bufs` that is a mapped file's, with its index.
     #[cfg(target_os = "linux")]
-    fn file_slice(&self, bufs: &[io::IoSlice<'_>]) -> Option<(usize, wharf_cache::zero_copy::FileSlice)> {
+    fn file_slice(
+        &self,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Option<(usize, wharf_cache::zero_copy::FileSlice)> {
         self.regions.as_ref()?.find(bufs)
     }
 

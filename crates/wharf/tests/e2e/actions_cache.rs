@@ -4,7 +4,8 @@
 //! repositories that never mix, concurrent saves of one key, an upload cut mid-way, a restart; a client
 //! shaped like BuildKit's `gha` exporter on the `url_v2` path (blocks, block list, `x-ms-range`); and the
 //! protocol's refusals (other Twirp services, oversized keys, bad signatures), always JSON or the blob API's
-//! XML, never HTML.
+//! XML, never HTML; with token verification configured (a JWKS file or URL), tokens signed by the test key
+//! work and any other token gets 401 `unauthenticated`, which the library treats as a miss.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -1117,4 +1118,200 @@ async fn relaxed_scoping_shares_branches_but_not_repositories() {
     assert!(save_raw(&client, &base, &feature, "from-feature", noise(500, 70)).await);
     assert!(restorable(&client, &base, &token("1", MAIN), "from-feature").await);
     assert!(!restorable(&client, &base, &token("2", MAIN), "from-feature").await);
+}
+
+/// The test keys and key sets of `wharf-actions-cache` (RSA, generated for these tests only).
+const KEY_A: &[u8] = include_bytes!("../../../wharf-actions-cache/testdata/token-key-a.der");
+const KEY_B: &[u8] = include_bytes!("../../../wharf-actions-cache/testdata/token-key-b.der");
+const JWKS_A: &str = include_str!("../../../wharf-actions-cache/testdata/jwks-a.json");
+const ISSUER: &str = "https://token.issuer.test";
+
+/// A runtime token like the runner's: RS256 with `kid`, issuer, audience, an hour of validity.
+fn signed_token(key: &[u8], kid: &str, repo: &str, ac: &[(&str, u8)]) -> String {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let ac: Vec<Value> = ac
+        .iter()
+        .map(|(scope, permission)| json!({"Scope": scope, "Permission": permission}))
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = json!({
+        "ac": Value::Array(ac).to_string(), "repository_id": repo,
+        "iss": ISSUER, "aud": "wharf-cache", "nbf": now - 5, "exp": now + 3600,
+    });
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": kid});
+    let signed = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let pair = ring::signature::RsaKeyPair::from_der(key).expect("test key");
+    let mut sig = vec![0u8; pair.public().modulus_len()];
+    pair.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        signed.as_bytes(),
+        &mut sig,
+    )
+    .expect("sign");
+    format!("{signed}.{}", b64(&sig))
+}
+
+/// With `token_keys`, the real client saves and restores with a token the configured key signed; a token
+/// signed by another key (even with the right `kid`) is refused with 401, which the library reports as a
+/// warning: the save returns -1 and the restore is a miss, the job goes on.
+#[test]
+fn verified_tokens_save_and_restore_and_a_token_signed_by_another_key_is_a_miss() {
+    let Some(lib) = library() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let jwks = tmp.path().join("jwks.json");
+    std::fs::write(&jwks, JWKS_A).expect("jwks");
+    let repos = format!(
+        "  actions:\n    format: actions-cache\n    token_keys: {}\n    token_issuer: \"{ISSUER}\"\n    token_audience: wharf-cache\n",
+        jwks.display()
+    );
+    let wharf = Wharf::start(&tmp.path().join("data"), &repos, "");
+    let good = Job::v2(
+        &lib,
+        &tmp.path().join("good"),
+        &wharf,
+        &signed_token(KEY_A, "test-a", "1", MAIN),
+    );
+    good.write("deps", &[("a.bin", &noise(200_000, 3))]);
+    let saved = good.digests("deps");
+    assert!(good.save("verified-key", &["deps"]) > 0, "saved");
+    good.clear("deps");
+    assert_eq!(
+        good.restore("verified-key", &[], &["deps"]).as_deref(),
+        Some("verified-key")
+    );
+    assert_eq!(good.digests("deps"), saved);
+
+    for (name, tok) in [
+        ("other-key", signed_token(KEY_B, "test-a", "1", MAIN)),
+        ("unsigned", token("1", MAIN)),
+    ] {
+        let bad = Job::v2(&lib, &tmp.path().join(name), &wharf, &tok);
+        assert_eq!(bad.restore("verified-key", &[], &["deps"]), None, "{name}");
+        assert!(bad.digests("deps").is_empty(), "{name}: nothing restored");
+        bad.write("deps", &[("b", b"b")]);
+        assert_eq!(bad.save("forged-key", &["deps"]), -1, "{name}");
+    }
+    let refused = wharf
+        .access_log()
+        .into_iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/twirp/")) && r["status"] == 401)
+        .count();
+    assert!(
+        refused >= 4,
+        "every call with a bad token got 401 ({refused})"
+    );
+    // Nothing a refused job sent became an entry.
+    good.clear("deps");
+    assert_eq!(good.restore("forged-key", &[], &["deps"]), None);
+}
+
+/// With `token_jwks_url`, keys come from that URL (fetched when first needed, again only for an unknown key
+/// id and at most every 30 s); a BuildKit-shaped client with a bad, missing or expired-key token gets Twirp
+/// `unauthenticated` (401, JSON), and v1 a JSON 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_url_is_fetched_once_and_bad_tokens_get_twirp_unauthenticated() {
+    let issuer = wharf_testkit::ScriptedServer::start().await;
+    issuer.script(
+        "/keys",
+        wharf_testkit::Answer::new(200, JWKS_A).header("content-type", "application/json"),
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repos = format!(
+        "  actions:\n    format: actions-cache\n    token_jwks_url: \"{}/keys\"\n",
+        issuer.url()
+    );
+    let wharf = Wharf::start(&tmp.path().join("data"), &repos, "");
+    let client = http();
+    let url_v2 = wharf.url("/actions/");
+    let version = "e".repeat(64);
+    let good = signed_token(KEY_A, "test-a", "7", MAIN);
+    let (status, created) = twirp(
+        &client,
+        &url_v2,
+        "CreateCacheEntry",
+        &good,
+        json!({"key": "bk", "version": version}),
+    )
+    .await;
+    assert_eq!((status, &created["ok"]), (200, &json!(true)), "{created}");
+    for (what, tok) in [
+        ("other key", signed_token(KEY_B, "test-a", "7", MAIN)),
+        ("unknown kid", signed_token(KEY_B, "test-b", "7", MAIN)),
+        (
+            "unknown kid again",
+            signed_token(KEY_B, "test-c", "7", MAIN),
+        ),
+        ("unsigned", token("7", MAIN)),
+        ("garbage", "x.y.z".to_string()),
+    ] {
+        let (status, body) = twirp(
+            &client,
+            &url_v2,
+            "GetCacheEntryDownloadURL",
+            &tok,
+            json!({"key": "bk", "version": version}),
+        )
+        .await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["code"], "unauthenticated", "{what}");
+        assert!(
+            body["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+    }
+    let anonymous = client
+        .post(format!("{url_v2}{SERVICE}/CreateCacheEntry"))
+        .header("content-type", "application/json")
+        .body(json!({"key": "bk2", "version": version}).to_string())
+        .send()
+        .await
+        .expect("no token");
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let body: Value = anonymous.json().await.expect("json");
+    assert_eq!(body["code"], "unauthenticated");
+    let v1 = client
+        .get(wharf.url("/actions/_apis/artifactcache/cache?keys=bk&version=v1"))
+        .bearer_auth(signed_token(KEY_B, "test-a", "7", MAIN))
+        .send()
+        .await
+        .expect("v1");
+    assert_eq!(v1.status().as_u16(), 401);
+    assert_eq!(v1.headers()["content-type"], "application/json");
+    // One fetch at the first token; unknown key ids within 30 s of it do not fetch again, so tokens with
+    // made-up kids cannot turn wharf into a request amplifier against the issuer.
+    assert_eq!(issuer.seen_under("/keys").len(), 1, "{:?}", issuer.seen());
+    assert_eq!(
+        issuer.seen().len(),
+        1,
+        "only the configured URL is contacted"
+    );
+}
+
+#[test]
+fn token_issuer_without_keys_is_a_config_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        "repositories:\n  actions:\n    format: actions-cache\n    token_issuer: x\n",
+    )
+    .expect("config");
+    let output = Command::new(WHARF)
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("repositories.actions.token_issuer"), "{text}");
+    assert!(text.contains("token_keys"), "{text}");
 }

@@ -36,4 +36,5 @@ mod quickstart;
 mod s3;
 mod security;
 mod sendfile;
+mod usage;
 mod warm;

@@ -55,7 +55,11 @@ async fn stored_files_sent_with_sendfile_answer_like_the_copying_path() {
     let up = FixtureUpstream::start().await;
     // Several pages, and not a whole number of them.
     let data: Vec<u8> = (0..3_000_017u32).map(|i| (i % 251) as u8).collect();
-    up.put("/files/releases/download/v1/tool.bin", data.clone(), "application/octet-stream");
+    up.put(
+        "/files/releases/download/v1/tool.bin",
+        data.clone(),
+        "application/octet-stream",
+    );
     let tmp = tempfile::tempdir().expect("tempdir");
     let on = Wharf::start(&tmp.path().join("on"), &repo(&up.url()), "");
     let off = Wharf::start(
@@ -91,7 +95,11 @@ async fn stored_files_sent_with_sendfile_answer_like_the_copying_path() {
             vec![("range", "bytes=-5000")],
             Some(&data[data.len() - 5000..]),
         ),
-        (reqwest::Method::GET, vec![("range", "bytes=99999999-")], None),
+        (
+            reqwest::Method::GET,
+            vec![("range", "bytes=99999999-")],
+            None,
+        ),
         (
             reqwest::Method::GET,
             vec![("range", "bytes=4097-8191"), ("if-range", &if_range)],
@@ -102,7 +110,11 @@ async fn stored_files_sent_with_sendfile_answer_like_the_copying_path() {
             vec![("if-none-match", etag.as_deref().unwrap_or("\"x\""))],
             None,
         ),
-        (reqwest::Method::HEAD, vec![("range", "bytes=0-9")], Some(&[][..])),
+        (
+            reqwest::Method::HEAD,
+            vec![("range", "bytes=0-9")],
+            Some(&[][..]),
+        ),
     ];
     for (method, headers, want) in &cases {
         let with = answer(&on, method.clone(), headers).await;
@@ -112,7 +124,9 @@ async fn stored_files_sent_with_sendfile_answer_like_the_copying_path() {
             assert_eq!(&with.2[..], *want, "{method} {headers:?}: bytes");
         }
         assert!(
-            with.1.iter().any(|(n, v)| n == "x-wharf-cache" && v == "hit"),
+            with.1
+                .iter()
+                .any(|(n, v)| n == "x-wharf-cache" && v == "hit"),
             "{method} {headers:?}: {:?}",
             with.1
         );
@@ -120,7 +134,10 @@ async fn stored_files_sent_with_sendfile_answer_like_the_copying_path() {
     let sent = sendfile_bytes(&on).await - before;
     // At least the full body and the two ranges went by sendfile (the small If-Range one may, too).
     let least = (data.len() + 2_999_000 + 5000) as u64;
-    assert!(sent >= least, "sent {sent} bytes with sendfile, want >= {least}");
+    assert!(
+        sent >= least,
+        "sent {sent} bytes with sendfile, want >= {least}"
+    );
     assert_eq!(sendfile_bytes(&off).await, 0, "sendfile: false copies");
     // The access log counts a sendfile response like any other.
     let line = on.wait_log(|r| {
