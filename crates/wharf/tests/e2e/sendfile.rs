@@ -9,6 +9,9 @@ use wharf_testkit::FixtureUpstream;
 
 const PATH: &str = "/rel/releases/download/v1/tool.bin";
 
+/// A request (method, headers) and the body it must get, when the test knows it.
+type Case<'a> = (reqwest::Method, Vec<(&'a str, &'a str)>, Option<&'a [u8]>);
+
 fn repo(upstream: &str) -> String {
     format!("  rel:\n    format: generic\n    upstream: \"{upstream}files/\"\n    immutable: [\"**\"]\n")
 }
@@ -82,7 +85,7 @@ async fn stored_files_sent_with_sendfile_answer_like_the_copying_path() {
         .find(|(n, _)| n == "etag")
         .map(|(_, v)| v);
     let if_range = etag.clone().unwrap_or_else(|| "\"nope\"".into());
-    let cases: Vec<(reqwest::Method, Vec<(&str, &str)>, Option<&[u8]>)> = vec![
+    let cases: Vec<Case> = vec![
         (reqwest::Method::GET, vec![], Some(&data[..])),
         (reqwest::Method::HEAD, vec![], Some(&[][..])),
         (
