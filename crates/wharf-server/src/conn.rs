@@ -29,6 +29,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use prometheus_client::metrics::counter::Counter;
@@ -38,7 +39,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::Instant;
-use tower::Service;
+use tower::Service as _;
 use wharf_config::ServerConfig;
 
 use crate::metrics::CloseReasonLabel;
@@ -127,6 +128,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
     let builder = Arc::new(builder(limits));
+    let http1 = Arc::new(http1_builder(limits));
     let watch = Watch::from(limits);
     let mut shutdown = pin!(shutdown);
     loop {
@@ -159,6 +161,7 @@ pub async fn serve(
         let connection = Connection {
             router: router.clone(),
             builder: builder.clone(),
+            http1: http1.clone(),
             watch,
             metrics: metrics.clone(),
             stop: stop_rx.clone(),
@@ -232,6 +235,16 @@ fn builder(limits: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// The HTTP/1.1 side of [`builder`], for connections served one request at a time.
+fn http1_builder(limits: &ServerConfig) -> http1::Builder {
+    let head = usize::try_from(limits.max_header_size).unwrap_or(usize::MAX);
+    let mut builder = http1::Builder::new();
+    builder
+        .header_read_timeout(None)
+        .max_buf_size(head.max(8192));
+    builder
+}
+
 /// The timeouts a connection is held to.
 #[derive(Clone, Copy, Debug)]
 struct Watch {
@@ -253,42 +266,215 @@ impl From<&ServerConfig> for Watch {
 struct Connection {
     router: Router,
     builder: Arc<auto::Builder<TokioExecutor>>,
+    http1: Arc<http1::Builder>,
     watch: Watch,
     metrics: ConnMetrics,
     stop: watch::Receiver<bool>,
 }
 
+/// The connection's service: the router, with the client's address, the request's guard on its body, and
+/// whether the request lets its connection be handed back between requests ([`reusable`]).
+#[derive(Clone)]
+struct RouterService {
+    router: Router,
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+}
+
+type ServiceFuture = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for RouterService {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = ServiceFuture;
+
+    fn call(&self, mut req: Request<Incoming>) -> ServiceFuture {
+        self.activity
+            .reusable
+            .store(reusable(&req), Ordering::Relaxed);
+        let guard = self.activity.request_started();
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        let mut router = self.router.clone();
+        Box::pin(async move {
+            let resp = router.call(req.map(Body::new)).await?;
+            Ok::<_, Infallible>(resp.map(|body| {
+                Body::new(Guarded {
+                    inner: body,
+                    _guard: guard,
+                })
+            }))
+        })
+    }
+}
+
+/// Whether hyper may be asked to end its HTTP/1.1 connection after this request, handing the socket back for
+/// the next one: a keep-alive HTTP/1.1 request without a body (a request with a body hyper may not have read
+/// to its end, and only hyper knows where the next request starts).
+fn reusable<B>(req: &Request<B>) -> bool {
+    let headers = req.headers();
+    req.version() == http::Version::HTTP_11
+        && !headers.contains_key(http::header::TRANSFER_ENCODING)
+        && headers
+            .get_all(http::header::CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes() == b"0")
+        && !headers.get_all(http::header::CONNECTION).iter().any(|v| {
+            v.to_str().map_or(true, |v| {
+                v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
+            })
+        })
+}
+
+/// What the watch drives: the wait for a request's first byte, or a hyper connection.
+trait Stage {
+    type Output;
+    fn poll_stage(&mut self, cx: &mut Context<'_>) -> Poll<Self::Output>;
+    /// No new requests: finish those in progress, then end.
+    fn shutdown(&mut self);
+}
+
+/// An idle connection: nothing but the socket, until it is readable.
+struct Idle<'a>(&'a TcpStream);
+
+impl Stage for Idle<'_> {
+    type Output = io::Result<()>;
+    fn poll_stage(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_read_ready(cx)
+    }
+    fn shutdown(&mut self) {}
+}
+
+type Http1 = http1::Connection<TokioIo<Watched>, RouterService>;
+
+/// HTTP/1.1 served by hyper until the connection is idle again (then handed back, see [`Connection::run`]).
+struct Http1Stage(Box<Http1>);
+
+impl Stage for Http1Stage {
+    type Output = hyper::Result<()>;
+    fn poll_stage(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        self.0.poll_without_shutdown(cx)
+    }
+    fn shutdown(&mut self) {
+        Pin::new(&mut *self.0).graceful_shutdown();
+    }
+}
+
+type AutoConn<'a> = auto::Connection<'a, TokioIo<Watched>, RouterService, TokioExecutor>;
+
+/// HTTP/2 (or anything that starts like its preface) served by hyper for the connection's whole life.
+struct AutoStage<'a>(Pin<Box<AutoConn<'a>>>);
+
+impl Stage for AutoStage<'_> {
+    type Output = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+    fn poll_stage(&mut self, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+    fn shutdown(&mut self) {
+        self.0.as_mut().graceful_shutdown();
+    }
+}
+
+/// The HTTP/2 connection preface; a connection whose first bytes could begin it goes to the auto builder.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 impl Connection {
+    /// Serves one client connection. While it is idle between requests it holds nothing but the socket and
+    /// its small bookkeeping: each HTTP/1.1 request (or run of pipelined ones) gets a hyper connection that
+    /// is asked to end once the request is answered, and hands back the socket and any bytes it read ahead;
+    /// hyper's read and write buffers (8 KiB each) go with it. HTTP/2 is hyper's for the connection's life.
     async fn run(mut self, tcp: TcpStream, peer: SocketAddr, regions: Option<Arc<Regions>>) {
         self.metrics.open.inc();
         let _open = DecOnDrop(self.metrics.open.clone());
         let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(Watched {
+        let mut io = Watched {
             inner: tcp,
             activity: activity.clone(),
             regions,
             sendfile_bytes: self.metrics.sendfile_bytes.clone(),
-        });
-        let router = self.router.clone();
-        let for_requests = activity.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            let guard = for_requests.request_started();
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let mut router = router.clone();
-            async move {
-                let resp = router.call(req.map(Body::new)).await?;
-                Ok::<_, Infallible>(resp.map(|body| {
-                    Body::new(Guarded {
-                        inner: body,
-                        _guard: guard,
-                    })
-                }))
+            replay: Bytes::new(),
+        };
+        let service = RouterService {
+            router: self.router.clone(),
+            activity: activity.clone(),
+            peer,
+        };
+        let mut first = true;
+        loop {
+            if io.replay.is_empty() {
+                match self
+                    .drive(&activity, peer, &mut Idle(&io.inner), false)
+                    .await
+                {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+                        return;
+                    }
+                    None => return,
+                }
             }
-        });
-        let mut conn = pin!(self.builder.serve_connection(io, service));
+            if std::mem::take(&mut first) && may_be_http2(&io.inner) {
+                let builder = self.builder.clone();
+                let conn = builder.serve_connection(TokioIo::new(io), service.clone());
+                if let Some(Err(e)) = self
+                    .drive(&activity, peer, &mut AutoStage(Box::pin(conn)), false)
+                    .await
+                {
+                    tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            let conn = self
+                .http1
+                .serve_connection(TokioIo::new(io), service.clone());
+            let mut stage = Http1Stage(Box::new(conn));
+            let handed_back = match self.drive(&activity, peer, &mut stage, true).await {
+                Some(Ok(())) => activity.handed_back.swap(false, Ordering::Relaxed),
+                Some(Err(e)) => {
+                    tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+                    return;
+                }
+                None => return,
+            };
+            let parts = stage.0.into_parts();
+            io = parts.io.into_inner();
+            if !handed_back {
+                // hyper ended the connection itself (the client asked to close, or an HTTP/1.0 client).
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut io.inner).await;
+                return;
+            }
+            // Bytes hyper read past the last request (a pipelined one): kept small, read again first.
+            io.replay = Bytes::copy_from_slice(&parts.read_buf);
+        }
+    }
+
+    /// Drives `stage` under the connection's watch: its output when it ends by itself, `None` when the watch
+    /// closed the connection. With `hand_back`, once a reusable request has been answered and none is in
+    /// progress, the stage is asked to end ([`Activity::handed_back`] says it was).
+    async fn drive<S: Stage>(
+        &mut self,
+        activity: &Activity,
+        peer: SocketAddr,
+        stage: &mut S,
+        hand_back: bool,
+    ) -> Option<S::Output> {
+        let started = activity.started.load(Ordering::Acquire);
         let mut stopping = *self.stop.borrow();
+        if stopping {
+            stage.shutdown();
+        }
         let mut closing: Option<Instant> = None;
         loop {
+            if hand_back
+                && !stopping
+                && !activity.handed_back.load(Ordering::Relaxed)
+                && activity.started.load(Ordering::Acquire) > started
+                && activity.in_flight.load(Ordering::Acquire) == 0
+                && activity.reusable.load(Ordering::Relaxed)
+            {
+                activity.handed_back.store(true, Ordering::Relaxed);
+                stage.shutdown();
+            }
             let now = Instant::now();
             let wake = match closing {
                 Some(since) => since + CLOSE_GRACE,
@@ -306,37 +492,45 @@ impl Connection {
                         // read): drop it. HTTP/2 gets a GOAWAY and a moment to send it.
                         if reason == Close::WriteTimeout || !activity.http2.load(Ordering::Relaxed)
                         {
-                            return;
+                            return None;
                         }
-                        conn.as_mut().graceful_shutdown();
+                        stage.shutdown();
                         closing = Some(now);
                         now + CLOSE_GRACE
                     }
                 },
             };
             tokio::select! {
-                served = conn.as_mut() => {
-                    if let Err(e) = served {
-                        tracing::debug!(client = %peer, error = %e, "connection ended with an error");
-                    }
-                    return;
-                }
-                // A deadline may have come closer (a request began, a write blocked): decide again.
+                out = std::future::poll_fn(|cx| stage.poll_stage(cx)) => return Some(out),
+                // A deadline may have come closer (a request began, a write blocked, a request ended): decide
+                // again.
                 _ = activity.changed.notified() => {}
                 _ = tokio::time::sleep_until(wake) => {
                     if closing.is_some_and(|since| Instant::now() >= since + CLOSE_GRACE) {
-                        return;
+                        return None;
                     }
                 }
                 changed = self.stop.changed(), if !stopping => {
                     stopping = changed.is_err() || *self.stop.borrow();
                     if stopping && closing.is_none() {
                         // No new requests; in-flight ones finish (the listener's deadline bounds them).
-                        conn.as_mut().graceful_shutdown();
+                        stage.shutdown();
                     }
                 }
             }
         }
+    }
+}
+
+/// Whether the bytes waiting on `tcp` could be the start of the HTTP/2 preface (one `P` could also begin
+/// `POST`: hyper's auto builder tells them apart).
+fn may_be_http2(tcp: &TcpStream) -> bool {
+    let mut head = [0u8; 24];
+    let mut buf = ReadBuf::new(&mut head);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match tcp.poll_peek(&mut cx, &mut buf) {
+        Poll::Ready(Ok(n)) if n > 0 => H2_PREFACE.starts_with(buf.filled()),
+        _ => false,
     }
 }
 
@@ -369,6 +563,12 @@ struct Activity {
     write_blocked_since: AtomicU64,
     /// HTTP/2 sends frames between requests (pings, window updates), so there a byte does not start a head.
     http2: AtomicBool,
+    /// Requests started on the connection so far.
+    started: AtomicU64,
+    /// Whether the last request started may have its connection handed back after it ([`reusable`]).
+    reusable: AtomicBool,
+    /// Set when the watch asked hyper to end after the requests in progress, to have the socket back.
+    handed_back: AtomicBool,
     first_read_done: AtomicBool,
     /// Wakes the connection's watch when a deadline may have moved closer.
     changed: Notify,
@@ -383,6 +583,9 @@ impl Activity {
             idle_since: AtomicU64::new(1),
             write_blocked_since: AtomicU64::new(0),
             http2: AtomicBool::new(false),
+            started: AtomicU64::new(0),
+            reusable: AtomicBool::new(false),
+            handed_back: AtomicBool::new(false),
             first_read_done: AtomicBool::new(false),
             changed: Notify::new(),
         }
@@ -426,6 +629,7 @@ impl Activity {
 
     fn request_started(self: &Arc<Self>) -> RequestGuard {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.started.fetch_add(1, Ordering::AcqRel);
         self.head_since.store(0, Ordering::Relaxed);
         self.changed.notify_one();
         RequestGuard(self.clone())
@@ -472,6 +676,8 @@ impl Drop for RequestGuard {
             .idle_since
             .store(activity.stamp(), Ordering::Relaxed);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        // The connection may be handed back now.
+        activity.changed.notify_one();
     }
 }
 
@@ -509,6 +715,8 @@ struct Watched {
     activity: Arc<Activity>,
     regions: Option<Arc<Regions>>,
     sendfile_bytes: Counter,
+    /// Bytes a hyper connection read and did not use (the start of a pipelined request): read again first.
+    replay: Bytes,
 }
 
 #[cfg(target_os = "linux")]
@@ -565,6 +773,12 @@ impl AsyncRead for Watched {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.replay.is_empty() {
+            // Counted as activity when first read.
+            let n = self.replay.len().min(buf.remaining());
+            buf.put_slice(&self.replay.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {

@@ -25,6 +25,7 @@ mod hostile_mixed;
 mod hostile_reach;
 mod hostile_serve;
 mod hostile_store;
+mod idle_conn;
 mod image;
 mod load;
 mod money;
