@@ -48,6 +48,10 @@ use crate::metrics::CloseReasonLabel;
 const MAX_CONCURRENT_STREAMS: u32 = 100;
 /// How long a connection told to close (GOAWAY, or keep-alive off) may take before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long an HTTP/1.1 connection stays with its hyper connection after a request, waiting for the next one,
+/// before hyper is asked to hand it back (and its buffers go): a client sending request after request keeps
+/// one hyper connection, as before; an idle one soon holds only its socket.
+const HAND_BACK_AFTER: Duration = Duration::from_millis(200);
 /// Pause after an accept error other than a failed handshake (out of file descriptors, say).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -443,14 +447,16 @@ impl Connection {
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut io.inner).await;
                 return;
             }
-            // Bytes hyper read past the last request (a pipelined one): kept small, read again first.
+            // Bytes hyper read past the last request (the start of the next one): kept small, read again
+            // first, and the head's clock runs from now.
             io.replay = Bytes::copy_from_slice(&parts.read_buf);
+            activity.read(&io.replay);
         }
     }
 
     /// Drives `stage` under the connection's watch: its output when it ends by itself, `None` when the watch
-    /// closed the connection. With `hand_back`, once a reusable request has been answered and none is in
-    /// progress, the stage is asked to end ([`Activity::handed_back`] says it was).
+    /// closed the connection. With `hand_back`, once a reusable request has been answered and no other has
+    /// begun for [`HAND_BACK_AFTER`], the stage is asked to end ([`Activity::handed_back`] says it was).
     async fn drive<S: Stage>(
         &mut self,
         activity: &Activity,
@@ -465,17 +471,26 @@ impl Connection {
         }
         let mut closing: Option<Instant> = None;
         loop {
+            let now = Instant::now();
+            // When the connection is to be handed back (after a quiet moment), if it may be at all.
+            let mut hand_back_at = None;
             if hand_back
                 && !stopping
                 && !activity.handed_back.load(Ordering::Relaxed)
                 && activity.started.load(Ordering::Acquire) > started
                 && activity.in_flight.load(Ordering::Acquire) == 0
+                && activity.head_since.load(Ordering::Relaxed) == 0
                 && activity.reusable.load(Ordering::Relaxed)
             {
-                activity.handed_back.store(true, Ordering::Relaxed);
-                stage.shutdown();
+                let at = activity.at(activity.idle_since.load(Ordering::Relaxed).max(1))
+                    + HAND_BACK_AFTER;
+                if now >= at {
+                    activity.handed_back.store(true, Ordering::Relaxed);
+                    stage.shutdown();
+                } else {
+                    hand_back_at = Some(at);
+                }
             }
-            let now = Instant::now();
             let wake = match closing {
                 Some(since) => since + CLOSE_GRACE,
                 None => match activity.verdict(now, self.watch, stopping) {
@@ -500,6 +515,7 @@ impl Connection {
                     }
                 },
             };
+            let wake = hand_back_at.map_or(wake, |at| at.min(wake));
             tokio::select! {
                 out = std::future::poll_fn(|cx| stage.poll_stage(cx)) => return Some(out),
                 // A deadline may have come closer (a request began, a write blocked, a request ended): decide
