@@ -9,6 +9,11 @@
 //!   between requests; a response the client stops reading for `body_timeout` ends the connection.
 //! - On shutdown the listener closes, idle connections close at once, in-flight requests get
 //!   `shutdown_timeout` to finish, and whatever is left is dropped.
+//! - An idle HTTP/1.1 keep-alive connection holds only its socket and a little bookkeeping (about 3 KiB):
+//!   hyper's connection, with its two 8 KiB buffers, hands the socket back after a quiet moment
+//!   ([`HAND_BACK_AFTER`]) and a new one serves the next request.
+//! - With `server.sendfile`, stored files go to HTTP/1.1 sockets with `sendfile` (see
+//!   `wharf_cache::zero_copy`).
 //!
 //! Time spent waiting on an upstream is not the client's fault and is never counted against it.
 
@@ -861,6 +866,44 @@ mod tests {
 
     fn later(activity: &Activity, secs: u64) -> Instant {
         activity.origin + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn only_bodiless_keep_alive_http11_requests_hand_their_connection_back() {
+        let req = |version, headers: &[(&str, &str)]| {
+            let mut b = Request::builder().version(version).uri("/x");
+            for (n, v) in headers {
+                b = b.header(*n, *v);
+            }
+            b.body(()).unwrap()
+        };
+        use http::Version;
+        assert!(reusable(&req(Version::HTTP_11, &[])));
+        assert!(reusable(&req(Version::HTTP_11, &[("content-length", "0")])));
+        assert!(reusable(&req(
+            Version::HTTP_11,
+            &[("connection", "keep-alive")]
+        )));
+        assert!(!reusable(&req(
+            Version::HTTP_10,
+            &[("connection", "keep-alive")]
+        )));
+        assert!(!reusable(&req(
+            Version::HTTP_11,
+            &[("content-length", "5")]
+        )));
+        assert!(!reusable(&req(
+            Version::HTTP_11,
+            &[("transfer-encoding", "chunked")]
+        )));
+        assert!(!reusable(&req(
+            Version::HTTP_11,
+            &[("connection", "Keep-Alive, Close")]
+        )));
+        assert!(!reusable(&req(
+            Version::HTTP_11,
+            &[("content-length", "0"), ("content-length", "7")]
+        )));
     }
 
     #[tokio::test]
