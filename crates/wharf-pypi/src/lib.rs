@@ -183,12 +183,6 @@ impl PypiRepo {
     }
 
     async fn fetch_project(&self, project: &str) -> Result<Fetched<ProjectPage>, FetchError> {
-        let url = self.upstream.join(&format!("{project}/")).map_err(|e| {
-            FetchError::Internal(format!(
-                "cannot form the project URL on {}: {e}",
-                self.upstream
-            ))
-        })?;
         let key = format!("simple/{project}/");
         let freshness = Freshness::Revalidate(self.metadata_ttl);
         let parsed =
@@ -204,6 +198,13 @@ impl PypiRepo {
                 upstream_bytes: None,
             });
         }
+        // Only a page not answered from the store needs its upstream URL.
+        let url = self.upstream.join(&format!("{project}/")).map_err(|e| {
+            FetchError::Internal(format!(
+                "cannot form the project URL on {}: {e}",
+                self.upstream
+            ))
+        })?;
         let served = self.engine.get(self.page_request(key, url.clone())).await?;
         let digest = served.entry.digest.clone();
         let (outcome, upstream_bytes) = (served.outcome, served.upstream_bytes.clone());

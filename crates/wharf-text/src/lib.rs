@@ -76,8 +76,36 @@ pub fn rfc3339(unix: i64) -> String {
 
 /// Milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339_ms(ms: u64) -> String {
-    let (date, seconds) = date_and_seconds((ms / 1000) as i64);
-    format!("{date}T{}.{:03}Z", clock(seconds), ms % 1000)
+    // Written digit by digit into one string: every access-log line carries one.
+    let unix = (ms / 1000) as i64;
+    let (year, month, day) = civil_from_days(unix.div_euclid(86_400));
+    let seconds = unix.rem_euclid(86_400);
+    let mut out = String::with_capacity(24);
+    if (0..10_000).contains(&year) {
+        push_digits(&mut out, year as u64, 4);
+    } else {
+        out.push_str(&format!("{year:04}"));
+    }
+    for (sep, value, width) in [
+        ('-', u64::from(month), 2),
+        ('-', u64::from(day), 2),
+        ('T', (seconds / 3600) as u64, 2),
+        (':', (seconds / 60 % 60) as u64, 2),
+        (':', (seconds % 60) as u64, 2),
+        ('.', ms % 1000, 3),
+    ] {
+        out.push(sep);
+        push_digits(&mut out, value, width);
+    }
+    out.push('Z');
+    out
+}
+
+/// `value` (below `10^width`) as exactly `width` decimal digits.
+fn push_digits(out: &mut String, value: u64, width: u32) {
+    for i in (0..width).rev() {
+        out.push(char::from(b'0' + (value / 10u64.pow(i) % 10) as u8));
+    }
 }
 
 /// `YYYY-MM-DD` of `unix`, and the seconds since that day's midnight.
@@ -169,6 +197,15 @@ mod tests {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339_ms(1_795_478_400_000), "2026-11-24T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(253_402_300_800_042), "10000-01-01T00:00:00.042Z");
+        // Digit by digit agrees with the formatted seconds, across days, months and leap years.
+        for ms in (0..4_000_000_000_000u64).step_by(86_399_937_123) {
+            let whole = rfc3339((ms / 1000) as i64);
+            assert_eq!(
+                rfc3339_ms(ms),
+                format!("{}.{:03}Z", &whole[..19], ms % 1000)
+            );
+        }
     }
 
     #[test]
