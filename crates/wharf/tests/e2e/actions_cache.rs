@@ -1054,6 +1054,99 @@ async fn a_cache_saved_on_one_replica_is_restored_on_another_through_the_bucket(
     assert_eq!(other["ok"], false);
 }
 
+/// With `storage.s3`, restore keys match as prefixes across replicas: entries saved on one replica are
+/// listed in the bucket by the other, newest first, within the job's readable scopes and version only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_key_prefixes_match_entries_another_replica_saved() {
+    use crate::s3::{wait_entry_uploads, S3Server, BUCKET, CREDENTIALS};
+    let Some(s3) = S3Server::start().await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let storage = format!(
+        "  s3:\n    bucket: {BUCKET}\n    endpoint: \"http://127.0.0.1:{}\"\n    region: us-east-1\n    prefix: ci/\n",
+        s3.port
+    );
+    let repos = "  actions:\n    format: actions-cache\n";
+    let a = Wharf::start_with_env(&tmp.path().join("a"), repos, &storage, &CREDENTIALS);
+    let b = Wharf::start_with_env(&tmp.path().join("b"), repos, &storage, &CREDENTIALS);
+    let client = http();
+    let main = token("1", MAIN);
+    let older = noise(100_000, 60);
+    let newer = noise(120_000, 61);
+    assert!(save_raw(&client, &a.url("/"), &main, "deps-linux-aaa", older).await);
+    wait_entry_uploads(&a, 1).await;
+    // The bucket's write times have second resolution: the second save is clearly newer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        save_raw(
+            &client,
+            &a.url("/"),
+            &main,
+            "deps-linux-bbb/x y",
+            newer.clone()
+        )
+        .await
+    );
+    assert!(save_raw(&client, &a.url("/"), &main, "other-zzz", noise(10, 62)).await);
+    wait_entry_uploads(&a, 3).await;
+    let version = "d".repeat(64);
+    let lookup = |tok: String, key: &'static str, restore: Vec<&'static str>, version: String| {
+        let (client, base) = (client.clone(), b.url("/"));
+        async move {
+            twirp(
+                &client,
+                &base,
+                "GetCacheEntryDownloadURL",
+                &tok,
+                json!({"key": key, "restore_keys": restore, "version": version}),
+            )
+            .await
+            .1
+        }
+    };
+    // The marker is written just after the entry object: allow it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        let found = lookup(
+            main.clone(),
+            "deps-linux-ccc",
+            vec!["deps-linux-", "deps-"],
+            version.clone(),
+        )
+        .await;
+        if found["ok"] == true || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        found["ok"], true,
+        "found by prefix through the bucket: {found}"
+    );
+    assert_eq!(
+        found["matched_key"], "deps-linux-bbb/x y",
+        "the newest of the prefix"
+    );
+    let got = client
+        .get(found["signed_download_url"].as_str().expect("url"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(got.bytes().await.expect("body").as_ref(), &newer[..]);
+    // The primary key itself is a prefix too.
+    let by_key = lookup(main.clone(), "other-", vec![], version.clone()).await;
+    assert_eq!(by_key["matched_key"], "other-zzz", "{by_key}");
+    // Another version, another repository, or a scope the job may not read: nothing.
+    let other_version = lookup(main.clone(), "x", vec!["deps-"], "e".repeat(64)).await;
+    assert_eq!(other_version["ok"], false, "{other_version}");
+    let other_repo = lookup(token("2", MAIN), "x", vec!["deps-"], version.clone()).await;
+    assert_eq!(other_repo["ok"], false, "{other_repo}");
+    let feature_only = token("1", &[("refs/heads/feature", 3)]);
+    let c = lookup(feature_only, "x", vec!["deps-"], version.clone()).await;
+    assert_eq!(c["ok"], false, "a scope the job cannot read: {c}");
+}
+
 /// The admin API purges a scope (or a key prefix) with `prefix=` on the entry layout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_purges_a_scope_by_prefix() {
