@@ -35,4 +35,5 @@ mod public_urls;
 mod quickstart;
 mod s3;
 mod security;
+mod usage;
 mod warm;
