@@ -228,6 +228,9 @@ pub struct ServerConfig {
     /// hook). 0 = stop at once.
     #[serde(serialize_with = "ser::duration")]
     pub drain_delay: Duration,
+    /// Stored files go to plain HTTP/1.1 clients with `sendfile` (from the page cache, without a copy through
+    /// wharf's memory); off, they are read into buffers like every other body.
+    pub sendfile: bool,
 }
 
 /// Default `server.max_connections`.
@@ -243,6 +246,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(30),
             max_header_size: 32 * 1024,
             drain_delay: Duration::ZERO,
+            sendfile: true,
         }
     }
 }

@@ -839,7 +839,7 @@ fn checksum_databases_are_names_for_go_only() {
 #[test]
 fn server_limits_parse_with_units() {
     let config = parse(
-        "server:\n  header_timeout: 2s\n  idle_timeout: 5m\n  body_timeout: 500ms\n  max_connections: 100\n  shutdown_timeout: 0\n  max_header_size: 16KiB\n",
+        "server:\n  header_timeout: 2s\n  idle_timeout: 5m\n  body_timeout: 500ms\n  max_connections: 100\n  shutdown_timeout: 0\n  max_header_size: 16KiB\n  sendfile: false\n",
     );
     assert_eq!(
         config.server,
@@ -851,6 +851,7 @@ fn server_limits_parse_with_units() {
             shutdown_timeout: Duration::ZERO,
             max_header_size: 16 * 1024,
             drain_delay: Duration::ZERO,
+            sendfile: false,
         }
     );
 }

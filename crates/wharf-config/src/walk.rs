@@ -64,6 +64,7 @@ const SERVER_KEYS: &[&str] = &[
     "shutdown_timeout",
     "max_header_size",
     "drain_delay",
+    "sendfile",
 ];
 const LOG_KEYS: &[&str] = &[
     "format",
@@ -850,6 +851,12 @@ impl Walker<'_> {
             .and_then(|v| self.size(v, "server.max_header_size"))
         {
             server.max_header_size = size;
+        }
+        if let Some(on) = section
+            .get("sendfile")
+            .and_then(|v| self.boolean(v, "server.sendfile"))
+        {
+            server.sendfile = on;
         }
     }
 

@@ -45,6 +45,14 @@ struct PodStatus {
     phase: Option<String>,
     #[serde(rename = "podIP")]
     pod_ip: Option<String>,
+    #[serde(rename = "podIPs")]
+    pod_ips: Option<Vec<PodIp>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PodIp {
+    ip: Option<String>,
 }
 
 /// A pod's `status` (an object), or a `Status` object's `status` (`"Failure"`).
@@ -138,11 +146,21 @@ fn pod(object: Object, label: Option<&str>) -> Option<PodInfo> {
         _ => PodStatus::default(),
     };
     let finished = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
-    let ip = status
-        .pod_ip
-        .filter(|_| !host_network && !finished)
-        .and_then(|ip| ip.parse::<IpAddr>().ok())
-        .map(crate::pods::canonical);
+    let mut ips: Vec<IpAddr> = Vec::new();
+    if !host_network && !finished {
+        let listed = status
+            .pod_ips
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.ip);
+        for text in status.pod_ip.into_iter().chain(listed) {
+            if let Ok(ip) = text.parse::<IpAddr>().map(crate::pods::canonical) {
+                if !ips.contains(&ip) && ips.len() < crate::pods::MAX_POD_IPS {
+                    ips.push(ip);
+                }
+            }
+        }
+    }
     Some(PodInfo {
         uid: uid.into(),
         owner: PodOwner {
@@ -150,7 +168,7 @@ fn pod(object: Object, label: Option<&str>) -> Option<PodInfo> {
             pod: name.into(),
             label: label.map(Arc::from),
         },
-        ip,
+        ips,
     })
 }
 
@@ -297,7 +315,16 @@ mod tests {
         assert_eq!(&*pod.owner.namespace, "team-a");
         assert_eq!(&*pod.owner.pod, "job-1");
         assert_eq!(pod.owner.label.as_deref(), Some("payments"));
-        assert_eq!(pod.ip, Some("10.4.0.7".parse().unwrap()));
+        assert_eq!(pod.ips, ["10.4.0.7".parse::<IpAddr>().unwrap()]);
+        let dual = POD.replace(
+            r#"[{"ip":"10.4.0.7"}]"#,
+            r#"[{"ip":"10.4.0.7"},{"ip":"fd00::7"}]"#,
+        );
+        let line = format!(r#"{{"type":"ADDED","object":{dual}}}"#);
+        let Event::Upsert(pod, _) = parse_event(line.as_bytes(), None).unwrap() else {
+            panic!("not an upsert")
+        };
+        assert_eq!(pod.ips.len(), 2, "both families: {:?}", pod.ips);
         let line = format!(r#"{{"type":"DELETED","object":{POD}}}"#);
         assert!(
             matches!(parse_event(line.as_bytes(), None), Ok(Event::Deleted(p, _)) if p.owner.label.is_none())
@@ -316,7 +343,7 @@ mod tests {
             let Ok(Event::Upsert(pod, _)) = parse_event(line.as_bytes(), None) else {
                 panic!("not an upsert")
             };
-            assert_eq!(pod.ip, None);
+            assert!(pod.ips.is_empty());
         }
     }
 

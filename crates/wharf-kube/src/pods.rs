@@ -12,6 +12,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+/// Most addresses kept per pod (a dual-stack pod has two).
+pub const MAX_POD_IPS: usize = 4;
+
 /// Who an address belonged to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodOwner {
@@ -26,8 +29,9 @@ pub struct PodOwner {
 pub struct PodInfo {
     pub uid: Arc<str>,
     pub owner: PodOwner,
-    /// `None` for pods without an address yet, on the host network, or finished.
-    pub ip: Option<IpAddr>,
+    /// `status.podIPs` (one per family on dual-stack clusters, [`MAX_POD_IPS`] at most); empty for pods without
+    /// an address yet, on the host network, or finished.
+    pub ips: Vec<IpAddr>,
 }
 
 #[derive(Debug)]
@@ -41,8 +45,8 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Inner {
     by_ip: HashMap<IpAddr, Slot>,
-    /// Each live pod's address, to move or free it when the pod changes.
-    by_uid: HashMap<Arc<str>, IpAddr>,
+    /// Each live pod's addresses, to move or free them when the pod changes.
+    by_uid: HashMap<Arc<str>, Vec<IpAddr>>,
     dropped: u64,
 }
 
@@ -101,51 +105,49 @@ impl PodMap {
     /// A pod was added or changed (ADDED, MODIFIED, or an item of a LIST).
     pub fn upsert(&self, pod: &PodInfo, now: Instant) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let old_ip = inner.by_uid.get(&pod.uid).copied();
-        let new_ip = pod.ip.map(canonical);
-        if old_ip.is_some() && old_ip != new_ip {
-            // The pod left its address (finished, or an address change): it stays with it for the grace.
-            inner.by_uid.remove(&pod.uid);
-            if let Some(slot) = old_ip.and_then(|ip| inner.by_ip.get_mut(&ip)) {
-                if slot.uid == pod.uid {
-                    slot.deleted = Some(now);
-                }
-            }
+        let new_ips: Vec<IpAddr> = pod.ips.iter().map(|ip| canonical(*ip)).collect();
+        let old_ips = inner.by_uid.remove(&pod.uid).unwrap_or_default();
+        // Addresses the pod left (it finished, or changed address) stay with it for the grace.
+        for ip in old_ips.iter().filter(|ip| !new_ips.contains(ip)) {
+            release(&mut inner, ip, &pod.uid, now);
         }
-        let Some(ip) = new_ip else { return };
-        if let Some(slot) = inner.by_ip.get_mut(&ip) {
-            if slot.uid != pod.uid {
-                // A newer pod took the address: the old one no longer owns anything.
-                let previous = slot.uid.clone();
-                if inner.by_uid.get(&previous) == Some(&ip) {
-                    inner.by_uid.remove(&previous);
+        let mut held = Vec::new();
+        for ip in new_ips {
+            if let Some(slot) = inner.by_ip.get(&ip) {
+                if slot.uid != pod.uid {
+                    // A newer pod took the address: the old one no longer owns it.
+                    let previous = slot.uid.clone();
+                    if let Some(ips) = inner.by_uid.get_mut(&previous) {
+                        ips.retain(|other| *other != ip);
+                        if ips.is_empty() {
+                            inner.by_uid.remove(&previous);
+                        }
+                    }
                 }
+            } else if !make_room(&mut inner, self.max_pods, self.grace, now) {
+                inner.dropped += 1;
+                continue;
             }
-        } else if !make_room(&mut inner, self.max_pods, self.grace, now) {
-            inner.dropped += 1;
-            return;
+            inner.by_ip.insert(
+                ip,
+                Slot {
+                    uid: pod.uid.clone(),
+                    owner: pod.owner.clone(),
+                    deleted: None,
+                },
+            );
+            held.push(ip);
         }
-        inner.by_ip.insert(
-            ip,
-            Slot {
-                uid: pod.uid.clone(),
-                owner: pod.owner.clone(),
-                deleted: None,
-            },
-        );
-        inner.by_uid.insert(pod.uid.clone(), ip);
+        if !held.is_empty() {
+            inner.by_uid.insert(pod.uid.clone(), held);
+        }
     }
 
-    /// A pod was deleted: its address resolves to it for the grace period, unless a newer pod takes it.
+    /// A pod was deleted: its addresses resolve to it for the grace period, unless a newer pod takes them.
     pub fn delete(&self, uid: &str, now: Instant) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let Some(ip) = inner.by_uid.remove(uid) else {
-            return;
-        };
-        if let Some(slot) = inner.by_ip.get_mut(&ip) {
-            if &*slot.uid == uid {
-                slot.deleted = Some(now);
-            }
+        for ip in inner.by_uid.remove(uid).unwrap_or_default() {
+            release(&mut inner, &ip, uid, now);
         }
     }
 
@@ -157,22 +159,19 @@ impl PodMap {
         let gone: Vec<Arc<str>> = inner
             .by_uid
             .iter()
-            .filter(|(uid, ip)| {
+            .filter(|(uid, ips)| {
                 !listed.contains(&***uid)
-                    && inner
-                        .by_ip
-                        .get(ip)
-                        .is_some_and(|slot| namespace.is_none_or(|ns| *slot.owner.namespace == *ns))
+                    && ips.iter().any(|ip| {
+                        inner.by_ip.get(ip).is_some_and(|slot| {
+                            namespace.is_none_or(|ns| *slot.owner.namespace == *ns)
+                        })
+                    })
             })
             .map(|(uid, _)| uid.clone())
             .collect();
         for uid in gone {
-            if let Some(ip) = inner.by_uid.remove(&uid) {
-                if let Some(slot) = inner.by_ip.get_mut(&ip) {
-                    if slot.uid == uid {
-                        slot.deleted = Some(now);
-                    }
-                }
+            for ip in inner.by_uid.remove(&uid).unwrap_or_default() {
+                release(&mut inner, &ip, &uid, now);
             }
         }
     }
@@ -186,6 +185,15 @@ impl PodMap {
             slot.deleted
                 .is_none_or(|at| now.saturating_duration_since(at) <= grace)
         });
+    }
+}
+
+/// Marks `ip` as left by the pod `uid` at `now`, if that pod still owns it.
+fn release(inner: &mut Inner, ip: &IpAddr, uid: &str, now: Instant) {
+    if let Some(slot) = inner.by_ip.get_mut(ip) {
+        if &*slot.uid == uid && slot.deleted.is_none() {
+            slot.deleted = Some(now);
+        }
     }
 }
 
@@ -237,7 +245,7 @@ mod tests {
                 pod: name.into(),
                 label: None,
             },
-            ip: ip.map(|ip| ip.parse().unwrap()),
+            ips: ip.map(|ip| ip.parse().unwrap()).into_iter().collect(),
         }
     }
 
@@ -365,6 +373,32 @@ mod tests {
         assert_eq!(map.stats().live, 1);
         map.retain_listed(None, &[], t);
         assert_eq!(map.stats().live, 0);
+    }
+
+    #[test]
+    fn a_dual_stack_pod_owns_both_addresses() {
+        let t = Instant::now();
+        let map = PodMap::new(10, Duration::from_secs(60));
+        let mut p = pod("u", "a", "p", Some("10.0.0.1"));
+        p.ips.push("fd00::1".parse().unwrap());
+        map.upsert(&p, t);
+        assert_eq!(ns_of(&map, "fd00::1", t).as_deref(), Some("a/p"));
+        assert_eq!(ns_of(&map, "10.0.0.1", t).as_deref(), Some("a/p"));
+        // One of them reused by a new pod: the other stays with the first pod, and its delete frees only that.
+        map.upsert(&pod("v", "b", "q", Some("fd00::1")), t);
+        map.delete("u", t);
+        assert_eq!(
+            ns_of(&map, "fd00::1", t + Duration::from_secs(120)).as_deref(),
+            Some("b/q")
+        );
+        assert_eq!(
+            map.stats(),
+            PodMapStats {
+                live: 1,
+                deleted: 1,
+                dropped: 0
+            }
+        );
     }
 
     #[test]

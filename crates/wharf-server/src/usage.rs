@@ -56,11 +56,43 @@ struct Counts {
     bytes_saved: u64,
 }
 
+/// Counts per namespace, bounded: at most `max` names besides [`OTHER`] and [`UNKNOWN`].
+struct Table {
+    max: usize,
+    counts: HashMap<Arc<str>, Counts>,
+}
+
+impl Table {
+    fn new(max: usize) -> Table {
+        let counts = [UNKNOWN, OTHER]
+            .into_iter()
+            .map(|name| (Arc::from(name), Counts::default()))
+            .collect();
+        Table { max, counts }
+    }
+
+    /// Adds one request to the namespace's row (a new name while there is room, else [`OTHER`]; no
+    /// namespace: [`UNKNOWN`]); returns the row's name.
+    fn add(&mut self, namespace: Option<&Arc<str>>, bytes_sent: u64, saved: u64) -> Arc<str> {
+        let name = match namespace {
+            None => Arc::from(UNKNOWN),
+            Some(ns) if self.counts.contains_key(ns) => ns.clone(),
+            Some(ns) if self.counts.len() < self.max + 2 => ns.clone(),
+            Some(_) => Arc::from(OTHER),
+        };
+        let counts = self.counts.entry(name.clone()).or_default();
+        counts.requests += 1;
+        counts.bytes_served += bytes_sent;
+        counts.bytes_saved += saved;
+        name
+    }
+}
+
 /// The running pod watch and what it has counted.
 pub struct Usage {
     watcher: PodWatcher,
     max_namespaces: usize,
-    table: Mutex<HashMap<Arc<str>, Counts>>,
+    table: Mutex<Table>,
     metrics: UsageMetrics,
 }
 
@@ -128,7 +160,7 @@ impl Usage {
         Ok(Some(Usage {
             watcher,
             max_namespaces: config.usage.max_namespaces as usize,
-            table: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::new(config.usage.max_namespaces as usize)),
             metrics,
         }))
     }
@@ -141,25 +173,11 @@ impl Usage {
     /// Counts one finished request of `owner` (or of no known pod).
     pub fn record(&self, owner: Option<&PodOwner>, bytes_sent: u64, upstream_bytes: u64) {
         let saved = bytes_sent.saturating_sub(upstream_bytes);
-        let name: Arc<str> = {
-            let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-            let name = match owner {
-                None => Arc::from(UNKNOWN),
-                Some(o) if table.contains_key(&o.namespace) => o.namespace.clone(),
-                // Room for a new name: the two catch-alls are always in the table, beside max_namespaces.
-                Some(o) if table.len() < self.max_namespaces + 2 => o.namespace.clone(),
-                Some(_) => Arc::from(OTHER),
-            };
-            if table.is_empty() {
-                table.insert(Arc::from(UNKNOWN), Counts::default());
-                table.insert(Arc::from(OTHER), Counts::default());
-            }
-            let counts = table.entry(name.clone()).or_default();
-            counts.requests += 1;
-            counts.bytes_served += bytes_sent;
-            counts.bytes_saved += saved;
-            name
-        };
+        let name = self.table.lock().unwrap_or_else(|p| p.into_inner()).add(
+            owner.map(|o| &o.namespace),
+            bytes_sent,
+            saved,
+        );
         let label = NamespaceLabel {
             namespace: name.to_string(),
         };
@@ -177,6 +195,7 @@ impl Usage {
         self.metrics.synced.set(i64::from(status.synced));
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let mut rows: Vec<NamespaceUsage> = table
+            .counts
             .iter()
             .filter(|(_, c)| c.requests > 0)
             .map(|(name, c)| NamespaceUsage {
@@ -258,4 +277,33 @@ pub fn ui_section(state: &AppState) -> String {
         unknown = UNKNOWN,
         max = usage.max_namespaces,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_keeps_the_first_names_and_counts_the_rest_as_other() {
+        let mut table = Table::new(2);
+        let ns = |n: &str| Arc::<str>::from(n);
+        assert_eq!(&*table.add(Some(&ns("a")), 10, 4), "a");
+        assert_eq!(&*table.add(Some(&ns("b")), 10, 0), "b");
+        assert_eq!(&*table.add(Some(&ns("c")), 10, 10), OTHER);
+        assert_eq!(
+            &*table.add(Some(&ns("a")), 5, 5),
+            "a",
+            "a known name keeps its row"
+        );
+        assert_eq!(&*table.add(None, 7, 0), UNKNOWN);
+        for i in 0..100 {
+            table.add(Some(&ns(&format!("n{i}"))), 1, 1);
+        }
+        assert_eq!(table.counts.len(), 4, "two names, _other and _unknown");
+        let a = table.counts[&ns("a")];
+        assert_eq!((a.requests, a.bytes_served, a.bytes_saved), (2, 15, 9));
+        let other = table.counts[&ns(OTHER)];
+        assert_eq!((other.requests, other.bytes_served), (101, 110));
+        assert_eq!(table.counts[&ns(UNKNOWN)].requests, 1);
+    }
 }
