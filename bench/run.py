@@ -628,6 +628,58 @@ def load(*args):
     return json.loads(out.stdout)
 
 
+def idle_connections(upstream_index, n=10_000):
+    """`n` keep-alive connections to a fresh wharf, each after one request (so hyper has allocated what a
+    connection keeps), then held idle: wharf's RSS growth divided by `n`."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 512
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    if hard < want:
+        return {"error": f"open-file limit {hard} is below {want}"}
+    d = pathlib.Path(tempfile.mkdtemp(prefix="bench-idle-", dir=WORK))
+    port = free_port()
+    conf = d / "wharf.yaml"
+    conf.write_text(f'listen: "127.0.0.1:{port}"\nstorage:\n  path: "{d}/data"\n'
+                    f"server:\n  max_connections: {n + 1000}\n  idle_timeout: 10m\n  header_timeout: 10m\n"
+                    f'repositories:\n  pypi:\n    format: pypi\n    upstream: "{upstream_index}"\n')
+    proc = subprocess.Popen([str(REL / "wharf"), "serve", "--config", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "WHARF_LOG": "warn"})
+    socks = []
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60, proc=proc)
+        time.sleep(0.5)
+        before = tree_rss_kib(proc.pid, "VmRSS")
+        req = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            s.sendall(req)
+            socks.append(s)
+        for s in socks:
+            got = b""
+            while not got.endswith(b"ok\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise RuntimeError("connection closed before its answer")
+                got += chunk
+        time.sleep(1.0)
+        after = tree_rss_kib(proc.pid, "VmRSS")
+        open_now = next((float(l.split()[1]) for l in http_get(f"http://127.0.0.1:{port}/metrics")[1].decode()
+                         .splitlines() if l.startswith("wharf_http_connections ")), None)
+        return {"connections": n, "open_reported": open_now, "rss_before_mib": round(before / 1024, 1),
+                "rss_after_mib": round(after / 1024, 1), "kib_per_connection": round((after - before) / n, 2)}
+    finally:
+        for s in socks:
+            s.close()
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def run(args):
     quick = args.quick
     peers = [Wharf, Nginx, Proxpi, Devpi] + ([] if args.skip_nora else [Nora])
@@ -724,6 +776,13 @@ def run(args):
                 log(f"burst {kind.name} failed: {e}")
             finally:
                 p.stop()
+        # Idle keep-alive connections: memory per connection.
+        if not args.only or "wharf" in args.only.split(","):
+            try:
+                sc["idle_connections"] = idle_connections(fast.index)
+            except Exception as e:
+                log(f"idle connections failed: {e}")
+                sc["idle_connections"] = {"error": str(e)[:300]}
         # 7. images: parallel pulls of an uncached image
         if not args.only or "wharf" in args.only.split(","):
             sc["images"] = image_pulls(slow, pullers)
@@ -915,6 +974,10 @@ def notes(sc):
             f"{max(p['upstream_fetches_per_file'].values())} upstream fetches per file here, one per redirected "
             "wave), and the load generator follows redirects to the fixture, which serves from memory; once a "
             "file is cached it serves 16 clients at a time with `sendfile`.")
+    idle = sc.get("idle_connections", {})
+    if "kib_per_connection" in idle:
+        row(f"{idle['connections']:,} idle keep-alive connections: RSS per connection < 8 KiB",
+            f"{idle['kib_per_connection']} KiB", idle["kib_per_connection"] < 8)
     lf = sc.get("large_file", {})
     if "wharf" in lf and "nginx" in lf:
         out.append(
@@ -976,7 +1039,7 @@ PROFILE_OF = {"burst_uncached_p99": "burst", "burst_uncached_rss": "burst", "bur
 def issue_targets(sc):
     """Every target of issue #19 as (id, target, measured, met): met is None when the scenario did not run.
     Scenarios other helpers add are read from their keys and skipped when absent:
-    sc["idle_connections"]["wharf"]["kib_per_conn"] (10,000 idle keep-alive connections) and sc["egress"]
+    sc["idle_connections"]["kib_per_connection"] (idle keep-alive connections) and sc["egress"]
     ({"plain": {"wharf_mb_s", "mawk_mb_s"}, "gzip": {"wharf_mb_s", "zcat_mawk_mb_s"}, "peak_rss_mib",
     "rss_bounded": bool, "rss_note": str})."""
     rows = []
@@ -1023,9 +1086,10 @@ def issue_targets(sc):
                 all(r <= 1.0 for r in rs.values()))
         else:
             add(f"cold_{tool}", name, "not measured", None)
-    idle = sc.get("idle_connections", {}).get("wharf")
-    if idle and idle.get("kib_per_conn") is not None:
-        add("idle_conns", "10,000 idle keep-alive connections: < 8 KiB each", f"{idle['kib_per_conn']} KiB", idle["kib_per_conn"] < 8)
+    idle = sc.get("idle_connections") or {}
+    if idle.get("kib_per_connection") is not None:
+        add("idle_conns", f"{idle.get('connections', 10_000):,} idle keep-alive connections: < 8 KiB each",
+            f"{idle['kib_per_connection']} KiB", idle["kib_per_connection"] < 8)
     else:
         add("idle_conns", "10,000 idle keep-alive connections: < 8 KiB each", "not measured", None)
     eg = sc.get("egress") or {}

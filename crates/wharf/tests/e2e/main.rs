@@ -36,4 +36,6 @@ mod public_urls;
 mod quickstart;
 mod s3;
 mod security;
+mod sendfile;
+mod usage;
 mod warm;
