@@ -276,6 +276,18 @@ impl Served {
         }
     }
 
+    /// Waits until a download being written has ended (verified or failed) without reading its bytes;
+    /// returns at once for anything else.
+    pub(crate) async fn finished(self) {
+        if let Source::Growing { mut rx, .. } = self.source {
+            while matches!(&*rx.borrow_and_update(), FlightState::Body { .. }) {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
     /// The whole body as a stream. A download that fails ends the stream with an error. At most two chunks
     /// of a body are alive at once (see [`WINDOW`]): the stream yields the next one after the consumer dropped
     /// an earlier one, so a consumer copies chunks out (as [`Self::into_bytes`] does) rather than keeping them.
