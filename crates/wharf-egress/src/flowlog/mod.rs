@@ -235,10 +235,14 @@ pub fn read_text_chunk(
     let mut outcome = ChunkOutcome::default();
     // A chunk after the first starts after the first newline at or past `start - 1`.
     let mut skipping = start > 0;
+    let mut unreported = 0u64;
     let result = for_each_line(&mut reader, |bytes| {
         let line_start = position;
         position += bytes.len() as u64;
-        on_read(bytes.len() as u64);
+        unreported += bytes.len() as u64;
+        if unreported >= 1 << 20 {
+            on_read(std::mem::take(&mut unreported));
+        }
         if skipping {
             skipping = false;
             return Ok(true);
@@ -265,6 +269,7 @@ pub fn read_text_chunk(
         Ok(true)
     })
     .map_err(|e| EgressError::read(path, e))?;
+    on_read(unreported);
     result.unwrap_or(Ok(()))?;
     Ok(outcome)
 }

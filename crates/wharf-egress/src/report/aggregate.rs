@@ -164,8 +164,9 @@ impl RemoteSet {
     pub fn insert(&mut self, index: u32, universe: usize) {
         match self {
             RemoteSet::Sparse(set) => {
-                // About 6 bytes per hash-set entry against 1 bit per remote for the bitmap.
-                if set.insert(index) && set.len() >= 64 && set.len() * 48 > universe {
+                // A hash-set entry costs about 6 bytes, the bitmap 1 bit per remote; the bitmap is much faster,
+                // so it is taken once it is at most five times the size of the set.
+                if set.insert(index) && set.len() >= 64 && set.len() * 256 > universe {
                     let mut dense = RemoteSet::Dense {
                         words: Vec::new(),
                         len: 0,
