@@ -1,6 +1,7 @@
 //! The format's descriptor: its config part (no upstream, its own keys) and how a repository is built from
 //! a `RepoConfig`.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use wharf_cache::{BuildError, Engine, FormatDescriptor, Repository};
@@ -33,6 +34,26 @@ pub const OWN_KEYS: &[KeySpec] = &[
         KeyKind::OneOf(Scoping::NAMES),
         "branch (default: a job reads its branch's and the default branch's caches, writes its own), repository (one scope per repository) or none (one cache for every job: trusted setups only)",
     ),
+    KeySpec::new(
+        "token_keys",
+        KeyKind::Path,
+        "a JWKS file with the public keys runtime tokens are signed with; when set (or token_jwks_url), tokens are verified and jobs without a valid one are refused (the file is read again when it changes)",
+    ),
+    KeySpec::new(
+        "token_jwks_url",
+        KeyKind::Url,
+        "the URL of the token issuer's JWKS (only this URL is contacted; cached, fetched again for an unknown key id at most every 30 s); when set, tokens are verified",
+    ),
+    KeySpec::new(
+        "token_issuer",
+        KeyKind::String,
+        "with token verification: the `iss` a token must have",
+    ),
+    KeySpec::new(
+        "token_audience",
+        KeyKind::String,
+        "with token verification: an `aud` a token must have",
+    ),
 ];
 
 /// The Actions cache format, listed in the server's format registry.
@@ -58,6 +79,24 @@ fn check(repo: &RepoConfig) -> Vec<ConfigError> {
                 "write a size such as `100GiB`, or leave it out for no limit of its own",
             ),
         );
+    }
+    let verifies = repo.own.contains("token_keys") || repo.own.contains("token_jwks_url");
+    for key in ["token_issuer", "token_audience"] {
+        if repo.own.contains(key) && !verifies {
+            errors.push(
+                ConfigError::new(
+                    repo.key_path(key),
+                    "only takes effect when tokens are verified",
+                )
+                .with_hint("set token_keys (a JWKS file) or token_jwks_url as well, or remove it"),
+            );
+        }
+        if repo.own.string(key).is_some_and(str::is_empty) {
+            errors.push(
+                ConfigError::new(repo.key_path(key), "must not be empty")
+                    .with_hint("write the value tokens carry, or remove the key"),
+            );
+        }
     }
     if repo.own.duration("max_unused").is_some_and(|d| d.is_zero()) {
         errors.push(
@@ -96,10 +135,16 @@ pub fn from_repo(cfg: &RepoConfig) -> Result<ActionsConfig, BuildError> {
             url
         }),
         scoping,
+        verify: crate::verify::VerifyConfig {
+            keys_file: cfg.own.path("token_keys").map(Path::to_path_buf),
+            jwks_url: cfg.own.url("token_jwks_url").cloned(),
+            issuer: cfg.own.string("token_issuer").map(str::to_string),
+            audience: cfg.own.string("token_audience").map(str::to_string),
+        },
     })
 }
 
 fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository>, BuildError> {
     let config = from_repo(cfg)?;
-    Ok(ActionsRepo::new(config, engine))
+    Ok(ActionsRepo::new(config, engine)?)
 }

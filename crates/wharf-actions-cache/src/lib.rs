@@ -25,6 +25,7 @@ pub mod token;
 pub mod twirp;
 pub mod upload;
 pub mod v1;
+pub mod verify;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -81,6 +82,8 @@ pub struct ActionsConfig {
     pub max_unused: Option<Duration>,
     pub results_upstream: Option<Url>,
     pub scoping: Scoping,
+    /// Checking the runtime token's signature (off unless keys are configured).
+    pub verify: verify::VerifyConfig,
 }
 
 /// The Actions cache repository.
@@ -94,6 +97,8 @@ pub struct ActionsRepo {
     /// Largest upload of one entry.
     pub(crate) max_entry: u64,
     pub(crate) reach: Option<Arc<Reach>>,
+    /// Checks runtime tokens when the repository configures keys.
+    pub(crate) verifier: Option<verify::Verifier>,
     /// Held while a reservation checks that its entry does not exist and while an upload becomes an entry,
     /// so that a save finishing and another starting cannot both write the same entry.
     pub(crate) entry_lock: tokio::sync::Mutex<()>,
@@ -101,8 +106,11 @@ pub struct ActionsRepo {
 
 impl ActionsRepo {
     /// The repository, with its housekeeping task (expired uploads, `max_unused`, `max_size`) when a runtime
-    /// is at hand.
-    pub fn new(config: ActionsConfig, engine: Arc<Engine>) -> Arc<ActionsRepo> {
+    /// is at hand. Fails when token verification is configured with a key file that cannot be used.
+    pub fn new(
+        config: ActionsConfig,
+        engine: Arc<Engine>,
+    ) -> Result<Arc<ActionsRepo>, wharf_cache::BuildError> {
         let store_max = engine.store().max_size();
         let max_entry = [config.max_size, store_max]
             .into_iter()
@@ -113,11 +121,14 @@ impl ActionsRepo {
             .results_upstream
             .as_ref()
             .map(|u| engine.register_reach(Reach::new(&[u], Some(&[]))));
+        let verifier = verify::Verifier::new(&config.verify, &engine)
+            .map_err(|(key, message)| wharf_cache::BuildError::at(key, message))?;
         let repo = Arc::new(ActionsRepo {
             name: Arc::from(config.name.as_str()),
             budget: upload::Budget::new(max_entry.saturating_mul(4)),
             max_entry,
             reach,
+            verifier,
             config,
             engine,
             signer: sign::Signer::random(),
@@ -127,16 +138,34 @@ impl ActionsRepo {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(housekeeping(Arc::downgrade(&repo)));
         }
-        repo
+        Ok(repo)
     }
 
-    /// The namespace and scopes of a request.
-    pub(crate) fn caller(&self, headers: &http::HeaderMap, group: Option<&str>) -> Caller {
-        let claims = Claims::from_authorization(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        );
+    /// The namespace and scopes of a request; refused when the repository verifies tokens and this one does
+    /// not pass.
+    pub(crate) async fn caller(
+        &self,
+        headers: &http::HeaderMap,
+        group: Option<&str>,
+    ) -> Result<Caller, verify::Refusal> {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let claims = match &self.verifier {
+            None => Claims::from_authorization(authorization),
+            Some(verifier) => {
+                let verified = verifier
+                    .verify(authorization, &self.engine, &self.name)
+                    .await;
+                match verified {
+                    Ok(claims) => Claims::from_value(&claims),
+                    Err(refusal) => {
+                        tracing::info!(repo = %self.name, reason = %refusal, "runtime token refused");
+                        return Err(refusal);
+                    }
+                }
+            }
+        };
         let namespace = match self.config.scoping {
             Scoping::None => String::new(),
             _ => [claims.repository.as_deref(), group]
@@ -150,14 +179,14 @@ impl ActionsRepo {
             read: vec![String::new()],
             write: Some(String::new()),
         };
-        match self.config.scoping {
+        Ok(match self.config.scoping {
             Scoping::Branch if !claims.scopes.is_empty() => Caller {
                 namespace: namespace.clone(),
                 read: claims.readable(),
                 write: claims.writable(),
             },
             _ => default(),
-        }
+        })
     }
 
     /// Runs one round of housekeeping (also called by the periodic task).
@@ -335,9 +364,16 @@ impl ActionsRepo {
             .map_err(|e| wharf_store::StoreError::Shared {
                 message: format!("index task failed: {e}"),
             })??;
+        // With a shared tier, a marker lets other replicas find the entry by a restore-key prefix.
+        let marker = layout::marker_name(&session.key).map(|name| {
+            (
+                layout::marker_dir(&session.namespace, &session.scope, &session.version),
+                name,
+            )
+        });
         self.engine
             .store()
-            .share(&self.name, &session.index_key, &entry);
+            .share_marked(&self.name, &session.index_key, &entry, marker);
         self.sessions.close(&session.id);
         drop(_entry_lock);
         if self.config.max_size.is_some() {

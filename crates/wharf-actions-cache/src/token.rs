@@ -1,7 +1,8 @@
 //! The runtime token (`ACTIONS_RUNTIME_TOKEN`, a JWT): which cache scopes a job may read and write, and which
-//! repository it belongs to. The signature is **not** verified (see the README's trust model): whoever can
-//! reach wharf can present any claims, so the token decides separation between well-behaved jobs, not
-//! against hostile ones. Every claim is bounded before it is used.
+//! repository it belongs to. Unless the repository configures keys to check it against ([`crate::verify`]),
+//! the signature is **not** verified (see the README's trust model): whoever can reach wharf can present any
+//! claims, so the token decides separation between well-behaved jobs, not against hostile ones. Every claim
+//! is bounded before it is used.
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -49,6 +50,11 @@ impl Claims {
             .decode(payload.trim_end_matches('='))
             .ok()?;
         let claims: Value = serde_json::from_slice(&bytes).ok()?;
+        Some(Claims::from_value(&claims))
+    }
+
+    /// The cache claims of a token's decoded payload (verified by [`crate::verify`] or not).
+    pub fn from_value(claims: &Value) -> Claims {
         let mut out = Claims::default();
         // `ac` is a JSON list written into a string claim; accept the list itself as well.
         let ac = match claims.get("ac") {
@@ -76,7 +82,7 @@ impl Claims {
             (!text.is_empty() && text.len() <= MAX_CLAIM_LEN && !text.chars().any(char::is_control))
                 .then_some(text)
         });
-        Some(out)
+        out
     }
 
     /// The scopes this job may read, its writable scope first, each once.
@@ -107,7 +113,7 @@ impl Claims {
 
 /// An unsigned JWT with `payload`.
 #[cfg(test)]
-fn unsigned_jwt(payload: &Value) -> String {
+pub(crate) fn unsigned_jwt(payload: &Value) -> String {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     format!(
         "{}.{}.",

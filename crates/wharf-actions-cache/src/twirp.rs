@@ -31,6 +31,7 @@ const MAX_LISTED: usize = 100;
 pub enum Code {
     InvalidArgument,
     Malformed,
+    Unauthenticated,
     BadRoute,
     ResourceExhausted,
     Unimplemented,
@@ -43,6 +44,7 @@ impl Code {
         match self {
             Code::InvalidArgument => ("invalid_argument", StatusCode::BAD_REQUEST),
             Code::Malformed => ("malformed", StatusCode::BAD_REQUEST),
+            Code::Unauthenticated => ("unauthenticated", StatusCode::UNAUTHORIZED),
             Code::BadRoute => ("bad_route", StatusCode::NOT_FOUND),
             Code::ResourceExhausted => ("resource_exhausted", StatusCode::TOO_MANY_REQUESTS),
             Code::Unimplemented => ("unimplemented", StatusCode::NOT_IMPLEMENTED),
@@ -102,7 +104,10 @@ pub(crate) async fn handle(
             "wharf's cache service speaks Twirp with JSON bodies (Content-Type: application/json)",
         );
     }
-    let caller = repo.caller(&req.headers, group);
+    let caller = match repo.caller(&req.headers, group).await {
+        Ok(caller) => caller,
+        Err(refusal) => return error(Code::Unauthenticated, refusal.0),
+    };
     let body = match req.body.bytes(MAX_REQUEST).await {
         Ok(body) => body,
         Err(e) => return error(Code::Malformed, e.to_string()),

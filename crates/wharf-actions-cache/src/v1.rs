@@ -24,7 +24,10 @@ pub(crate) async fn handle(
     group: Option<&str>,
     rest: &[&str],
 ) -> Response<Body> {
-    let caller = repo.caller(&req.headers, group);
+    let caller = match repo.caller(&req.headers, group).await {
+        Ok(caller) => caller,
+        Err(refusal) => return json_error(StatusCode::UNAUTHORIZED, &refusal.0),
+    };
     match (&req.method, rest) {
         (&Method::GET, ["cache"]) => lookup(repo, &caller, &req).await,
         (&Method::GET, ["caches"]) => listing(repo, &caller, &req),

@@ -264,6 +264,18 @@ impl Served {
         self.len() == Some(0)
     }
 
+    /// Waits until a download being written has ended (verified or failed) without reading its bytes;
+    /// returns at once for anything else.
+    pub(crate) async fn finished(self) {
+        if let Source::Growing { mut rx, .. } = self.source {
+            while matches!(&*rx.borrow_and_update(), FlightState::Body { .. }) {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
     /// The whole body as a stream. A download that fails ends the stream with an error. At most two chunks
     /// of a body are alive at once (see [`WINDOW`]): the stream yields the next one after the consumer dropped
     /// an earlier one, so a consumer copies chunks out (as [`Self::into_bytes`] does) rather than keeping them.
@@ -273,8 +285,26 @@ impl Served {
 
     /// The bytes `[start, end)` (`end` = `None`: to the end). The caller checked the range against [`Self::len`].
     pub fn into_range_stream(self, start: u64, end: Option<u64>) -> BodyStream {
+        self.stream(start, end, false)
+    }
+
+    /// Like [`Self::into_range_stream`], for a response: a stored blob polled by a connection that sends from
+    /// files (see [`crate::zero_copy`]) comes as mappings its writer sends with `sendfile`.
+    pub(crate) fn into_response_stream(self, start: u64, end: Option<u64>) -> BodyStream {
+        self.stream(start, end, true)
+    }
+
+    fn stream(self, start: u64, end: Option<u64>, response: bool) -> BodyStream {
         match self.source {
-            Source::File { file, len } => file_stream(file, start, end.unwrap_or(len).min(len)),
+            Source::File { file, len } => {
+                let end = end.unwrap_or(len).min(len);
+                #[cfg(target_os = "linux")]
+                if let Some(regions) = response.then(crate::zero_copy::current).flatten() {
+                    return mapped_stream(file, start, end, regions);
+                }
+                let _ = response;
+                file_stream(file, start, end)
+            }
             Source::Growing { rx, .. } => growing_stream(rx, start, end),
             Source::Headers { .. } => Box::pin(futures_util::stream::empty()),
         }
@@ -416,6 +446,68 @@ fn file_stream(file: Arc<File>, start: u64, end: u64) -> BodyStream {
             Ok(Some((chunk, next)))
         }
     }))
+}
+
+#[cfg(target_os = "linux")]
+/// Largest chunk of a mapped body: hyper takes the next one once the socket has taken most of this one.
+const MAPPED_CHUNK: u64 = 8 * 1024 * 1024;
+
+/// A stored blob's `[start, end)` for a connection that sends from files: one mapping of the range, handed out
+/// in chunks of [`MAPPED_CHUNK`]; a chunk not wholly in the page cache is read into a buffer as
+/// [`file_stream`] does (so a cold blob never makes `sendfile` wait for the disk on a runtime thread), and a
+/// range that cannot be mapped is read that way throughout.
+#[cfg(target_os = "linux")]
+fn mapped_stream(
+    file: Arc<File>,
+    start: u64,
+    end: u64,
+    regions: Arc<crate::zero_copy::Regions>,
+) -> BodyStream {
+    struct State {
+        file: Arc<File>,
+        pos: u64,
+        /// The mapping of `[start, end)`, made at the first poll (a body never polled maps nothing).
+        mapped: Option<Bytes>,
+        tried: bool,
+        scratch: Vec<u8>,
+        active: ActiveBody,
+        regions: Arc<crate::zero_copy::Regions>,
+    }
+    let state = State {
+        file,
+        pos: start,
+        mapped: None,
+        tried: false,
+        scratch: Vec::new(),
+        active: ActiveBody::default(),
+        regions,
+    };
+    Box::pin(futures_util::stream::try_unfold(
+        state,
+        move |mut st| async move {
+            if st.pos >= end {
+                return Ok(None);
+            }
+            if !st.tried {
+                st.tried = true;
+                match crate::zero_copy::Mapped::new(&st.file, start, end, st.regions.clone()) {
+                    Ok(mapped) => st.mapped = Some(crate::zero_copy::into_bytes(mapped)),
+                    Err(e) => tracing::debug!(error = %e, "cannot map a blob: reading it instead"),
+                }
+            }
+            let to = (st.pos + MAPPED_CHUNK).min(end);
+            if let Some(mapped) = &st.mapped {
+                let part = mapped.slice((st.pos - start) as usize..(to - start) as usize);
+                if crate::zero_copy::resident(&part, &mut st.scratch) {
+                    st.pos = to;
+                    return Ok(Some((part, st)));
+                }
+            }
+            let chunk = st.active.read(st.file.clone(), st.pos, to).await?;
+            st.pos += chunk.len() as u64;
+            Ok(Some((chunk, st)))
+        },
+    ))
 }
 
 fn growing_stream(rx: Receiver<FlightState>, start: u64, end: Option<u64>) -> BodyStream {

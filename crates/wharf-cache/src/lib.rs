@@ -38,6 +38,8 @@ mod respond;
 mod secret_file;
 mod upstream;
 mod verify;
+#[cfg(target_os = "linux")]
+pub mod zero_copy;
 
 pub use body::{BodyStream, Served};
 pub use engine::Engine;

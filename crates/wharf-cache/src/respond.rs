@@ -208,7 +208,7 @@ pub fn serve(
                 builder.body(Body::empty())
             } else {
                 builder.body(Body::from_stream(
-                    served.into_range_stream(start, Some(end)),
+                    served.into_response_stream(start, Some(end)),
                 ))
             }
         }
@@ -219,7 +219,7 @@ pub fn serve(
             if method == Method::HEAD {
                 builder.body(Body::empty())
             } else {
-                builder.body(Body::from_stream(served.into_stream()))
+                builder.body(Body::from_stream(served.into_response_stream(0, None)))
             }
         }
     };

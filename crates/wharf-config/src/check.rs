@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use crate::error::ConfigError;
 use crate::formats::{self, FormatSpec, Upstreams};
 use crate::model::{
-    Config, Format, HttpConfig, LogConfig, RepoConfig, ServerConfig, StorageConfig,
+    Config, Format, HttpConfig, LogConfig, RepoConfig, ServerConfig, StorageConfig, UsageConfig,
 };
 use crate::net::{check_base_url, parse_host_port, Problem, UrlRole};
 
@@ -41,6 +41,7 @@ pub(crate) fn config(config: &Config, formats: &[FormatSpec]) -> Vec<ConfigError
     errors.extend(http(&config.http));
     errors.extend(server(&config.server));
     errors.extend(log(&config.log));
+    errors.extend(usage(&config.usage));
     let mut seen = HashSet::new();
     for repo in &config.repositories {
         if !seen.insert(repo.name.as_str()) {
@@ -268,6 +269,124 @@ pub(crate) fn server(server: &ServerConfig) -> Vec<ConfigError> {
                 ),
             )
             .with_hint("use a size from 8KiB to 1MiB, or omit the key for the default 32KiB"),
+        );
+    }
+    errors
+}
+
+/// Largest `usage.max_namespaces`: each namespace is a label value on a few series.
+pub const MAX_NAMESPACES_LIMIT: u32 = 1000;
+/// Largest `usage.pods.max_pods`.
+pub const MAX_PODS_LIMIT: u64 = 10_000_000;
+/// Longest `usage.pods.label_selector` (it is sent on every list and watch).
+const MAX_SELECTOR_LEN: usize = 1024;
+/// Longest `usage.pods.deleted_grace`.
+const MAX_DELETED_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Whether `name` is a Kubernetes DNS label (a namespace name): 1 to 63 lower-case letters, digits and `-`,
+/// starting and ending with a letter or digit.
+pub(crate) fn is_dns_label(name: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (1..=63).contains(&name.len())
+        && name.chars().all(|c| alnum(c) || c == '-')
+        && name.starts_with(alnum)
+        && name.ends_with(alnum)
+}
+
+/// Whether `key` is a Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name of 1 to 63
+/// letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit.
+pub(crate) fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = key
+        .rsplit_once('/')
+        .map_or((None, key), |(p, n)| (Some(p), n));
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    let name_ok = (1..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+        && name.starts_with(alnum)
+        && name.ends_with(alnum);
+    let prefix_ok = prefix.is_none_or(|p| p.len() <= 253 && p.split('.').all(is_dns_label));
+    name_ok && prefix_ok
+}
+
+pub(crate) fn usage(usage: &UsageConfig) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if !(1..=MAX_NAMESPACES_LIMIT).contains(&usage.max_namespaces) {
+        errors.push(
+            ConfigError::new(
+                "usage.max_namespaces",
+                format!("{} is out of range", usage.max_namespaces),
+            )
+            .with_hint(format!(
+                "use a whole number from 1 to {MAX_NAMESPACES_LIMIT}"
+            )),
+        );
+    }
+    let Some(pods) = &usage.pods else {
+        return errors;
+    };
+    let mut seen = HashSet::new();
+    for (i, ns) in pods.namespaces.iter().enumerate() {
+        let path = format!("usage.pods.namespaces[{i}]");
+        if !is_dns_label(ns) {
+            errors.push(
+                ConfigError::new(
+                    path,
+                    format!("{:?} is not a namespace name", crate::net::shorten(ns)),
+                )
+                .with_hint("namespace names are 1 to 63 lower-case letters, digits and `-`"),
+            );
+        } else if !seen.insert(ns.as_str()) {
+            errors.push(
+                ConfigError::new(path, format!("namespace `{ns}` is listed twice"))
+                    .with_hint("list each namespace once"),
+            );
+        }
+    }
+    if let Some(label) = &pods.label {
+        if !is_label_key(label) {
+            errors.push(
+                ConfigError::new(
+                    "usage.pods.label",
+                    format!("{:?} is not a label key", crate::net::shorten(label)),
+                )
+                .with_hint("name a pod label such as `team` or `example.com/team`"),
+            );
+        }
+    }
+    if let Some(selector) = &pods.label_selector {
+        if selector.trim().is_empty()
+            || selector.len() > MAX_SELECTOR_LEN
+            || selector.chars().any(char::is_control)
+        {
+            errors.push(
+                ConfigError::new("usage.pods.label_selector", "not a usable label selector")
+                    .with_hint(format!(
+                        "write a Kubernetes label selector of at most {MAX_SELECTOR_LEN} characters, e.g. \"ci=true\", or remove the key"
+                    )),
+            );
+        }
+    }
+    if let Some(url) = &pods.api_url {
+        if let Err(problem) = check_base_url(url, UrlRole::KubernetesApi) {
+            errors.push(error("usage.pods.api_url", problem));
+        }
+    }
+    if !(1..=MAX_PODS_LIMIT).contains(&pods.max_pods) {
+        errors.push(
+            ConfigError::new(
+                "usage.pods.max_pods",
+                format!("{} is out of range", pods.max_pods),
+            )
+            .with_hint(format!("use a whole number from 1 to {MAX_PODS_LIMIT}")),
+        );
+    }
+    if pods.deleted_grace > MAX_DELETED_GRACE {
+        errors.push(
+            ConfigError::new("usage.pods.deleted_grace", "longer than a day").with_hint(
+                "a deleted pod's address is reused by new pods within minutes: use e.g. 5m",
+            ),
         );
     }
     errors

@@ -43,9 +43,11 @@ pub use error::{ConfigError, ConfigErrors};
 pub use formats::{FormatSpec, Upstreams, COMMON_KEYS, OPTIONAL_KEYS};
 pub use limits::{MAX_CONFIG_BYTES, MAX_NESTING};
 pub use model::{
-    AdminConfig, Config, Format, HttpConfig, LogConfig, LogFormat, MinFree, PricePerGb, RepoConfig,
-    S3Config, ServerConfig, StorageConfig, UnknownFormat, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_METADATA_TTL, DEFAULT_NEGATIVE_TTL, DEFAULT_PRICE_PER_GB, DEFAULT_STORAGE_PATH,
+    AdminConfig, Config, Format, HttpConfig, LogConfig, LogFormat, MinFree, PodsConfig, PricePerGb,
+    RepoConfig, S3Config, ServerConfig, StorageConfig, UnknownFormat, UsageConfig,
+    DEFAULT_DELETED_GRACE, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_NAMESPACES,
+    DEFAULT_MAX_PODS, DEFAULT_METADATA_TTL, DEFAULT_NEGATIVE_TTL, DEFAULT_PRICE_PER_GB,
+    DEFAULT_STORAGE_PATH, SERVICE_ACCOUNT_DIR,
 };
 pub use net::{parse_listen, redact_secrets};
 pub use own::{find_key, KeyKind, KeySpec, KeyValue, OwnKeys};

@@ -82,6 +82,8 @@ pub struct Config {
     pub log: LogConfig,
     /// What a GB of upstream traffic costs, to turn bytes served from the cache into money saved.
     pub price_per_gb: PricePerGb,
+    /// Usage per team: client addresses resolved to Kubernetes namespaces and pods.
+    pub usage: UsageConfig,
     /// Repositories in file order. Serialised as a map keyed by name, like the file.
     #[serde(serialize_with = "ser::repositories")]
     pub repositories: Vec<RepoConfig>,
@@ -226,6 +228,9 @@ pub struct ServerConfig {
     /// hook). 0 = stop at once.
     #[serde(serialize_with = "ser::duration")]
     pub drain_delay: Duration,
+    /// Stored files go to plain HTTP/1.1 clients with `sendfile` (from the page cache, without a copy through
+    /// wharf's memory); off, they are read into buffers like every other body.
+    pub sendfile: bool,
 }
 
 /// Default `server.max_connections`.
@@ -241,6 +246,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(30),
             max_header_size: 32 * 1024,
             drain_delay: Duration::ZERO,
+            sendfile: true,
         }
     }
 }
@@ -270,6 +276,81 @@ impl Default for LogConfig {
             access_log: true,
             access_log_sample_ppm: 1_000_000,
             access_log_probes: false,
+        }
+    }
+}
+
+/// Default `usage.max_namespaces`.
+pub const DEFAULT_MAX_NAMESPACES: u32 = 50;
+/// Default `usage.pods.max_pods`.
+pub const DEFAULT_MAX_PODS: u64 = 100_000;
+/// Default `usage.pods.deleted_grace`.
+pub const DEFAULT_DELETED_GRACE: Duration = Duration::from_secs(5 * 60);
+/// Where Kubernetes mounts a pod's service-account token and the cluster's CA certificate.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// `usage:`: who uses wharf, by Kubernetes namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageConfig {
+    /// Most namespaces counted under their own name in `/status`, `/metrics` and the UI (the first seen);
+    /// later ones are counted as `other`, so a cluster with many namespaces cannot grow the label set.
+    pub max_namespaces: u32,
+    /// Client addresses resolved to pods by watching the Kubernetes API; `None` = off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pods: Option<PodsConfig>,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self {
+            max_namespaces: DEFAULT_MAX_NAMESPACES,
+            pods: None,
+        }
+    }
+}
+
+/// `usage.pods`: the pod watch (LIST, then WATCH `pods` on the API server; RBAC: get, list, watch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodsConfig {
+    /// Namespaces watched (one watch each, so a Role per namespace is enough); empty = the whole cluster.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Only pods matching this Kubernetes label selector (`ci=true`) are tracked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+    /// A pod label (`team`) whose value the access log records beside namespace and pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The API server; `None` = `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` (in a pod).
+    #[serde(
+        serialize_with = "ser::opt_url",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub api_url: Option<Url>,
+    /// The bearer token, re-read when it changes (projected tokens rotate).
+    #[serde(serialize_with = "ser::path")]
+    pub token_file: PathBuf,
+    /// CA certificates (PEM) the API server's certificate must chain to (for an `https` API URL).
+    #[serde(serialize_with = "ser::path")]
+    pub ca_file: PathBuf,
+    /// Most pods tracked at once; beyond it new pods are not resolved (deleted ones go first).
+    pub max_pods: u64,
+    /// How long a deleted pod's address still resolves to it (requests logged after the pod ended).
+    #[serde(serialize_with = "ser::duration")]
+    pub deleted_grace: Duration,
+}
+
+impl Default for PodsConfig {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            label_selector: None,
+            label: None,
+            api_url: None,
+            token_file: PathBuf::from(SERVICE_ACCOUNT_DIR).join("token"),
+            ca_file: PathBuf::from(SERVICE_ACCOUNT_DIR).join("ca.crt"),
+            max_pods: DEFAULT_MAX_PODS,
+            deleted_grace: DEFAULT_DELETED_GRACE,
         }
     }
 }
@@ -470,6 +551,7 @@ impl Config {
             server: ServerConfig::default(),
             log: LogConfig::default(),
             price_per_gb: DEFAULT_PRICE_PER_GB,
+            usage: UsageConfig::default(),
             repositories: Vec::new(),
         }
     }

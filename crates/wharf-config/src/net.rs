@@ -13,6 +13,7 @@ pub(crate) enum UrlRole {
     Upstream,
     PublicUrl,
     S3Endpoint,
+    KubernetesApi,
 }
 
 impl UrlRole {
@@ -21,6 +22,7 @@ impl UrlRole {
             UrlRole::Upstream => "the upstream URL",
             UrlRole::PublicUrl => "public_url",
             UrlRole::S3Endpoint => "the S3 endpoint",
+            UrlRole::KubernetesApi => "usage.pods.api_url",
         }
     }
 
@@ -32,6 +34,9 @@ impl UrlRole {
             UrlRole::PublicUrl => "remove `user:password@`: public_url is the address clients use to reach wharf",
             UrlRole::S3Endpoint => {
                 "remove `user:password@`: S3 credentials do not belong in the config file"
+            }
+            UrlRole::KubernetesApi => {
+                "remove `user:password@`: wharf sends the service-account token from `token_file`"
             }
         }
     }

@@ -839,7 +839,7 @@ fn checksum_databases_are_names_for_go_only() {
 #[test]
 fn server_limits_parse_with_units() {
     let config = parse(
-        "server:\n  header_timeout: 2s\n  idle_timeout: 5m\n  body_timeout: 500ms\n  max_connections: 100\n  shutdown_timeout: 0\n  max_header_size: 16KiB\n",
+        "server:\n  header_timeout: 2s\n  idle_timeout: 5m\n  body_timeout: 500ms\n  max_connections: 100\n  shutdown_timeout: 0\n  max_header_size: 16KiB\n  sendfile: false\n",
     );
     assert_eq!(
         config.server,
@@ -851,6 +851,7 @@ fn server_limits_parse_with_units() {
             shutdown_timeout: Duration::ZERO,
             max_header_size: 16 * 1024,
             drain_delay: Duration::ZERO,
+            sendfile: false,
         }
     );
 }
@@ -1118,4 +1119,86 @@ fn dns_refresh_defaults_to_30s_and_is_at_least_a_second() {
         std::time::Duration::from_secs(60)
     );
     single("http:\n  dns_refresh: 100ms\n", "http.dns_refresh");
+}
+
+#[test]
+fn usage_pods_is_off_by_default_and_reads_every_key() {
+    let config = parse("");
+    assert_eq!(config.usage.max_namespaces, crate::DEFAULT_MAX_NAMESPACES);
+    assert_eq!(config.usage.pods, None);
+    assert_eq!(
+        parse("usage:\n  pods:\n    enabled: false\n").usage.pods,
+        None
+    );
+    let config = parse(
+        "usage:\n  max_namespaces: 10\n  pods:\n    enabled: true\n    namespaces: [ci-a, ci-b]\n    \
+         label_selector: \"ci=true\"\n    label: example.com/team\n    api_url: \"http://127.0.0.1:6443\"\n    \
+         token_file: /t\n    ca_file: /c\n    max_pods: 500\n    deleted_grace: 2m\n",
+    );
+    assert_eq!(config.usage.max_namespaces, 10);
+    let pods = config.usage.pods.expect("enabled");
+    assert_eq!(pods.namespaces, ["ci-a", "ci-b"]);
+    assert_eq!(pods.label_selector.as_deref(), Some("ci=true"));
+    assert_eq!(pods.label.as_deref(), Some("example.com/team"));
+    assert_eq!(pods.api_url.unwrap().as_str(), "http://127.0.0.1:6443/");
+    assert_eq!(pods.token_file, std::path::PathBuf::from("/t"));
+    assert_eq!(pods.max_pods, 500);
+    assert_eq!(pods.deleted_grace, std::time::Duration::from_secs(120));
+    let defaults = parse("usage:\n  pods:\n    enabled: true\n")
+        .usage
+        .pods
+        .unwrap();
+    assert_eq!(
+        defaults.token_file,
+        std::path::PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount/token")
+    );
+    assert_eq!(defaults.api_url, None);
+}
+
+#[test]
+fn usage_mistakes_name_the_field_and_the_fix() {
+    let e = single("usage:\n  max_namespaces: 0\n", "usage.max_namespaces");
+    assert!(hint(&e).contains("1 to 1000"), "{e}");
+    let e = single(
+        "usage:\n  pods:\n    namespaces: [ci]\n",
+        "usage.pods.enabled",
+    );
+    assert!(hint(&e).contains("enabled: true"), "{e}");
+    let e = single(
+        "usage:\n  pods:\n    enabled: true\n    namespaces: [CI_Jobs]\n",
+        "usage.pods.namespaces[0]",
+    );
+    assert!(hint(&e).contains("lower-case"), "{e}");
+    single(
+        "usage:\n  pods:\n    enabled: true\n    namespaces: [ci, ci]\n",
+        "usage.pods.namespaces[1]",
+    );
+    single(
+        "usage:\n  pods:\n    enabled: true\n    label: \"a b\"\n",
+        "usage.pods.label",
+    );
+    single(
+        "usage:\n  pods:\n    enabled: true\n    label_selector: \"\"\n",
+        "usage.pods.label_selector",
+    );
+    let e = single(
+        "usage:\n  pods:\n    enabled: true\n    api_url: \"https://u:p@10.0.0.1/\"\n",
+        "usage.pods.api_url",
+    );
+    assert!(hint(&e).contains("token_file"), "{e}");
+    single(
+        "usage:\n  pods:\n    enabled: true\n    deleted_grace: 2d\n",
+        "usage.pods.deleted_grace",
+    );
+    single(
+        "usage:\n  pods:\n    enabled: true\n    max_pods: 0\n",
+        "usage.pods.max_pods",
+    );
+    let e = single(
+        "usage:\n  pods:\n    enabled: true\n    namespace: ci\n",
+        "usage.pods.namespace",
+    );
+    assert!(hint(&e).contains("namespaces"), "{e}");
+    let e = single("usage:\n  namespaces: [ci]\n", "usage.namespaces");
+    assert!(hint(&e).contains("usage.pods"), "{e}");
 }

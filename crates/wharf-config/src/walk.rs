@@ -16,7 +16,7 @@ use crate::check::{self, repo_path};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::formats::{self, FormatSpec};
 use crate::model::{
-    Config, Format, LogFormat, MinFree, PricePerGb, RepoConfig, S3Config, StorageConfig,
+    Config, Format, LogFormat, MinFree, PodsConfig, PricePerGb, RepoConfig, S3Config, StorageConfig,
 };
 use crate::net::{self, shorten, UrlRole};
 use crate::own::{KeyKind, KeySpec, KeyValue, OwnKeys};
@@ -33,6 +33,7 @@ const TOP_KEYS: &[&str] = &[
     "server",
     "log",
     "price_per_gb",
+    "usage",
     "repositories",
 ];
 const STORAGE_KEYS: &[&str] = &["path", "max_size", "s3", "max_negative_entries", "min_free"];
@@ -63,6 +64,7 @@ const SERVER_KEYS: &[&str] = &[
     "shutdown_timeout",
     "max_header_size",
     "drain_delay",
+    "sendfile",
 ];
 const LOG_KEYS: &[&str] = &[
     "format",
@@ -70,6 +72,18 @@ const LOG_KEYS: &[&str] = &[
     "access_log",
     "access_log_sample",
     "access_log_probes",
+];
+const USAGE_KEYS: &[&str] = &["max_namespaces", "pods"];
+const PODS_KEYS: &[&str] = &[
+    "enabled",
+    "namespaces",
+    "label_selector",
+    "label",
+    "api_url",
+    "token_file",
+    "ca_file",
+    "max_pods",
+    "deleted_grace",
 ];
 const REPO_KEYS: &[&str] = &[
     "format",
@@ -613,6 +627,10 @@ impl Walker<'_> {
                         config.price_per_gb = price;
                     }
                 }
+                "usage" => {
+                    self.usage(value, &mut config);
+                    self.report_checks(check::usage(&config.usage));
+                }
                 "repositories" => config.repositories = self.repositories(value),
                 // `section` only yields TOP_KEYS, each handled above.
                 _ => {}
@@ -834,6 +852,12 @@ impl Walker<'_> {
         {
             server.max_header_size = size;
         }
+        if let Some(on) = section
+            .get("sendfile")
+            .and_then(|v| self.boolean(v, "server.sendfile"))
+        {
+            server.sendfile = on;
+        }
     }
 
     fn log(&mut self, value: &Value, config: &mut Config) {
@@ -896,6 +920,79 @@ impl Walker<'_> {
                 ),
             }
         }
+    }
+
+    fn usage(&mut self, value: &Value, config: &mut Config) {
+        let Some(section) = self.section(value, "usage", USAGE_KEYS, usage_hint) else {
+            return;
+        };
+        if let Some(n) = section.get("max_namespaces").and_then(|v| {
+            self.count(
+                v,
+                "usage.max_namespaces",
+                u64::from(check::MAX_NAMESPACES_LIMIT),
+            )
+        }) {
+            config.usage.max_namespaces = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(v) = section.get("pods") {
+            config.usage.pods = self.pods(v);
+        }
+    }
+
+    /// `usage.pods`, or `None` when it is off (`enabled: false`, or a section that does not say).
+    fn pods(&mut self, value: &Value) -> Option<PodsConfig> {
+        let section = self.section(value, "usage.pods", PODS_KEYS, pods_hint)?;
+        let at = |key: &str| join("usage.pods", key);
+        let enabled = match section.get("enabled") {
+            Some(v) => self.boolean(v, &at("enabled"))?,
+            None if section.entries.iter().any(|(_, v)| !v.is_null()) => {
+                self.report(
+                    ConfigError::new(at("enabled"), "settings are given but `enabled` is not")
+                        .with_hint(
+                            "add `enabled: true` to resolve client addresses to pods (or `enabled: false` to keep it off)",
+                        ),
+                );
+                return None;
+            }
+            None => false,
+        };
+        let mut pods = PodsConfig::default();
+        if let Some(v) = section.get("namespaces") {
+            pods.namespaces = self.strings(v, &at("namespaces"));
+        }
+        if let Some(v) = section.get("label_selector") {
+            pods.label_selector = self.string(v, &at("label_selector"));
+        }
+        if let Some(v) = section.get("label") {
+            pods.label = self.string(v, &at("label"));
+        }
+        if let Some(v) = section.get("api_url") {
+            pods.api_url = self
+                .url(v, &at("api_url"), UrlRole::KubernetesApi)
+                .map(net::with_trailing_slash);
+        }
+        for (key, field) in [
+            ("token_file", &mut pods.token_file),
+            ("ca_file", &mut pods.ca_file),
+        ] {
+            if let Some(path) = section.get(key).and_then(|v| self.path(v, &at(key))) {
+                *field = path;
+            }
+        }
+        if let Some(n) = section
+            .get("max_pods")
+            .and_then(|v| self.count(v, &at("max_pods"), check::MAX_PODS_LIMIT))
+        {
+            pods.max_pods = n;
+        }
+        if let Some(d) = section
+            .get("deleted_grace")
+            .and_then(|v| self.duration(v, &at("deleted_grace")))
+        {
+            pods.deleted_grace = d;
+        }
+        enabled.then_some(pods)
     }
 
     fn repositories(&mut self, value: &Value) -> Vec<RepoConfig> {
@@ -1324,6 +1421,27 @@ fn s3_hint(key: &str) -> Option<String> {
         "access_key" | "secret_key" | "access_key_id" | "secret_access_key" | "credentials"
         | "password" => Some("S3 credentials do not belong in the config file".to_owned()),
         "url" => Some("did you mean `endpoint`?".to_owned()),
+        _ => None,
+    }
+}
+
+fn usage_hint(key: &str) -> Option<String> {
+    match key {
+        "enabled" | "namespaces" | "label" | "label_selector" | "api_url" => {
+            belongs_under(key, "usage.pods")
+        }
+        _ => None,
+    }
+}
+
+fn pods_hint(key: &str) -> Option<String> {
+    match key {
+        "namespace" => Some("did you mean `namespaces`? (a list)".to_owned()),
+        "selector" | "labels" => Some("did you mean `label_selector` (which pods) or `label` (the label recorded)?".to_owned()),
+        "token" | "ca" | "ca_cert" | "server" | "url" | "kubeconfig" => Some(
+            "wharf reads the pod's service account: `api_url`, `token_file` and `ca_file` name them".to_owned(),
+        ),
+        "max_namespaces" => belongs_under(key, "usage"),
         _ => None,
     }
 }

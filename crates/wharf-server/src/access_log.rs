@@ -125,6 +125,13 @@ struct Line<'a> {
     /// Files or versions the release cooldown (`min_age`) kept out of this answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     held_back: Option<u32>,
+    /// The client's pod, when `usage.pods` resolves its address (and the configured label's value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod_label: Option<&'a str>,
     /// The share of successful requests logged, when not all are (`log.access_log_sample`).
     #[serde(skip_serializing_if = "Option::is_none")]
     sample_rate: Option<f64>,
@@ -146,16 +153,23 @@ struct Pending {
     info: CacheInfo,
     verified: Option<&'static str>,
     held_back: Option<u32>,
+    /// Resolved when the request arrived (the pod may be gone by the last byte).
+    owner: Option<wharf_kube::PodOwner>,
 }
 
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let time_ms = wharf_store::now_ms();
-    let client = req
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default();
+        .map(|c| c.0.ip());
+    let owner = state
+        .usage
+        .as_ref()
+        .zip(peer)
+        .and_then(|(usage, ip)| usage.lookup(ip));
+    let client = peer.map(|ip| ip.to_string()).unwrap_or_default();
     let method = clip(req.method().as_str(), LOGGED_METHOD_MAX);
     let method_label = wharf_cache::method_label(req.method());
     let path = req
@@ -178,6 +192,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         upstream: parts.extensions.get::<UpstreamLabel>().map(|u| u.0.clone()),
         verified: parts.extensions.get::<Verified>().map(|v| v.0),
         held_back: parts.extensions.get::<HeldBack>().map(|h| h.0),
+        owner,
         info: parts
             .extensions
             .get::<CacheInfo>()
@@ -233,6 +248,9 @@ impl LoggedBody {
             upstream_bytes,
             duration,
         );
+        if let (Some(usage), Some(_)) = (&p.state.usage, repo) {
+            usage.record(p.owner.as_ref(), self.sent, upstream_bytes);
+        }
         if let (Some(repo), Some(upstream)) = (repo, p.upstream.as_deref()) {
             p.state
                 .http
@@ -272,6 +290,9 @@ impl LoggedBody {
             incomplete,
             verified: p.verified,
             held_back: p.held_back,
+            namespace: p.owner.as_ref().map(|o| &*o.namespace),
+            pod: p.owner.as_ref().map(|o| &*o.pod),
+            pod_label: p.owner.as_ref().and_then(|o| o.label.as_deref()),
             sample_rate: (p.state.access_log_sample_ppm < 1_000_000)
                 .then(|| f64::from(p.state.access_log_sample_ppm) / 1e6),
         };

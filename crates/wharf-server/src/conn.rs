@@ -55,6 +55,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub struct ConnMetrics {
     pub open: Gauge,
     pub closed_by_server: Family<CloseReasonLabel, Counter>,
+    /// Body bytes sent with `sendfile` (see `wharf_cache::zero_copy`).
+    pub sendfile_bytes: Counter,
 }
 
 /// Why the server closed a connection: a closed set, so a metric label.
@@ -161,8 +163,20 @@ pub async fn serve(
             metrics: metrics.clone(),
             stop: stop_rx.clone(),
         };
+        let sendfile = limits.sendfile;
         tokio::spawn(async move {
-            connection.run(tcp, peer).await;
+            #[cfg(target_os = "linux")]
+            if sendfile {
+                let regions = wharf_cache::zero_copy::Regions::new();
+                regions
+                    .clone()
+                    .scope(connection.run(tcp, peer, Some(regions)))
+                    .await;
+                drop(permit);
+                return;
+            }
+            let _ = sendfile;
+            connection.run(tcp, peer, None).await;
             drop(permit);
         });
     }
@@ -245,13 +259,15 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(mut self, tcp: TcpStream, peer: SocketAddr) {
+    async fn run(mut self, tcp: TcpStream, peer: SocketAddr, regions: Option<Arc<Regions>>) {
         self.metrics.open.inc();
         let _open = DecOnDrop(self.metrics.open.clone());
         let activity = Arc::new(Activity::new());
         let io = TokioIo::new(Watched {
             inner: tcp,
             activity: activity.clone(),
+            regions,
+            sendfile_bytes: self.metrics.sendfile_bytes.clone(),
         });
         let router = self.router.clone();
         let for_requests = activity.clone();
@@ -485,10 +501,62 @@ impl http_body::Body for Guarded {
     }
 }
 
-/// The socket, reporting reads and blocked writes to the connection's [`Activity`].
+/// The socket, reporting reads and blocked writes to the connection's [`Activity`]. With `regions`
+/// (`server.sendfile`), slices of response bodies that are mappings of stored files are sent from the file
+/// with `sendfile` rather than copied (see `wharf_cache::zero_copy`).
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    regions: Option<Arc<Regions>>,
+    sendfile_bytes: Counter,
+}
+
+#[cfg(target_os = "linux")]
+type Regions = wharf_cache::zero_copy::Regions;
+/// Nothing is sent from files where `sendfile` is not used.
+#[cfg(not(target_os = "linux"))]
+enum Regions {}
+
+impl Watched {
+    /// The first slice of `bufs` that is a mapped file's, with its index.
+    #[cfg(target_os = "linux")]
+    fn file_slice(
+        &self,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Option<(usize, wharf_cache::zero_copy::FileSlice)> {
+        self.regions.as_ref()?.find(bufs)
+    }
+
+    /// Sends `slice` from its file as soon as the socket takes anything: how much it took.
+    #[cfg(target_os = "linux")]
+    fn poll_send_file(
+        &mut self,
+        cx: &mut Context<'_>,
+        slice: &wharf_cache::zero_copy::FileSlice,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.inner.poll_write_ready(cx) {
+                Poll::Pending => {
+                    self.activity.wrote(true);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            let sent = self.inner.try_io(tokio::io::Interest::WRITABLE, || {
+                wharf_cache::zero_copy::send(&self.inner, slice)
+            });
+            match sent {
+                Ok(n) => {
+                    self.activity.wrote(false);
+                    self.sendfile_bytes.inc_by(n as u64);
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
 }
 
 impl AsyncRead for Watched {
@@ -512,6 +580,10 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        #[cfg(target_os = "linux")]
+        if let Some((_, slice)) = self.file_slice(&[io::IoSlice::new(buf)]) {
+            return self.poll_send_file(cx, &slice);
+        }
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.activity.wrote(polled.is_pending());
         polled
@@ -520,8 +592,15 @@ impl AsyncWrite for Watched {
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
+        mut bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // The slices before a mapped file's go out as usual; that one (once first) from its file.
+        #[cfg(target_os = "linux")]
+        match self.file_slice(bufs) {
+            Some((0, slice)) => return self.poll_send_file(cx, &slice),
+            Some((first, _)) => bufs = &bufs[..first],
+            None => {}
+        }
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.activity.wrote(polled.is_pending());
         polled

@@ -16,6 +16,7 @@ mod schema;
 mod state;
 mod stats;
 mod ui;
+mod usage;
 mod warm;
 
 use std::collections::HashMap;
@@ -54,6 +55,9 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The pod watch (`usage.pods`) cannot start; the message names the field.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Other(String),
 }
@@ -112,6 +116,7 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         ),
         None => None,
     };
+    let usage = usage::Usage::start(&config, &mut registry).map_err(ServerError::Usage)?;
     let stats = stats::AllStats {
         repos: repo_order
             .iter()
@@ -138,6 +143,7 @@ pub fn build_state(config: Config) -> Result<Arc<AppState>, ServerError> {
         shared_seen: Mutex::new(SharedUsage::default()),
         warm: Default::default(),
         savings,
+        usage,
     }))
 }
 

@@ -171,6 +171,11 @@ impl HttpMetrics {
             m.connections.closed_by_server.clone(),
         );
         registry.register(
+            "wharf_http_sendfile_bytes",
+            "Bytes of stored files sent to HTTP/1.1 clients with sendfile, from the page cache without a copy (server.sendfile)",
+            m.connections.sendfile_bytes.clone(),
+        );
+        registry.register(
             "wharf_hosted_bytes",
             "Bytes of content pushed to a hosted OCI namespace and kept (layers shared by images counted once)",
             m.hosted_bytes.clone(),

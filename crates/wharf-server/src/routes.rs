@@ -36,6 +36,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.refresh_store_metrics();
     crate::savings::savings(&state);
+    crate::usage::refresh_metrics(&state);
     state.refresh_hosted_metrics();
     let mut text = String::new();
     let encoded = {
@@ -102,6 +103,7 @@ pub fn status_json(state: &AppState) -> serde_json::Value {
         "server": state.config.server,
         "warm": crate::warm::status_section(state),
         "savings": crate::savings::status_section(state),
+        "usage": crate::usage::status_section(state),
     })
 }
 

@@ -48,6 +48,8 @@ pub struct AppState {
     pub(crate) warm: crate::warm::WarmJobs,
     /// The money-saved gauges (refreshed at scrape and status reads).
     pub(crate) savings: crate::savings::SavingsMetrics,
+    /// Usage per namespace, with the pod watch (`usage.pods`); `None` when off.
+    pub(crate) usage: Option<crate::usage::Usage>,
 }
 
 impl AppState {

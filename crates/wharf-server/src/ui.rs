@@ -213,7 +213,7 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Response {
          <div class=\"bar\"><span style=\"width:{fill:.1}%\"></span></div>\
          <div class=\"muted\">of {limit} · <span id=\"store-blobs\">{blobs}</span> blobs · {evictions} evicted · up {uptime}</div></div>\
          </div><h2>Repositories</h2><div class=\"grid\">{cards}</div>\
-         {warm}<h2>Top artifacts</h2><div class=\"wrap\"><table id=\"top\"><tr><th>path</th><th class=\"n\">downloads</th>\
+         {warm}{usage}<h2>Top artifacts</h2><div class=\"wrap\"><table id=\"top\"><tr><th>path</th><th class=\"n\">downloads</th>\
          <th class=\"n\">bytes</th></tr>{top_rows}</table></div>",
         hr = percent(hit_ratio),
         saved = human(served.saturating_sub(upstream)),
@@ -225,6 +225,7 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Response {
         uptime = uptime(state.started.elapsed().as_secs()),
         warm = crate::warm::ui_section(&state),
         money = crate::savings::ui_card(&state),
+        usage = crate::usage::ui_section(&state),
     );
     page("wharf", &body)
 }

@@ -12,6 +12,8 @@
 //!   sends, slow 404s, with counts of requests by method and of the most answered at once.
 //! - [`containerd`] runs a private containerd (own socket, root and state under a temporary directory);
 //!   [`registry`] runs Debian's `docker-registry` with its access log and writes multi-arch OCI images.
+//! - [`kube`] is a fake Kubernetes API server serving pod lists and watches ([`FakeKubeApi`]) with knobs
+//!   for `410 Gone`, cut streams and bookmarks.
 //! - [`client`] is a tiny raw HTTP/1.1 client for tests that want to see exactly what came over
 //!   the wire (short bodies, resets).
 //!
@@ -30,6 +32,7 @@ pub mod containerd;
 pub mod dist;
 pub mod fixture;
 pub mod hostile;
+pub mod kube;
 pub mod packages;
 pub mod registry;
 pub mod scripted;
@@ -41,6 +44,7 @@ pub use containerd::{containerd_available, Containerd};
 pub use dist::{normalize_name, sdist, wheel, wheel_with_payload, Dist};
 pub use fixture::FixtureUpstream;
 pub use hostile::HostileUpstream;
+pub use kube::{FakeKubeApi, KubeRequest};
 pub use packages::{cargo_index_path, go_escape, npm_document, CrateFile, GoModule, NpmPackage};
 pub use registry::{DockerRegistry, OciImage};
 pub use scripted::{Answer, ScriptedServer, Seen};

@@ -4,7 +4,8 @@
 //! repositories that never mix, concurrent saves of one key, an upload cut mid-way, a restart; a client
 //! shaped like BuildKit's `gha` exporter on the `url_v2` path (blocks, block list, `x-ms-range`); and the
 //! protocol's refusals (other Twirp services, oversized keys, bad signatures), always JSON or the blob API's
-//! XML, never HTML.
+//! XML, never HTML; with token verification configured (a JWKS file or URL), tokens signed by the test key
+//! work and any other token gets 401 `unauthenticated`, which the library treats as a miss.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -734,6 +735,73 @@ async fn a_buildkit_shaped_client_uploads_blocks_on_url_v2_and_reads_ranges() {
     )
     .await;
     assert_eq!(root["ok"], true);
+
+    // Blocks sent in list order, several at once (as the blob SDK does): committed without a copy, and the
+    // entry is the blocks in list order, whatever order they finished in.
+    let (_, created) = twirp(
+        &client,
+        &url_v2,
+        "CreateCacheEntry",
+        &tok,
+        json!({"key": "in-order", "version": version}),
+    )
+    .await;
+    let upload = created["signed_upload_url"].as_str().expect("url");
+    let blocks: Vec<Vec<u8>> = (0..4)
+        .map(|i| noise(200_000 - i * 50_000, 30 + i as u8))
+        .collect();
+    let ids: Vec<String> = (0..blocks.len())
+        .map(|i| base64::engine::general_purpose::STANDARD.encode(format!("blk-{i:04}")))
+        .collect();
+    let puts = blocks.iter().zip(&ids).map(|(block, id)| {
+        client
+            .put(format!(
+                "{upload}&comp=block&blockid={}",
+                id.replace('=', "%3D")
+            ))
+            .body(block.clone())
+            .send()
+    });
+    for resp in futures_util::future::join_all(puts).await {
+        assert_eq!(resp.expect("put block").status().as_u16(), 201);
+    }
+    let list: String = ids
+        .iter()
+        .map(|id| format!("<Latest>{id}</Latest>"))
+        .collect();
+    let resp = client
+        .put(format!("{upload}&comp=blocklist"))
+        .body(format!("<BlockList>{list}</BlockList>"))
+        .send()
+        .await
+        .expect("put block list");
+    assert_eq!(resp.status().as_u16(), 201);
+    let whole = blocks.concat();
+    let (_, done) = twirp(
+        &client,
+        &url_v2,
+        "FinalizeCacheEntryUpload",
+        &tok,
+        json!({"key": "in-order", "size_bytes": whole.len(), "version": version}),
+    )
+    .await;
+    assert_eq!(done["ok"], true, "{done}");
+    let (_, looked) = twirp(
+        &client,
+        &url_v2,
+        "GetCacheEntryDownloadURL",
+        &tok,
+        json!({"key": "in-order", "version": version}),
+    )
+    .await;
+    let got = client
+        .get(looked["signed_download_url"].as_str().expect("url"))
+        .send()
+        .await
+        .expect("get");
+    let got = got.bytes().await.expect("body");
+    assert_eq!(got.len(), whole.len());
+    assert!(got.as_ref() == &whole[..], "the blocks in list order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1053,6 +1121,99 @@ async fn a_cache_saved_on_one_replica_is_restored_on_another_through_the_bucket(
     assert_eq!(other["ok"], false);
 }
 
+/// With `storage.s3`, restore keys match as prefixes across replicas: entries saved on one replica are
+/// listed in the bucket by the other, newest first, within the job's readable scopes and version only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_key_prefixes_match_entries_another_replica_saved() {
+    use crate::s3::{wait_entry_uploads, S3Server, BUCKET, CREDENTIALS};
+    let Some(s3) = S3Server::start().await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let storage = format!(
+        "  s3:\n    bucket: {BUCKET}\n    endpoint: \"http://127.0.0.1:{}\"\n    region: us-east-1\n    prefix: ci/\n",
+        s3.port
+    );
+    let repos = "  actions:\n    format: actions-cache\n";
+    let a = Wharf::start_with_env(&tmp.path().join("a"), repos, &storage, &CREDENTIALS);
+    let b = Wharf::start_with_env(&tmp.path().join("b"), repos, &storage, &CREDENTIALS);
+    let client = http();
+    let main = token("1", MAIN);
+    let older = noise(100_000, 60);
+    let newer = noise(120_000, 61);
+    assert!(save_raw(&client, &a.url("/"), &main, "deps-linux-aaa", older).await);
+    wait_entry_uploads(&a, 1).await;
+    // The bucket's write times have second resolution: the second save is clearly newer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        save_raw(
+            &client,
+            &a.url("/"),
+            &main,
+            "deps-linux-bbb/x y",
+            newer.clone()
+        )
+        .await
+    );
+    assert!(save_raw(&client, &a.url("/"), &main, "other-zzz", noise(10, 62)).await);
+    wait_entry_uploads(&a, 3).await;
+    let version = "d".repeat(64);
+    let lookup = |tok: String, key: &'static str, restore: Vec<&'static str>, version: String| {
+        let (client, base) = (client.clone(), b.url("/"));
+        async move {
+            twirp(
+                &client,
+                &base,
+                "GetCacheEntryDownloadURL",
+                &tok,
+                json!({"key": key, "restore_keys": restore, "version": version}),
+            )
+            .await
+            .1
+        }
+    };
+    // The marker is written just after the entry object: allow it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        let found = lookup(
+            main.clone(),
+            "deps-linux-ccc",
+            vec!["deps-linux-", "deps-"],
+            version.clone(),
+        )
+        .await;
+        if found["ok"] == true || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        found["ok"], true,
+        "found by prefix through the bucket: {found}"
+    );
+    assert_eq!(
+        found["matched_key"], "deps-linux-bbb/x y",
+        "the newest of the prefix"
+    );
+    let got = client
+        .get(found["signed_download_url"].as_str().expect("url"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(got.bytes().await.expect("body").as_ref(), &newer[..]);
+    // The primary key itself is a prefix too.
+    let by_key = lookup(main.clone(), "other-", vec![], version.clone()).await;
+    assert_eq!(by_key["matched_key"], "other-zzz", "{by_key}");
+    // Another version, another repository, or a scope the job may not read: nothing.
+    let other_version = lookup(main.clone(), "x", vec!["deps-"], "e".repeat(64)).await;
+    assert_eq!(other_version["ok"], false, "{other_version}");
+    let other_repo = lookup(token("2", MAIN), "x", vec!["deps-"], version.clone()).await;
+    assert_eq!(other_repo["ok"], false, "{other_repo}");
+    let feature_only = token("1", &[("refs/heads/feature", 3)]);
+    let c = lookup(feature_only, "x", vec!["deps-"], version.clone()).await;
+    assert_eq!(c["ok"], false, "a scope the job cannot read: {c}");
+}
+
 /// The admin API purges a scope (or a key prefix) with `prefix=` on the entry layout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_purges_a_scope_by_prefix() {
@@ -1117,4 +1278,200 @@ async fn relaxed_scoping_shares_branches_but_not_repositories() {
     assert!(save_raw(&client, &base, &feature, "from-feature", noise(500, 70)).await);
     assert!(restorable(&client, &base, &token("1", MAIN), "from-feature").await);
     assert!(!restorable(&client, &base, &token("2", MAIN), "from-feature").await);
+}
+
+/// The test keys and key sets of `wharf-actions-cache` (RSA, generated for these tests only).
+const KEY_A: &[u8] = include_bytes!("../../../wharf-actions-cache/testdata/token-key-a.der");
+const KEY_B: &[u8] = include_bytes!("../../../wharf-actions-cache/testdata/token-key-b.der");
+const JWKS_A: &str = include_str!("../../../wharf-actions-cache/testdata/jwks-a.json");
+const ISSUER: &str = "https://token.issuer.test";
+
+/// A runtime token like the runner's: RS256 with `kid`, issuer, audience, an hour of validity.
+fn signed_token(key: &[u8], kid: &str, repo: &str, ac: &[(&str, u8)]) -> String {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let ac: Vec<Value> = ac
+        .iter()
+        .map(|(scope, permission)| json!({"Scope": scope, "Permission": permission}))
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = json!({
+        "ac": Value::Array(ac).to_string(), "repository_id": repo,
+        "iss": ISSUER, "aud": "wharf-cache", "nbf": now - 5, "exp": now + 3600,
+    });
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": kid});
+    let signed = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let pair = ring::signature::RsaKeyPair::from_der(key).expect("test key");
+    let mut sig = vec![0u8; pair.public().modulus_len()];
+    pair.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        signed.as_bytes(),
+        &mut sig,
+    )
+    .expect("sign");
+    format!("{signed}.{}", b64(&sig))
+}
+
+/// With `token_keys`, the real client saves and restores with a token the configured key signed; a token
+/// signed by another key (even with the right `kid`) is refused with 401, which the library reports as a
+/// warning: the save returns -1 and the restore is a miss, the job goes on.
+#[test]
+fn verified_tokens_save_and_restore_and_a_token_signed_by_another_key_is_a_miss() {
+    let Some(lib) = library() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let jwks = tmp.path().join("jwks.json");
+    std::fs::write(&jwks, JWKS_A).expect("jwks");
+    let repos = format!(
+        "  actions:\n    format: actions-cache\n    token_keys: {}\n    token_issuer: \"{ISSUER}\"\n    token_audience: wharf-cache\n",
+        jwks.display()
+    );
+    let wharf = Wharf::start(&tmp.path().join("data"), &repos, "");
+    let good = Job::v2(
+        &lib,
+        &tmp.path().join("good"),
+        &wharf,
+        &signed_token(KEY_A, "test-a", "1", MAIN),
+    );
+    good.write("deps", &[("a.bin", &noise(200_000, 3))]);
+    let saved = good.digests("deps");
+    assert!(good.save("verified-key", &["deps"]) > 0, "saved");
+    good.clear("deps");
+    assert_eq!(
+        good.restore("verified-key", &[], &["deps"]).as_deref(),
+        Some("verified-key")
+    );
+    assert_eq!(good.digests("deps"), saved);
+
+    for (name, tok) in [
+        ("other-key", signed_token(KEY_B, "test-a", "1", MAIN)),
+        ("unsigned", token("1", MAIN)),
+    ] {
+        let bad = Job::v2(&lib, &tmp.path().join(name), &wharf, &tok);
+        assert_eq!(bad.restore("verified-key", &[], &["deps"]), None, "{name}");
+        assert!(bad.digests("deps").is_empty(), "{name}: nothing restored");
+        bad.write("deps", &[("b", b"b")]);
+        assert_eq!(bad.save("forged-key", &["deps"]), -1, "{name}");
+    }
+    let refused = wharf
+        .access_log()
+        .into_iter()
+        .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/twirp/")) && r["status"] == 401)
+        .count();
+    assert!(
+        refused >= 4,
+        "every call with a bad token got 401 ({refused})"
+    );
+    // Nothing a refused job sent became an entry.
+    good.clear("deps");
+    assert_eq!(good.restore("forged-key", &[], &["deps"]), None);
+}
+
+/// With `token_jwks_url`, keys come from that URL (fetched when first needed, again only for an unknown key
+/// id and at most every 30 s); a BuildKit-shaped client with a bad, missing or expired-key token gets Twirp
+/// `unauthenticated` (401, JSON), and v1 a JSON 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_url_is_fetched_once_and_bad_tokens_get_twirp_unauthenticated() {
+    let issuer = wharf_testkit::ScriptedServer::start().await;
+    issuer.script(
+        "/keys",
+        wharf_testkit::Answer::new(200, JWKS_A).header("content-type", "application/json"),
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repos = format!(
+        "  actions:\n    format: actions-cache\n    token_jwks_url: \"{}/keys\"\n",
+        issuer.url()
+    );
+    let wharf = Wharf::start(&tmp.path().join("data"), &repos, "");
+    let client = http();
+    let url_v2 = wharf.url("/actions/");
+    let version = "e".repeat(64);
+    let good = signed_token(KEY_A, "test-a", "7", MAIN);
+    let (status, created) = twirp(
+        &client,
+        &url_v2,
+        "CreateCacheEntry",
+        &good,
+        json!({"key": "bk", "version": version}),
+    )
+    .await;
+    assert_eq!((status, &created["ok"]), (200, &json!(true)), "{created}");
+    for (what, tok) in [
+        ("other key", signed_token(KEY_B, "test-a", "7", MAIN)),
+        ("unknown kid", signed_token(KEY_B, "test-b", "7", MAIN)),
+        (
+            "unknown kid again",
+            signed_token(KEY_B, "test-c", "7", MAIN),
+        ),
+        ("unsigned", token("7", MAIN)),
+        ("garbage", "x.y.z".to_string()),
+    ] {
+        let (status, body) = twirp(
+            &client,
+            &url_v2,
+            "GetCacheEntryDownloadURL",
+            &tok,
+            json!({"key": "bk", "version": version}),
+        )
+        .await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["code"], "unauthenticated", "{what}");
+        assert!(
+            body["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+    }
+    let anonymous = client
+        .post(format!("{url_v2}{SERVICE}/CreateCacheEntry"))
+        .header("content-type", "application/json")
+        .body(json!({"key": "bk2", "version": version}).to_string())
+        .send()
+        .await
+        .expect("no token");
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let body: Value = anonymous.json().await.expect("json");
+    assert_eq!(body["code"], "unauthenticated");
+    let v1 = client
+        .get(wharf.url("/actions/_apis/artifactcache/cache?keys=bk&version=v1"))
+        .bearer_auth(signed_token(KEY_B, "test-a", "7", MAIN))
+        .send()
+        .await
+        .expect("v1");
+    assert_eq!(v1.status().as_u16(), 401);
+    assert_eq!(v1.headers()["content-type"], "application/json");
+    // One fetch at the first token; unknown key ids within 30 s of it do not fetch again, so tokens with
+    // made-up kids cannot turn wharf into a request amplifier against the issuer.
+    assert_eq!(issuer.seen_under("/keys").len(), 1, "{:?}", issuer.seen());
+    assert_eq!(
+        issuer.seen().len(),
+        1,
+        "only the configured URL is contacted"
+    );
+}
+
+#[test]
+fn token_issuer_without_keys_is_a_config_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("wharf.yaml");
+    std::fs::write(
+        &config,
+        "repositories:\n  actions:\n    format: actions-cache\n    token_issuer: x\n",
+    )
+    .expect("config");
+    let output = Command::new(WHARF)
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("repositories.actions.token_issuer"), "{text}");
+    assert!(text.contains("token_keys"), "{text}");
 }

@@ -229,6 +229,10 @@ fn value_sets() -> Vec<(&'static str, Vec<String>)> {
                 "--set",
                 "storeRepair=true",
                 "--set",
+                "usage.pods.enabled=true",
+                "--set",
+                "usage.pods.label=team",
+                "--set",
                 "http.dns_refresh=1m",
                 "--set",
                 "log.access_log_sample=0.1",
@@ -2045,4 +2049,125 @@ fn store_repair_runs_the_binary_check_before_wharf_starts() {
         .expect("helm")
         .iter()
         .all(|d| d["spec"]["template"]["spec"]["initContainers"].is_null()));
+}
+
+/// The rules of every Role and ClusterRole rendered, with their kind, name and namespace.
+fn rbac_rules(docs: &[Value]) -> Vec<(String, String, Value)> {
+    docs.iter()
+        .filter(|d| matches!(kind_of(d), "Role" | "ClusterRole"))
+        .map(|d| {
+            let name = d["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let ns = d["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            (format!("{}/{name}", kind_of(d)), ns, d["rules"].clone())
+        })
+        .collect()
+}
+
+#[test]
+fn usage_pods_reads_pods_with_get_list_watch_only_and_is_off_by_default() {
+    let Some(off) = render(&[]) else {
+        return;
+    };
+    assert!(rbac_rules(&off).is_empty(), "no role by default");
+    assert!(!off
+        .iter()
+        .any(|d| matches!(kind_of(d), "RoleBinding" | "ClusterRoleBinding")));
+    let sts = find(&off, "StatefulSet").expect("statefulset");
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["automountServiceAccountToken"],
+        Value::Bool(false)
+    );
+    assert!(!rendered_config(&off).contains("pods:"));
+
+    let only_pods: Value = serde_yaml_ng::from_str(
+        "- apiGroups: [\"\"]\n  resources: [pods]\n  verbs: [get, list, watch]\n",
+    )
+    .expect("yaml");
+    // The whole cluster: one ClusterRole bound to wharf's own service account (created for it), the token
+    // mounted, the config wired.
+    let docs = render(&[
+        "--set",
+        "usage.pods.enabled=true",
+        "--set",
+        "usage.pods.label=team",
+    ])
+    .expect("helm");
+    let rules = rbac_rules(&docs);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert!(rules[0].0.starts_with("ClusterRole/"), "{rules:?}");
+    assert_eq!(rules[0].2, only_pods);
+    let binding = find(&docs, "ClusterRoleBinding").expect("binding");
+    let account = find(&docs, "ServiceAccount").expect("a service account of its own");
+    assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
+    assert_eq!(binding["subjects"][0]["name"], account["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["namespace"], "wharf");
+    assert_eq!(
+        binding["roleRef"]["name"],
+        find(&docs, "ClusterRole").unwrap()["metadata"]["name"]
+    );
+    let pod = &find(&docs, "StatefulSet").expect("statefulset")["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], Value::Bool(true));
+    assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
+    let config: Value = serde_yaml_ng::from_str(&rendered_config(&docs)).expect("config");
+    assert_eq!(config["usage"]["pods"]["enabled"], Value::Bool(true));
+    assert_eq!(config["usage"]["pods"]["label"], "team");
+    assert_eq!(config["usage"]["max_namespaces"], 50);
+
+    // Listed namespaces: a Role and a RoleBinding in each, no cluster-wide role.
+    let docs = render(&[
+        "--set",
+        "usage.pods.enabled=true",
+        "--set",
+        "usage.pods.namespaces={ci-a,ci-b}",
+        "--set",
+        "usage.max_namespaces=10",
+    ])
+    .expect("helm");
+    let rules = rbac_rules(&docs);
+    let namespaces: Vec<&str> = rules.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(namespaces, ["ci-a", "ci-b"], "{rules:?}");
+    assert!(
+        rules
+            .iter()
+            .all(|r| r.0.starts_with("Role/") && r.2 == only_pods),
+        "{rules:?}"
+    );
+    let bindings: Vec<&Value> = docs
+        .iter()
+        .filter(|d| kind_of(d) == "RoleBinding")
+        .collect();
+    assert_eq!(bindings.len(), 2);
+    assert!(bindings
+        .iter()
+        .all(|b| b["roleRef"]["kind"] == "Role" && b["subjects"][0]["namespace"] == "wharf"));
+    let config: Value = serde_yaml_ng::from_str(&rendered_config(&docs)).expect("config");
+    assert_eq!(config["usage"]["max_namespaces"], 10);
+    assert_eq!(config["usage"]["pods"]["namespaces"][1], "ci-b");
+
+    // A named existing account gets the binding and no account is created.
+    let docs = render(&[
+        "--set",
+        "usage.pods.enabled=true",
+        "--set",
+        "serviceAccount.name=ci-cache",
+    ])
+    .expect("helm");
+    assert!(find(&docs, "ServiceAccount").is_none());
+    assert_eq!(
+        find(&docs, "ClusterRoleBinding").unwrap()["subjects"][0]["name"],
+        "ci-cache"
+    );
+
+    let log = render_refused(&[
+        "--set",
+        "usage.pods.enabled=true",
+        "--set",
+        "usage.pods.namespaces={CI_Jobs}",
+    ]);
+    assert!(log.contains("/usage/pods/namespaces/0"), "{log}");
+    let log = render_refused(&["--set", "usage.max_namespaces=0"]);
+    assert!(log.contains("/usage/max_namespaces"), "{log}");
 }

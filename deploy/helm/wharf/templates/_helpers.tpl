@@ -125,6 +125,23 @@ server:
 {{- end }}
 log:
   {{- toYaml $log | nindent 2 }}
+{{- with .Values.usage }}
+usage:
+  max_namespaces: {{ .max_namespaces | default 50 | int }}
+  {{- if .pods.enabled }}
+  pods:
+    enabled: true
+    {{- with .pods.namespaces }}
+    namespaces: {{ toJson . }}
+    {{- end }}
+    {{- with .pods.label_selector }}
+    label_selector: {{ . | quote }}
+    {{- end }}
+    {{- with .pods.label }}
+    label: {{ . | quote }}
+    {{- end }}
+  {{- end }}
+{{- end }}
 {{- if .Values.repositories }}
 repositories:
   {{- toYaml .Values.repositories | nindent 2 }}
@@ -133,8 +150,16 @@ repositories: {}
 {{- end }}
 {{- end -}}
 
+{{/* "true" when the chart creates wharf's service account: asked for, or needed by usage.pods (RBAC must not
+     be bound to the namespace's default account). */}}
+{{- define "wharf.createServiceAccount" -}}
+{{- if or .Values.serviceAccount.create (and .Values.usage.pods.enabled (not .Values.serviceAccount.name)) -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{- define "wharf.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create -}}
+{{- if include "wharf.createServiceAccount" . -}}
 {{- default (include "wharf.fullname" .) .Values.serviceAccount.name -}}
 {{- else -}}
 {{- default "default" .Values.serviceAccount.name -}}
