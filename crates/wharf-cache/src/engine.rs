@@ -395,7 +395,7 @@ impl Engine {
         stale: Option<Entry>,
         tx: Sender<FlightState>,
         upstream_bytes: Arc<AtomicU64>,
-        _guard: FlightGuard,
+        guard: FlightGuard,
     ) {
         self.metrics.inflight.inc();
         if let Err(error) = self
@@ -412,6 +412,9 @@ impl Engine {
             if let FetchError::Store(message) = &error {
                 self.store.record_write_failure(message.clone());
             }
+            // Leave the map before the waiters hear of the failure: a client told of it may ask again at
+            // once, and that request must start a fresh fetch, not join this finished one and fail too.
+            drop(guard);
             tx.send_replace(FlightState::Failed(error));
         }
         self.metrics.inflight.dec();
