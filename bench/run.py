@@ -814,9 +814,102 @@ def run(args):
         # 8. replicas sharing one bucket
         if not args.only or "wharf" in args.only.split(","):
             sc["replicas"] = replicas_burst(slow, burst_clients, burst_names)
+        if not args.only or "wharf" in args.only.split(","):
+            sc["egress"] = egress_scenario(quick, build=not args.no_build)
     finally:
         fast.stop(); slow.stop()
     return res
+
+
+# ---------------------------------------------------------------- egress
+
+EGRESS_MAWK = "{b[$4]+=$10} END{for (a in b) print a, b[a]}"
+
+
+def timed(cmd):
+    """Wall seconds and peak RSS (MiB) of one command; the shell itself when cmd is a string."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        p = subprocess.Popen(cmd, shell=isinstance(cmd, str), stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(p.pid, 0)
+        seconds = time.perf_counter() - start
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{cmd} exited with {p.returncode}: {err.read().decode(errors='replace')[-500:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def egress_scenario(quick, binaries=None, rounds=None, build=True):
+    """`wharf egress report` with the generated range and ASN files against mawk summing bytes by address, on a
+    generated default-v2 NAT-gateway log (50,000 remotes, 500 pods, millions of pairs), plain and gzip.
+    `binaries` maps a label to a wharf binary (default: this tree's release build) for A/B runs; every
+    command runs `rounds` times, interleaved, and the best time counts."""
+    size_mb = 100 if quick else 1024
+    rounds = rounds or (2 if quick else 3)
+    binaries = binaries or {"wharf": str(REL / "wharf")}
+    d = WORK / "egress" / f"{size_mb}mb"
+    log_file, gz = d / "flowlog.log", d / "flowlog.log.gz"
+    stamp = d / "fixture.json"
+    if build:
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "wharf-egress", "--example", "flowlog_fixture"],
+                       cwd=ROOT, check=True)
+    if not stamp.exists():
+        log(f"egress: generating a {size_mb} MB flow log and range files")
+        out = subprocess.run([str(REL / "examples" / "flowlog_fixture"), str(d), str(size_mb)], check=True,
+                             capture_output=True, text=True).stdout
+        gz.unlink(missing_ok=True)
+        subprocess.run(f"gzip -6 -c {log_file} > {gz}", shell=True, check=True)
+        stamp.write_text(out)
+    fixture = json.loads(stamp.read_text())
+    size = log_file.stat().st_size
+    ranges = str(d / "ranges")
+    mawk = ["mawk", EGRESS_MAWK, str(log_file)]
+    zmawk = f"zcat {gz} | mawk '{EGRESS_MAWK}'"
+    commands = {"mawk": mawk, "zcat | mawk": zmawk}
+    for label, binary in binaries.items():
+        report = [binary, "egress", "report", "--ranges", ranges, "--no-progress"]
+        commands[f"{label} plain"] = report + [str(log_file)]
+        commands[f"{label} gzip"] = report + [str(gz)]
+        commands[f"{label} table only"] = [binary, "egress", "ranges", "lookup", "--ranges", ranges, "192.0.2.1"]
+    subprocess.run(["cat", str(log_file), str(gz)], stdout=subprocess.DEVNULL, check=True)  # page cache
+    best = {}
+    for r in range(rounds):
+        for name, cmd in commands.items():
+            seconds, rss = timed(cmd)
+            log(f"egress round {r + 1}: {name}: {seconds:.2f} s, {size / 1e6 / seconds:.0f} MB/s, peak {rss:.0f} MiB")
+            prev = best.get(name)
+            if prev is None or seconds < prev["seconds"]:
+                best[name] = {"seconds": round(seconds, 3), "mb_s": round(size / 1e6 / seconds, 1),
+                              "peak_rss_mib": round(rss, 1)}
+    res = {"log_mb": round(size / 1e6), "records": fixture["records"], "remotes": fixture["remotes"],
+           "locals": fixture["locals"], "pairs": fixture.get("pairs"), "range_prefixes": fixture["range_prefixes"],
+           "mawk_program": EGRESS_MAWK, "runs": best, "rounds": rounds}
+    for label in binaries:
+        res.setdefault("ratios", {})[label] = {
+            "plain_vs_mawk": ratio(best["mawk"]["seconds"], best[f"{label} plain"]["seconds"]),
+            "gzip_vs_zcat_mawk": ratio(best["zcat | mawk"]["seconds"], best[f"{label} gzip"]["seconds"]),
+            "report_rss_over_table_mib": round(best[f"{label} plain"]["peak_rss_mib"]
+                                               - best[f"{label} table only"]["peak_rss_mib"], 1),
+        }
+    return res
+
+
+def egress_targets(sc, row):
+    e = sc.get("egress")
+    if not e or "wharf" not in e.get("ratios", {}):
+        return
+    r, runs = e["ratios"]["wharf"], e["runs"]
+    what = f"{e['log_mb']} MB v2 log, {e['remotes']} remotes, {e['locals']} locals, {e.get('pairs')} pairs"
+    row(f"egress report ≥ 1.5× mawk by address ({what}, ranges + ASN loaded)",
+        f"{r['plain_vs_mawk']}× ({runs['wharf plain']['mb_s']} vs {runs['mawk']['mb_s']} MB/s)",
+        r["plain_vs_mawk"] and r["plain_vs_mawk"] >= 1.5)
+    row("egress report on gzip ≥ 1.0× zcat | mawk",
+        f"{r['gzip_vs_zcat_mawk']}× ({runs['wharf gzip']['mb_s']} vs {runs['zcat | mawk']['mb_s']} MB/s)",
+        r["gzip_vs_zcat_mawk"] and r["gzip_vs_zcat_mawk"] >= 1.0)
+    row("egress report memory beyond the owner table < 64 MiB (no per-pair state)",
+        f"{r['report_rss_over_table_mib']} MiB (peak {runs['wharf plain']['peak_rss_mib']} MiB, table alone "
+        f"{runs['wharf table only']['peak_rss_mib']} MiB)", r["report_rss_over_table_mib"] < 64)
 
 
 # ---------------------------------------------------------------- report
@@ -1162,6 +1255,7 @@ def targets(sc):
         if "distribution" in img:
             r = ratio(w["cold"]["seconds"], img["distribution"]["cold"]["seconds"])
             row("images: cold parallel pulls no slower than distribution", f"{r}×", r and r <= 1.0)
+    egress_targets(sc, row)
     t.append("")
     return t
 
