@@ -369,6 +369,176 @@ def image_pulls(fixture, clients):
     return {"clients": clients, "image_bytes": image_bytes, "servers": out}
 
 
+# ---------------------------------------------------------------- 8. replicas sharing one bucket
+
+S3_BUCKET = "wharf-bench"
+S3_ENV = {"AWS_ACCESS_KEY_ID": "wharf-bench", "AWS_SECRET_ACCESS_KEY": "wharf-bench-secret",
+          "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+class S3Bucket:
+    """moto's S3-compatible server on loopback (the one the e2e tests use, installed by scripts/test), with one
+    empty bucket; its state lives in memory."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # moto takes the account from the Authorization header and checks no signature.
+        auth = {"Authorization": "AWS4-HMAC-SHA256 Credential=wharf-bench/20260101/us-east-1/s3/aws4_request, "
+                                 "SignedHeaders=host, Signature=0"}
+        start = time.perf_counter()
+        while True:
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{self.port}/{S3_BUCKET}", method="PUT", headers=auth)
+                with urllib.request.urlopen(req, timeout=2) as r:
+                    if r.status < 300:
+                        return
+            except Exception:
+                if self.proc.poll() is not None or time.perf_counter() - start > 30:
+                    self.stop()
+                    raise RuntimeError("moto_server did not start")
+                time.sleep(0.1)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class Replica(Wharf):
+    """A wharf replica whose shared tier is `bucket` (config file: `storage.s3`, prefix `bench/`)."""
+    bucket_port = None
+
+    def start(self):
+        self.index = f"http://127.0.0.1:{self.port}/pypi/simple/"
+        conf = self.dir / "wharf.yaml"
+        conf.write_text(f"""listen: "127.0.0.1:{self.port}"
+storage:
+  path: "{self.dir / 'data'}"
+  s3:
+    bucket: {S3_BUCKET}
+    endpoint: "http://127.0.0.1:{self.bucket_port}"
+    region: us-east-1
+    prefix: bench/
+log:
+  level: warn
+repositories:
+  pypi:
+    format: pypi
+    upstream: "{self.upstream_index}"
+""")
+        return subprocess.Popen([str(REL / "wharf"), "serve", "--config", str(conf)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ, **S3_ENV})
+
+    def shared(self):
+        return json.loads(http_get(f"http://127.0.0.1:{self.port}/status", headers={"Accept": "application/json"})[1])["store"]["shared"]
+
+
+def replicas_burst(slow, clients, names, count=3):
+    """Scenario 8: `count` replicas on one bucket. Wave 1: a burst spread over all replicas (round-robin over
+    replica × file) while the bucket is empty; each replica may fetch each file from upstream once at most.
+    Wave 2: `count` fresh replicas (empty local tiers) on the now-filled bucket take the same burst: the bucket,
+    not upstream, serves them."""
+    if not shutil.which("moto_server"):
+        log("replicas: moto_server not installed (scripts/test installs it); skipped")
+        return None
+    try:
+        bucket = S3Bucket()
+    except Exception as e:
+        log(f"replicas: {e}")
+        return None
+    out = {"replicas": count, "clients": clients, "files": len(names)}
+    try:
+        for wave in ("cold_bucket", "filled_bucket"):
+            settle()
+            Replica.bucket_port = bucket.port
+            reps = []
+            try:
+                for _ in range(count):
+                    reps.append(Replica(slow.index, slow.port))
+                before = slow.stats()["downloads"]
+                urls = [r.file_url(n, slow.file(n)["filename"]) for n in names for r in reps]
+                with profiled("replicas", reps[0]):
+                    b = load("burst", "--clients", str(clients), *sum((["--url", u] for u in urls), []))
+                after = slow.stats()["downloads"]
+                fname = lambda n: slow.file(n)["filename"]
+                shared = [r.shared() for r in reps]
+                w = {"p50_ms": b["p50_ms"], "p99_ms": b["p99_ms"], "errors": len(b.get("errors", [])),
+                     "upstream_fetches_per_file": {n: after.get(fname(n), 0) - before.get(fname(n), 0) for n in names},
+                     "bucket_blob_gets": sum(s["blob_downloads"] for s in shared),
+                     "bucket_hits": sum(s["hits"] for s in shared),
+                     "peak_rss_mib": [round(r.peak_rss_kib() / 1024, 1) for r in reps]}
+                if wave == "cold_bucket":
+                    # Let the replicas finish their uploads (every replica shares the pages and files it
+                    # fetched) before the next wave looks: until the count stops growing for 3 s.
+                    deadline, last, since = time.perf_counter() + 180, -1, time.perf_counter()
+                    while time.perf_counter() < deadline:
+                        now = sum(r.shared()["entry_uploads"] for r in reps)
+                        if now != last:
+                            last, since = now, time.perf_counter()
+                        elif now >= 2 * len(names) and time.perf_counter() - since > 3:
+                            break
+                        time.sleep(0.25)
+                    w["bucket_entry_uploads"] = sum(r.shared()["entry_uploads"] for r in reps)
+                out[wave] = w
+                log(f"replicas {wave}: {w}")
+            finally:
+                for r in reps:
+                    r.stop()
+    except Exception as e:
+        log(f"replicas failed: {e}")
+    finally:
+        bucket.stop()
+    return out
+
+
+# ---------------------------------------------------------------- profiles
+
+PROFILE = set()  # scenario names given with --profile
+
+
+class profiled:
+    """`with profiled("burst", proxy):` records wharf with `perf` during the block when --profile names the
+    scenario, and writes a `perf report` summary to bench/results/profile-<scenario>.txt (only for wharf)."""
+
+    def __init__(self, scenario, proxy):
+        self.scenario, self.proxy, self.rec = scenario, proxy, None
+
+    def __enter__(self):
+        if self.scenario not in PROFILE or not isinstance(self.proxy, Wharf) or not shutil.which("perf"):
+            return self
+        PROFILE.discard(self.scenario)  # the first run of a scenario (scenarios repeat per server)
+        self.data = WORK / f"perf-{self.scenario}.data"
+        self.rec = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", str(self.data),
+                                     "-p", str(self.proxy.proc.pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        if not self.rec:
+            return False
+        self.rec.send_signal(signal.SIGINT)
+        try:
+            self.rec.wait(60)
+        except subprocess.TimeoutExpired:
+            self.rec.kill()
+        report = subprocess.run(["perf", "report", "-i", str(self.data), "--stdio", "--no-children",
+                                 "--sort", "dso,symbol", "--percent-limit", "0.7", "-g", "none"],
+                                capture_output=True, text=True).stdout
+        lines = [l for l in report.splitlines() if l.strip() and not l.startswith("#")]
+        (RESULTS / f"profile-{self.scenario}.txt").write_text(
+            f"perf record -F 999 -g on wharf during scenario '{self.scenario}'; self time by symbol "
+            "(perf report --no-children, entries over 0.7%)\n\n" + "\n".join(lines[:60]) + "\n")
+        self.data.unlink(missing_ok=True)
+        log(f"wrote bench/results/profile-{self.scenario}.txt")
+        return False
+
+
 class Direct(Proxy):
     """The baseline: the upstream itself, no proxy."""
     name = "direct"
@@ -419,6 +589,30 @@ def wrk(url, seconds, connections=64):
     p99 = ms(next(l.split()[1] for l in out.splitlines() if l.strip().startswith("99%")))
     errors = sum(int(x) for l in out.splitlines() if "Non-2xx" in l for x in l.split()[-1:])
     return {"rps": rps, "p99_ms": p99, "non_2xx": errors}
+
+
+def upstream_requests(before, after):
+    """What one scenario asked the fixture: pages, metadata files (PEP 658) and distribution downloads."""
+    files = sum(after["downloads"].values()) - sum(before["downloads"].values())
+    return {"requests": after["requests"] - before["requests"],
+            "pages": after["page_requests"] - before["page_requests"],
+            "metadata": after["file_requests"] - before["file_requests"] - files, "files": files}
+
+
+def reset_peak_rss(proxy):
+    """Starts the peak RSS (VmHWM) of the proxy's processes anew (Linux: `clear_refs` 5), so the next
+    scenario's peak is its own."""
+    if not proxy.proc:
+        return
+    pids = [proxy.proc.pid]
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proxy.proc.pid)], capture_output=True, text=True).stdout
+    pids += [int(x) for x in out.split()]
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
 
 
 def settle():
@@ -530,13 +724,15 @@ def run(args):
                 sc.setdefault("warm_uv_s", {})[kind.name] = min(install_seconds("uv", p.index, packages) for _ in range(3))
                 # 4. cached index page
                 http_get(p.page_url("pkg001"))
-                sc.setdefault("index_page", {})[kind.name] = wrk(p.page_url("pkg001"), wrk_secs)
+                with profiled("index_page", p):
+                    sc.setdefault("index_page", {})[kind.name] = wrk(p.page_url("pkg001"), wrk_secs)
                 # 5. large cached file
                 f = fast.file(f"large-{big_mib}")
                 url = p.file_url(f["project"], f["filename"])
                 load("throughput", "--clients", "1", "--url", url)
-                one = load("throughput", "--clients", "1", "--url", url, "--repeat", "2")
-                many = load("throughput", "--clients", "16", "--url", url)
+                with profiled("large_file", p):
+                    one = load("throughput", "--clients", "1", "--url", url, "--repeat", "2")
+                    many = load("throughput", "--clients", "16", "--url", url)
                 sc.setdefault("large_file", {})[kind.name] = {"one_client_mib_s": one["mib_per_s"],
                                                              "sixteen_clients_mib_s": many["mib_per_s"],
                                                              "errors": len(one["errors"]) + len(many["errors"])}
@@ -558,16 +754,21 @@ def run(args):
                 before = slow.stats()["downloads"]
                 urls = [p.file_url(n, slow.file(n)["filename"]) for n in burst_names]
                 burst_args = ["burst", "--clients", str(burst_clients), *sum((["--url", u] for u in urls), [])]
-                b = load(*burst_args)
+                with profiled("burst", p):
+                    b = load(*burst_args)
                 after = slow.stats()
+                b["uncached_peak_rss_mib"] = round(p.peak_rss_kib() / 1024, 1)
+                reset_peak_rss(p)
                 # The same burst again, now cached: what the machine needs to deliver these bytes at all.
-                b["cached_p99_ms"] = load(*burst_args)["p99_ms"]
+                with profiled("burst_cached", p):
+                    b["cached_p99_ms"] = load(*burst_args)["p99_ms"]
+                b["cached_peak_rss_mib"] = round(p.peak_rss_kib() / 1024, 1)
                 fetches = {n: after["downloads"].get(slow.file(n)["filename"], 0)
                            - before.get(slow.file(n)["filename"], 0) for n in burst_names}
                 twin = slow.file(alone_name)
                 single = load("burst", "--clients", "1", "--url", p.file_url(twin["project"], twin["filename"]))
                 b.update({"upstream_fetches_per_file": fetches, "single_client_ms": single["p50_ms"],
-                          "peak_rss_mib": round(p.peak_rss_kib() / 1024, 1)})
+                          "peak_rss_mib": max(b["uncached_peak_rss_mib"], round(p.peak_rss_kib() / 1024, 1))})
                 if not b.get("errors"):
                     b.pop("errors", None)
                 sc.setdefault("burst", {})[kind.name] = b
@@ -598,16 +799,117 @@ def run(args):
                     log(f"{kind.name} did not start: {e}")
                     continue
                 try:
-                    sc.setdefault(f"cold_{tool}_s", {})[kind.name] = install_seconds(tool, p.index, packages)
+                    before = slow.stats()
+                    with profiled(f"cold_{tool}", p):
+                        sc.setdefault(f"cold_{tool}_s", {})[kind.name] = install_seconds(tool, p.index, packages)
+                    sc.setdefault(f"cold_{tool}_upstream", {})[kind.name] = upstream_requests(before, slow.stats())
                 except Exception as e:
                     log(f"cold {tool} {kind.name} failed: {e}")
                 finally:
                     p.stop()
-        sc["cold_pip_s"]["direct"] = install_seconds("pip", slow.index, packages)
-        sc["cold_uv_s"]["direct"] = install_seconds("uv", slow.index, packages)
+        for tool in ("pip", "uv"):
+            before = slow.stats()
+            sc[f"cold_{tool}_s"]["direct"] = install_seconds(tool, slow.index, packages)
+            sc.setdefault(f"cold_{tool}_upstream", {})["direct"] = upstream_requests(before, slow.stats())
+        # 8. replicas sharing one bucket
+        if not args.only or "wharf" in args.only.split(","):
+            sc["replicas"] = replicas_burst(slow, burst_clients, burst_names)
+        if not args.only or "wharf" in args.only.split(","):
+            sc["egress"] = egress_scenario(quick, build=not args.no_build)
     finally:
         fast.stop(); slow.stop()
     return res
+
+
+# ---------------------------------------------------------------- egress
+
+EGRESS_MAWK = "{b[$4]+=$10} END{for (a in b) print a, b[a]}"
+
+
+def timed(cmd):
+    """Wall seconds and peak RSS (MiB) of one command; the shell itself when cmd is a string."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        p = subprocess.Popen(cmd, shell=isinstance(cmd, str), stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(p.pid, 0)
+        seconds = time.perf_counter() - start
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{cmd} exited with {p.returncode}: {err.read().decode(errors='replace')[-500:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def egress_scenario(quick, binaries=None, rounds=None, build=True):
+    """`wharf egress report` with the generated range and ASN files against mawk summing bytes by address, on a
+    generated default-v2 NAT-gateway log (50,000 remotes, 500 pods, millions of pairs), plain and gzip.
+    `binaries` maps a label to a wharf binary (default: this tree's release build) for A/B runs; every
+    command runs `rounds` times, interleaved, and the best time counts."""
+    size_mb = 100 if quick else 1024
+    rounds = rounds or (2 if quick else 3)
+    binaries = binaries or {"wharf": str(REL / "wharf")}
+    d = WORK / "egress" / f"{size_mb}mb"
+    log_file, gz = d / "flowlog.log", d / "flowlog.log.gz"
+    stamp = d / "fixture.json"
+    if build:
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "wharf-egress", "--example", "flowlog_fixture"],
+                       cwd=ROOT, check=True)
+    if not stamp.exists():
+        log(f"egress: generating a {size_mb} MB flow log and range files")
+        out = subprocess.run([str(REL / "examples" / "flowlog_fixture"), str(d), str(size_mb)], check=True,
+                             capture_output=True, text=True).stdout
+        gz.unlink(missing_ok=True)
+        subprocess.run(f"gzip -6 -c {log_file} > {gz}", shell=True, check=True)
+        stamp.write_text(out)
+    fixture = json.loads(stamp.read_text())
+    size = log_file.stat().st_size
+    ranges = str(d / "ranges")
+    mawk = ["mawk", EGRESS_MAWK, str(log_file)]
+    zmawk = f"zcat {gz} | mawk '{EGRESS_MAWK}'"
+    commands = {"mawk": mawk, "zcat | mawk": zmawk}
+    for label, binary in binaries.items():
+        report = [binary, "egress", "report", "--ranges", ranges, "--no-progress"]
+        commands[f"{label} plain"] = report + [str(log_file)]
+        commands[f"{label} gzip"] = report + [str(gz)]
+        commands[f"{label} table only"] = [binary, "egress", "ranges", "lookup", "--ranges", ranges, "192.0.2.1"]
+    subprocess.run(["cat", str(log_file), str(gz)], stdout=subprocess.DEVNULL, check=True)  # page cache
+    best = {}
+    for r in range(rounds):
+        for name, cmd in commands.items():
+            seconds, rss = timed(cmd)
+            log(f"egress round {r + 1}: {name}: {seconds:.2f} s, {size / 1e6 / seconds:.0f} MB/s, peak {rss:.0f} MiB")
+            prev = best.get(name)
+            if prev is None or seconds < prev["seconds"]:
+                best[name] = {"seconds": round(seconds, 3), "mb_s": round(size / 1e6 / seconds, 1),
+                              "peak_rss_mib": round(rss, 1)}
+    res = {"log_mb": round(size / 1e6), "records": fixture["records"], "remotes": fixture["remotes"],
+           "locals": fixture["locals"], "pairs": fixture.get("pairs"), "range_prefixes": fixture["range_prefixes"],
+           "mawk_program": EGRESS_MAWK, "runs": best, "rounds": rounds}
+    for label in binaries:
+        res.setdefault("ratios", {})[label] = {
+            "plain_vs_mawk": ratio(best["mawk"]["seconds"], best[f"{label} plain"]["seconds"]),
+            "gzip_vs_zcat_mawk": ratio(best["zcat | mawk"]["seconds"], best[f"{label} gzip"]["seconds"]),
+            "report_rss_over_table_mib": round(best[f"{label} plain"]["peak_rss_mib"]
+                                               - best[f"{label} table only"]["peak_rss_mib"], 1),
+        }
+    return res
+
+
+def egress_targets(sc, row):
+    e = sc.get("egress")
+    if not e or "wharf" not in e.get("ratios", {}):
+        return
+    r, runs = e["ratios"]["wharf"], e["runs"]
+    what = f"{e['log_mb']} MB v2 log, {e['remotes']} remotes, {e['locals']} locals, {e.get('pairs')} pairs"
+    row(f"egress report ≥ 1.5× mawk by address ({what}, ranges + ASN loaded)",
+        f"{r['plain_vs_mawk']}× ({runs['wharf plain']['mb_s']} vs {runs['mawk']['mb_s']} MB/s)",
+        r["plain_vs_mawk"] and r["plain_vs_mawk"] >= 1.5)
+    row("egress report on gzip ≥ 1.0× zcat | mawk",
+        f"{r['gzip_vs_zcat_mawk']}× ({runs['wharf gzip']['mb_s']} vs {runs['zcat | mawk']['mb_s']} MB/s)",
+        r["gzip_vs_zcat_mawk"] and r["gzip_vs_zcat_mawk"] >= 1.0)
+    row("egress report memory beyond the owner table < 64 MiB (no per-pair state)",
+        f"{r['report_rss_over_table_mib']} MiB (peak {runs['wharf plain']['peak_rss_mib']} MiB, table alone "
+        f"{runs['wharf table only']['peak_rss_mib']} MiB)", r["report_rss_over_table_mib"] < 64)
 
 
 # ---------------------------------------------------------------- report
@@ -695,9 +997,42 @@ def report(res):
                          f"{round(r['cold']['p50_ms'] / 1000, 2)} | {round(r['warm']['seconds'], 2)} | "
                          f"{r['peak_rss_mib'] if r['peak_rss_mib'] is not None else ''} | {errs} |")
         lines += [""]
+    lines += cold_and_replica_sections(sc)
     lines += targets(sc)
     lines += notes(sc)
     (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines) + "\n")
+
+
+def cold_and_replica_sections(sc):
+    """What each server asked the upstream during the cold installs, and scenario 8 (replicas on one bucket)."""
+    out = []
+    for tool in ("pip", "uv"):
+        up = sc.get(f"cold_{tool}_upstream")
+        if up:
+            out += [f"## 2. Cold install, {tool}: requests to the upstream", "",
+                    "Each request to the fixture costs 30 ms; 20 packages, one file each.", "",
+                    "| server | seconds | requests | index pages | metadata files | distributions |", "|---|---|---|---|---|---|"]
+            for name, u in up.items():
+                secs = sc.get(f"cold_{tool}_s", {}).get(name)
+                out.append(f"| {name} | {round(secs, 2) if secs else ''} | {u['requests']} | {u['pages']} | {u['metadata']} | {u['files']} |")
+            out.append("")
+    rep = sc.get("replicas")
+    if rep and rep.get("cold_bucket"):
+        out += ["## 8. Replicas sharing one bucket", "",
+                f"{rep['replicas']} wharf replicas with one S3 bucket (moto's server on loopback) as their shared tier; "
+                f"{rep['clients']} clients at once, spread round-robin over replicas and the {rep['files']} uncached files "
+                "of scenario 3 (same upstream: 30 ms, 16 MiB/s per download). First wave: empty bucket. Second wave: "
+                f"{rep['replicas']} fresh replicas (empty local disks) on the bucket the first wave filled.", "",
+                "| wave | upstream fetches per file | bucket blob GETs | entries taken from the bucket | p50 ms | p99 ms | peak RSS per replica, MiB | errors |",
+                "|---|---|---|---|---|---|---|---|"]
+        for wave, label in (("cold_bucket", "empty bucket"), ("filled_bucket", "filled bucket, fresh replicas")):
+            w = rep.get(wave)
+            if w:
+                f = ", ".join(str(v) for v in w["upstream_fetches_per_file"].values())
+                out.append(f"| {label} | {f} | {w['bucket_blob_gets']} | {w['bucket_hits']} | {round(w['p50_ms'])} | "
+                           f"{round(w['p99_ms'])} | {', '.join(str(x) for x in w['peak_rss_mib'])} | {w['errors']} |")
+        out.append("")
+    return out
 
 
 def notes(sc):
@@ -772,13 +1107,133 @@ def notes(sc):
     return out
 
 
+# What explains each target's gap where it is not met, from the profiles (`--profile`), by target id.
+# Written by whoever profiled it; shown beside the unmet row with a link to the profile when one was written.
+GAPS = {
+    "cold_pip": "devpi's pages offer no PEP 658 metadata files, so pip makes two upstream round trips per package "
+                "through devpi (page, wheel) and three through wharf and direct (page, metadata, wheel): see the "
+                "request table above. wharf fetches the wheel alongside a metadata miss (wheels up to 16 MiB), so "
+                "pip's wheel request joins that download. Every miss also waits for its commit before the last "
+                "byte (blob fsync, directory fsync, two index commits: strace showed ~20 ms per miss on a disk "
+                "loaded by builds, well under 1 ms on an idle one).",
+    "cold_uv": "uv asks for no metadata files here (pages and wheels only); nginx passes the upstream's absolute "
+               "file URLs through, so with nginx uv downloads the wheels from the upstream itself. wharf's "
+               "remaining cost per miss is the commit before the last byte (blob fsync, directory fsync, two index "
+               "commits).",
+}
+
+# Which `--profile` scenario explains which target.
+PROFILE_OF = {"burst_uncached_p99": "burst", "burst_uncached_rss": "burst", "burst_cached_p99": "burst_cached",
+              "burst_cached_rss": "burst_cached", "large_1": "large_file", "large_16": "large_file",
+              "index_rps": "index_page", "index_p99": "index_page", "cold_pip": "cold_pip", "cold_uv": "cold_uv",
+              "replicas_fetches": "replicas"}
+
+
+def issue_targets(sc):
+    """Every target of issue #19 as (id, target, measured, met): met is None when the scenario did not run.
+    Scenarios other helpers add are read from their keys and skipped when absent:
+    sc["idle_connections"]["kib_per_connection"] (idle keep-alive connections) and sc["egress"]
+    ({"plain": {"wharf_mb_s", "mawk_mb_s"}, "gzip": {"wharf_mb_s", "zcat_mawk_mb_s"}, "peak_rss_mib",
+    "rss_bounded": bool, "rss_note": str})."""
+    rows = []
+    def add(tid, name, value, ok):
+        rows.append((tid, name, value, None if ok is None else bool(ok)))
+    def vs(a, b, limit, higher):
+        r = ratio(a, b)
+        return (f"{r}×" if r is not None else "n/a"), (r is not None and (r >= limit if higher else r <= limit))
+    burst = sc.get("burst", {})
+    w, n = burst.get("wharf"), burst.get("nginx")
+    if w and n:
+        add("burst_uncached_p99", "burst of 1,000 on 5 uncached files: p99 ≤ 0.8× nginx", *vs(w["p99_ms"], n["p99_ms"], 0.8, False))
+        if w.get("cached_p99_ms") and n.get("cached_p99_ms"):
+            add("burst_cached_p99", "same burst, cached: p99 ≤ 0.8× nginx", *vs(w["cached_p99_ms"], n["cached_p99_ms"], 0.8, False))
+    else:
+        add("burst_uncached_p99", "burst of 1,000 on 5 uncached files: p99 ≤ 0.8× nginx", "not measured", None)
+        add("burst_cached_p99", "same burst, cached: p99 ≤ 0.8× nginx", "not measured", None)
+    if w:
+        un = w.get("uncached_peak_rss_mib", w.get("peak_rss_mib"))
+        add("burst_uncached_rss", "uncached burst: peak RSS < 64 MiB", f"{un} MiB", un is not None and un < 64)
+        ca = w.get("cached_peak_rss_mib")
+        if ca is not None:
+            add("burst_cached_rss", "cached burst: peak RSS < 64 MiB", f"{ca} MiB", ca < 64)
+        f = list(w["upstream_fetches_per_file"].values())
+        add("burst_once", "burst: one upstream fetch per file", str(f), all(v == 1 for v in f))
+    lf = sc.get("large_file", {})
+    for k, tid, label in (("one_client_mib_s", "large_1", "1 client"), ("sixteen_clients_mib_s", "large_16", "16 clients")):
+        if "wharf" in lf and "nginx" in lf:
+            add(tid, f"large cached file, {label}: ≥ 1.5× nginx", *vs(lf["wharf"][k], lf["nginx"][k], 1.5, True))
+        else:
+            add(tid, f"large cached file, {label}: ≥ 1.5× nginx", "not measured", None)
+    ip = sc.get("index_page", {})
+    if "wharf" in ip and "nginx" in ip:
+        add("index_rps", "cached index pages: ≥ 1.0× nginx req/s", *vs(ip["wharf"]["rps"], ip["nginx"]["rps"], 1.0, True))
+        add("index_p99", "cached index pages: p99 ≤ nginx", *vs(ip["wharf"]["p99_ms"], ip["nginx"]["p99_ms"], 1.0, False))
+    for tool in ("pip", "uv"):
+        d = sc.get(f"cold_{tool}_s", {})
+        name = f"cold `{'pip install' if tool == 'pip' else 'uv pip install'}` (+30 ms upstream): ≤ every peer"
+        others = {k: v for k, v in d.items() if k != "wharf" and v}
+        if "wharf" in d and others:
+            rs = {k: ratio(d["wharf"], v) for k, v in others.items()}
+            worst = max(rs, key=rs.get)
+            add(f"cold_{tool}", name, ", ".join(f"{r}× {k}" for k, r in rs.items()) + f" (worst: {worst})",
+                all(r <= 1.0 for r in rs.values()))
+        else:
+            add(f"cold_{tool}", name, "not measured", None)
+    idle = sc.get("idle_connections") or {}
+    if idle.get("kib_per_connection") is not None:
+        add("idle_conns", f"{idle.get('connections', 10_000):,} idle keep-alive connections: < 8 KiB each",
+            f"{idle['kib_per_connection']} KiB", idle["kib_per_connection"] < 8)
+    else:
+        add("idle_conns", "10,000 idle keep-alive connections: < 8 KiB each", "not measured", None)
+    eg = sc.get("egress") or {}
+    plain, gz = eg.get("plain") or {}, eg.get("gzip") or {}
+    if plain.get("wharf_mb_s") and plain.get("mawk_mb_s"):
+        add("egress_plain", "`wharf egress report`, 1 GB plain log: ≥ 1.5× mawk", *vs(plain["wharf_mb_s"], plain["mawk_mb_s"], 1.5, True))
+    else:
+        add("egress_plain", "`wharf egress report`, 1 GB plain log: ≥ 1.5× mawk", "not measured", None)
+    if gz.get("wharf_mb_s") and gz.get("zcat_mawk_mb_s"):
+        add("egress_gzip", "`wharf egress report`, gzip: ≥ zcat \\| mawk", *vs(gz["wharf_mb_s"], gz["zcat_mawk_mb_s"], 1.0, True))
+    else:
+        add("egress_gzip", "`wharf egress report`, gzip: ≥ zcat \\| mawk", "not measured", None)
+    if "rss_bounded" in eg:
+        add("egress_rss", "`wharf egress report`: peak RSS bounded by groups and remotes, not pairs",
+            f"{eg.get('peak_rss_mib')} MiB" + (f" ({eg['rss_note']})" if eg.get("rss_note") else ""), eg["rss_bounded"])
+    else:
+        add("egress_rss", "`wharf egress report`: peak RSS bounded by groups and remotes, not pairs", "not measured", None)
+    rep = sc.get("replicas") or {}
+    cold, filled = rep.get("cold_bucket"), rep.get("filled_bucket")
+    name = f"{rep.get('replicas', 3)} replicas on one bucket, burst over all: ≤ 1 upstream fetch per replica per file"
+    if cold:
+        f = list(cold["upstream_fetches_per_file"].values())
+        add("replicas_fetches", name, f"{f} (limit {rep['replicas']})", all(v <= rep["replicas"] for v in f))
+    else:
+        add("replicas_fetches", name, "not measured", None)
+    if filled:
+        f = list(filled["upstream_fetches_per_file"].values())
+        add("replicas_bucket", "fresh replicas on the filled bucket: the bucket serves, no upstream fetch",
+            f"upstream {f}, bucket blob GETs {filled['bucket_blob_gets']}", all(v == 0 for v in f) and filled["bucket_blob_gets"] > 0)
+    return rows
+
+
 def targets(sc):
-    t = ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    t = ["## Targets (issue #19)", "",
+         "Each target of the issue as measured in this run; beside each unmet one, what the profile shows "
+         "(`bench/run --profile <scenario>` records wharf with `perf` and writes `results/profile-<scenario>.txt`).", "",
+         "| target | measured | met | what explains the gap |", "|---|---|---|---|"]
+    for tid, name, value, ok in issue_targets(sc):
+        why = ""
+        if ok is False:
+            why = GAPS.get(tid, "")
+            prof = PROFILE_OF.get(tid)
+            if prof and (RESULTS / f"profile-{prof}.txt").exists():
+                why = (why + " " if why else "") + f"[profile](results/profile-{prof}.txt)"
+        met = {True: "met", False: "not met", None: "not measured"}[ok]
+        t.append(f"| {name} | {value} | {met} | {why} |")
+    t += ["", "### Earlier targets", "", "| target | measured | met |", "|---|---|---|"]
     def row(name, value, ok):
         t.append(f"| {name} | {value} | {'yes' if ok else 'no'} |")
     ip = sc.get("index_page", {})
     if "wharf" in ip and "nginx" in ip:
-        r = ratio(ip["wharf"]["rps"], ip["nginx"]["rps"]); row("cached index pages ≥ 0.8× nginx req/s", f"{r}×", r and r >= 0.8)
         r = ratio(ip["wharf"]["p99_ms"], ip["nginx"]["p99_ms"]); row("cached index p99 ≤ 1.5× nginx", f"{r}×", r and r <= 1.5)
     wu = sc.get("warm_uv_s", {})
     if "wharf" in wu:
@@ -787,11 +1242,7 @@ def targets(sc):
                 r = ratio(wu["wharf"], wu[peer]); row(f"warm uv install ≤ {limit}× {peer}", f"{r}×", r and r <= limit)
     b = sc.get("burst", {}).get("wharf")
     if b:
-        once = all(v == 1 for v in b["upstream_fetches_per_file"].values())
-        row("burst: exactly one upstream fetch per file", str(list(b["upstream_fetches_per_file"].values())), once)
         r = ratio(b["p99_ms"], b["single_client_ms"]); row("burst p99 ≤ 1.2× a single client's", f"{r}×", r and r <= 1.2)
-    if b:
-        row("burst peak RSS < 64 MiB", f"{b.get('peak_rss_mib')} MiB", (b.get("peak_rss_mib") or 999) < 64)
     st = sc.get("startup", {}).get("wharf")
     if st:
         row("peak RSS (scenarios 1, 4, 5) < 64 MiB", f"{st.get('peak_rss_mib')} MiB", (st.get("peak_rss_mib") or 999) < 64)
@@ -804,14 +1255,7 @@ def targets(sc):
         if "distribution" in img:
             r = ratio(w["cold"]["seconds"], img["distribution"]["cold"]["seconds"])
             row("images: cold parallel pulls no slower than distribution", f"{r}×", r and r <= 1.0)
-    idle = sc.get("idle_connections", {})
-    if "kib_per_connection" in idle:
-        row(f"{idle['connections']:,} idle keep-alive connections: RSS per connection < 8 KiB",
-            f"{idle['kib_per_connection']} KiB", idle["kib_per_connection"] < 8)
-    lf = sc.get("large_file", {})
-    if "wharf" in lf and "nginx" in lf:
-        for k, label in (("one_client_mib_s", "one client"), ("sixteen_clients_mib_s", "16 clients")):
-            r = ratio(lf["wharf"][k], lf["nginx"][k]); row(f"large file {label} ≥ 0.8× nginx", f"{r}×", r and r >= 0.8)
+    egress_targets(sc, row)
     t.append("")
     return t
 
@@ -866,7 +1310,11 @@ def main():
     ap.add_argument("--only", help="comma-separated subset of servers (wharf,nginx,proxpi,devpi,nora)")
     ap.add_argument("--no-build", action="store_true", help="use the release binaries already in target/release")
     ap.add_argument("--report-only", action="store_true", help="re-render RESULTS.md from results.json")
+    ap.add_argument("--profile", default="", help="comma-separated scenarios to record wharf with perf in "
+                    "(burst, burst_cached, cold_pip, cold_uv, index_page, large_file, replicas); writes "
+                    "bench/results/profile-<scenario>.txt")
     args = ap.parse_args()
+    PROFILE.update(x for x in args.profile.split(",") if x)
     RESULTS.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
     if args.report_only:

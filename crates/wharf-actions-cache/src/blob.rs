@@ -149,7 +149,7 @@ async fn put_blob(
             .await
             .map_err(|e| UploadError::Io(std::io::Error::other(e.to_string())))??;
     let mut state = busy.0.state();
-    state.blocks.clear();
+    state.staging = None;
     state.committed = Some(committed);
     Ok(created(Some(&committed)))
 }
@@ -165,19 +165,24 @@ async fn put_block(
             "blockid must be 1 to {MAX_BLOCK_ID} characters"
         )));
     };
-    {
-        let state = busy.0.state();
-        if state.blocks.len() >= MAX_BLOCKS && !state.blocks.contains_key(id) {
-            return Err(UploadError::Invalid(format!(
-                "an upload has at most {MAX_BLOCKS} blocks"
-            )));
+    let store = repo.engine.store();
+    let declared = req.body.declared_len();
+    let slot = busy
+        .0
+        .state()
+        .stage_block(store, &repo.budget, id, declared, repo.max_entry)?;
+    let own = match slot.offset() {
+        Some(offset) => {
+            upload::write_range(slot.file.clone(), req.body, offset, declared.unwrap_or(0)).await?;
+            None
         }
-    }
-    let staged: u64 = busy.0.state().blocks.values().map(|s| s.len).sum();
-    let limit = repo.max_entry.saturating_sub(staged);
-    let (spooled, _) =
-        upload::spool(repo.engine.store(), &repo.budget, req.body, limit, false).await?;
-    busy.0.state().blocks.insert(id.to_string(), spooled);
+        None => {
+            let (spooled, _) =
+                upload::spool(store, &repo.budget, req.body, repo.max_entry, false).await?;
+            Some(spooled)
+        }
+    };
+    busy.0.state().block_done(&slot, own);
     Ok(created(None))
 }
 
@@ -190,22 +195,25 @@ async fn put_block_list(
     let text = std::str::from_utf8(&body)
         .map_err(|_| UploadError::Invalid("the block list is not UTF-8".into()))?;
     let ids = block_list_ids(text)?;
-    let blocks = {
-        let mut state = busy.0.state();
-        let mut blocks = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let Some(spooled) = state.blocks.remove(id) else {
-                return Err(UploadError::Invalid(format!(
-                    "the block list names a block that was not staged (or twice): {}",
-                    id.chars().take(MAX_BLOCK_ID).collect::<String>()
-                )));
-            };
-            blocks.push(spooled);
+    let staging = busy.0.state().staging.take();
+    let committed = match staging {
+        Some(staging) => {
+            upload::commit_blocks(repo.engine.store(), &repo.budget, staging, ids).await?
         }
-        state.blocks.clear();
-        blocks
+        None if ids.is_empty() => {
+            let store = repo.engine.store().clone();
+            let spooled = upload::empty(&store, &repo.budget)?;
+            let digest = wharf_store::Digest::of(b"");
+            tokio::task::spawn_blocking(move || upload::commit(&store, spooled, digest, 0))
+                .await
+                .map_err(|e| UploadError::Io(std::io::Error::other(e.to_string())))??
+        }
+        None => {
+            return Err(UploadError::Invalid(
+                "the block list names blocks but none were staged".into(),
+            ))
+        }
     };
-    let committed = upload::commit_blocks(repo.engine.store(), &repo.budget, blocks).await?;
     busy.0.state().committed = Some(committed);
     Ok(created(Some(&committed)))
 }

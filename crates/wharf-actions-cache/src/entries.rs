@@ -3,21 +3,27 @@
 //!
 //! Matching, for each scope the job may read (its own first): the exact key, then the newest entry whose
 //! key starts with the primary key, then for each restore key in order the newest entry it prefixes; always
-//! with an equal version, and only entries whose blob is still stored. With a shared tier, an exact key
-//! another replica recorded is found there when this replica has nothing.
+//! with an equal version, and only entries whose blob is still stored. With a shared tier, when this replica
+//! has nothing, the same order is followed in the bucket: the exact key's entry object, then the markers
+//! replicas write beside their entries ([`crate::layout::marker_name`]), listed by the key and each restore
+//! key as a prefix, newest first.
 
 use std::sync::Arc;
 
 use wharf_store::{now_ms, Digest, Entry, Store, StoreError};
 
-use crate::layout::{entry_key, scope_prefix, split_entry};
+use crate::layout::{entry_key, marker_dir, marker_key, marker_prefix, scope_prefix, split_entry};
 
 /// Most entries one prefix lookup considers (in key order); a restore key matching more looks at these.
 pub const LIST_LIMIT: usize = 1000;
 /// Most entries a repository keeps; the least recently used go first beyond it.
 pub const MAX_ENTRIES: usize = 50_000;
-/// Most scopes a lookup that found nothing locally asks the shared tier about (one request each).
+/// Most scopes a lookup that found nothing locally asks the shared tier about (one request each, plus one
+/// listing per key and restore key).
 pub const MAX_SHARED_SCOPES: usize = 4;
+/// Most entries of one prefix listing tried, newest first, before the next key (a listed entry may have been
+/// purged since).
+pub const MAX_SHARED_TRIES: usize = 3;
 
 /// Who is asking: the namespace (repository) and the scopes the job may read and write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +118,9 @@ pub async fn find(
     if local.is_some() {
         return Ok(local);
     }
+    if !store.has_shared() {
+        return Ok(None);
+    }
     for scope in caller.read.iter().take(MAX_SHARED_SCOPES) {
         let index_key = entry_key(&caller.namespace, scope, key, version);
         if let Some((entry, _blob)) = store.pull_shared(repo, &index_key, |_| true).await {
@@ -121,6 +130,34 @@ pub async fn find(
                 scope: scope.clone(),
                 entry,
             }));
+        }
+    }
+    for scope in caller.read.iter().take(MAX_SHARED_SCOPES) {
+        let dir = marker_dir(&caller.namespace, scope, version);
+        let dir: Vec<&str> = dir.iter().map(String::as_str).collect();
+        for wanted in std::iter::once(key).chain(restore_keys.iter().map(String::as_str)) {
+            let Some(prefix) = marker_prefix(wanted) else {
+                continue;
+            };
+            let mut listed = store
+                .list_shared_markers(repo, &dir, &prefix, LIST_LIMIT)
+                .await;
+            // Newest first by the bucket's write time; equal times (S3 keeps seconds) by name, stably.
+            listed.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| y.0.cmp(&x.0)));
+            for (name, _) in listed.into_iter().take(MAX_SHARED_TRIES) {
+                let Some(found_key) = marker_key(&name) else {
+                    continue;
+                };
+                let index_key = entry_key(&caller.namespace, scope, &found_key, version);
+                if let Some((entry, _blob)) = store.pull_shared(repo, &index_key, |_| true).await {
+                    return Ok(Some(Found {
+                        index_key,
+                        key: found_key,
+                        scope: scope.clone(),
+                        entry,
+                    }));
+                }
+            }
         }
     }
     Ok(None)

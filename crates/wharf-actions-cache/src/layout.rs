@@ -42,6 +42,67 @@ pub fn split_entry(index_key: &str, prefix: &str) -> Option<(String, String)> {
     Some((key.to_string(), version.to_string()))
 }
 
+/// Longest marker name written to the shared tier (the bucket's object keys are at most 1024 bytes).
+pub const MAX_MARKER_NAME: usize = 600;
+
+/// `text` in the characters a bucket path segment keeps as they are: letters, digits, `-`, `_` and `.`
+/// stay, every other byte becomes `=XX`. A prefix of `text` encodes to a prefix of its encoding.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("={b:02X}"));
+        }
+    }
+    out
+}
+
+/// The shared tier's marker directory of a scope and version: `[ns, scope, version]`, each plain (`=` for
+/// an empty namespace or scope).
+pub fn marker_dir(ns: &str, scope: &str, version: &str) -> Vec<String> {
+    let part = |t: &str| {
+        if t.is_empty() {
+            "=".to_string()
+        } else {
+            plain(t)
+        }
+    };
+    vec![part(ns), part(scope), part(version)]
+}
+
+/// The marker name of cache key `key` (`None` when too long for the bucket): the key made plain and a
+/// closing `,`, so a key that equals a restore key still sorts after the restore key's listing offset.
+pub fn marker_name(key: &str) -> Option<String> {
+    let name = format!("{},", plain(key));
+    (name.len() <= MAX_MARKER_NAME).then_some(name)
+}
+
+/// The name prefix that lists the markers of keys starting with `prefix`.
+pub fn marker_prefix(prefix: &str) -> Option<String> {
+    let out = plain(prefix);
+    (out.len() < MAX_MARKER_NAME).then_some(out)
+}
+
+/// The cache key a marker name stands for.
+pub fn marker_key(name: &str) -> Option<String> {
+    let body = name.strip_suffix(',')?.as_bytes();
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'=' {
+            let hex = std::str::from_utf8(body.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(body[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Why `key` is not a cache key this service takes.
 pub fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
@@ -93,6 +154,38 @@ mod tests {
         assert_eq!(component(""), "_");
         // A namespace cannot pose as another namespace plus a scope.
         assert_ne!(scope_prefix("a/b", "c"), scope_prefix("a", "b/c"));
+    }
+
+    #[test]
+    fn marker_names_round_trip_and_keep_prefixes() {
+        for key in [
+            "npm-linux-abc",
+            "a/b c=d,e",
+            "ünï",
+            "setup-go-Linux-x64-go-1.22",
+        ] {
+            let name = marker_name(key).unwrap();
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.=,".contains(&b)),
+                "{name}"
+            );
+            assert_eq!(marker_key(&name).as_deref(), Some(key));
+            let half = &key[..key.char_indices().nth(3).map_or(key.len(), |(i, _)| i)];
+            assert!(name.starts_with(&marker_prefix(half).unwrap()), "{key}");
+        }
+        // A key equal to the prefix still sorts after the prefix (the listing's offset).
+        assert!(marker_name("deps").unwrap().as_str() > marker_prefix("deps").unwrap().as_str());
+        assert_eq!(marker_key("bad=Z,"), None);
+        assert_eq!(marker_key("no-comma"), None);
+        assert!(
+            marker_name(&"/".repeat(300)).is_none(),
+            "too long for a bucket key"
+        );
+        assert_eq!(
+            marker_dir("", "refs/heads/main", "v1"),
+            vec!["=", "refs=2Fheads=2Fmain", "v1"]
+        );
     }
 
     #[test]

@@ -364,9 +364,16 @@ impl ActionsRepo {
             .map_err(|e| wharf_store::StoreError::Shared {
                 message: format!("index task failed: {e}"),
             })??;
+        // With a shared tier, a marker lets other replicas find the entry by a restore-key prefix.
+        let marker = layout::marker_name(&session.key).map(|name| {
+            (
+                layout::marker_dir(&session.namespace, &session.scope, &session.version),
+                name,
+            )
+        });
         self.engine
             .store()
-            .share(&self.name, &session.index_key, &entry);
+            .share_marked(&self.name, &session.index_key, &entry, marker);
         self.sessions.close(&session.id);
         drop(_entry_lock);
         if self.config.max_size.is_some() {

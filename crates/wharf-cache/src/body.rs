@@ -15,6 +15,7 @@ use tokio::sync::watch::Receiver;
 use wharf_store::Entry;
 
 use crate::flight::FlightState;
+use crate::FetchError;
 use crate::Outcome;
 
 pub type BodyStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -264,6 +265,29 @@ impl Served {
         self.len() == Some(0)
     }
 
+    /// The error of a download that has failed already (its bytes are gone): nothing of it can be served.
+    pub fn failed(&self) -> Option<FetchError> {
+        match &self.source {
+            Source::Growing { rx, .. } => match &*rx.borrow() {
+                FlightState::Failed(e) => Some(e.clone()),
+                _ => None,
+            },
+            Source::File { .. } | Source::Headers { .. } => None,
+        }
+    }
+
+    /// Waits until a download being written has ended (verified or failed) without reading its bytes;
+    /// returns at once for anything else.
+    pub(crate) async fn finished(self) {
+        if let Source::Growing { mut rx, .. } = self.source {
+            while matches!(&*rx.borrow_and_update(), FlightState::Body { .. }) {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
     /// The whole body as a stream. A download that fails ends the stream with an error. At most two chunks
     /// of a body are alive at once (see [`WINDOW`]): the stream yields the next one after the consumer dropped
     /// an earlier one, so a consumer copies chunks out (as [`Self::into_bytes`] does) rather than keeping them.
@@ -498,6 +522,11 @@ fn mapped_stream(
     ))
 }
 
+/// The bytes of a download in progress. A download that fails ends the stream with an error; when that
+/// happens before the stream yielded anything, the error comes one poll later. A server writing the stream
+/// as a response has then sent the response head it built, so the client sees a response cut short, not a
+/// connection closed with no answer (hyper buffers the head and writes it only once the body is pending
+/// or has data; a body that fails on its first poll ends the connection with the head unsent).
 fn growing_stream(rx: Receiver<FlightState>, start: u64, end: Option<u64>) -> BodyStream {
     let active = ActiveBody::default();
     Box::pin(futures_util::stream::try_unfold(
@@ -508,7 +537,12 @@ fn growing_stream(rx: Receiver<FlightState>, start: u64, end: Option<u64>) -> Bo
                 let (file, available, complete) = match state {
                     FlightState::Body { file, written, .. } => (file, written, false),
                     FlightState::Complete { file, size, .. } => (file, size, true),
-                    FlightState::Failed(e) => return Err(io::Error::other(e.to_string())),
+                    FlightState::Failed(e) => {
+                        if pos == start {
+                            tokio::task::yield_now().await;
+                        }
+                        return Err(io::Error::other(e.to_string()));
+                    }
                     FlightState::Pending | FlightState::NotModified(_) => {
                         return Err(io::Error::other("download is in an unexpected state"))
                     }
@@ -642,6 +676,35 @@ mod tests {
         drop(held);
         let third = tokio::time::timeout(std::time::Duration::from_secs(5), next).await;
         assert!(matches!(third, Ok(Some(Ok(_)))), "written chunks make room");
+    }
+
+    #[tokio::test]
+    async fn a_download_failed_before_its_first_byte_errs_one_poll_late() {
+        use futures_util::FutureExt;
+        let failed = FlightState::Failed(FetchError::Abandoned { url: "u".into() });
+        let (_tx, rx) = tokio::sync::watch::channel(failed);
+        let served = Served {
+            outcome: Outcome::Miss,
+            entry: Entry {
+                digest: None,
+                size: 10,
+                status: 200,
+                content_type: None,
+                etag: None,
+                last_modified: None,
+                fetched_at: 0,
+                immutable: true,
+                upstream_url: "u".into(),
+                headers: Vec::new(),
+            },
+            upstream_bytes: None,
+            source: Source::Growing { rx, len: Some(10) },
+        };
+        assert!(served.failed().is_some(), "a failed download says so");
+        let mut stream = served.into_stream();
+        // Pending first: a server writing this body as a response flushes its head before the error.
+        assert!(stream.next().now_or_never().is_none());
+        assert!(matches!(stream.next().now_or_never(), Some(Some(Err(_)))));
     }
 
     #[tokio::test]

@@ -21,6 +21,9 @@ const DISK_CHECK_EVERY: u64 = 64 * 1024 * 1024;
 /// Disk space a download leaves free (beyond its announced length): a body of unknown length must not fill
 /// the disk the index and other downloads need. Small, so that small volumes still cache small files.
 const DISK_HEADROOM: u64 = 1024 * 1024;
+/// Most background fetches started by [`Engine::prefetch`] at once; past it a prefetch is skipped (the client
+/// that wants the file fetches it itself).
+const MAX_PREFETCHES: usize = 16;
 
 /// The engine: one per process, shared by every repository.
 pub struct Engine {
@@ -28,6 +31,7 @@ pub struct Engine {
     pub(crate) upstream: Upstream,
     flights: FlightMap,
     pub(crate) metrics: EngineMetrics,
+    prefetches: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the store holds for a request, judged against the request's freshness rules.
@@ -45,6 +49,7 @@ impl Engine {
             upstream,
             flights: FlightMap::default(),
             metrics,
+            prefetches: Arc::new(tokio::sync::Semaphore::new(MAX_PREFETCHES)),
         })
     }
 
@@ -108,6 +113,40 @@ impl Engine {
 
     pub fn metrics(&self) -> &EngineMetrics {
         &self.metrics
+    }
+
+    /// Starts the fetch of `req` in the background, as a client's request would, when a client is about to ask
+    /// for it (a pip client that read a wheel's metadata file downloads that wheel next): the client then
+    /// joins the download in flight, or finds it stored, instead of waiting for its own upstream round trip.
+    /// Nothing happens when a fresh copy (or a negative entry) is stored, the key is in flight already, or
+    /// [`MAX_PREFETCHES`] are running. The fetch is the same flight with the same guarantees (one upstream
+    /// fetch per key, verified before commit, bounded by `max_concurrent_misses`); outcome metrics count only
+    /// clients' requests, not prefetches. Returns whether a fetch was started.
+    pub fn prefetch(self: &Arc<Self>, req: FetchRequest) -> bool {
+        let in_flight = self
+            .flights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&req.flight_key());
+        if in_flight || !matches!(self.store.lookup(&req.repo, &req.key), Ok(None)) {
+            return false;
+        }
+        let Ok(permit) = self.prefetches.clone().try_acquire_owned() else {
+            return false;
+        };
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let (repo, key) = (req.repo.clone(), req.key.clone());
+            match engine.get_inner(req).await {
+                // Held until the download ends, so MAX_PREFETCHES bounds downloads, not just their starts.
+                Ok(served) => served.finished().await,
+                Err(e) => {
+                    tracing::debug!(repo = %repo, key = %key, error = %crate::redact_secrets(&e.to_string()), "prefetch failed")
+                }
+            }
+            drop(permit);
+        });
+        true
     }
 
     /// Number of upstream fetches in progress.
@@ -356,7 +395,7 @@ impl Engine {
         stale: Option<Entry>,
         tx: Sender<FlightState>,
         upstream_bytes: Arc<AtomicU64>,
-        _guard: FlightGuard,
+        guard: FlightGuard,
     ) {
         self.metrics.inflight.inc();
         if let Err(error) = self
@@ -373,6 +412,9 @@ impl Engine {
             if let FetchError::Store(message) = &error {
                 self.store.record_write_failure(message.clone());
             }
+            // Leave the map before the waiters hear of the failure: a client told of it may ask again at
+            // once, and that request must start a fresh fetch, not join this finished one and fail too.
+            drop(guard);
             tx.send_replace(FlightState::Failed(error));
         }
         self.metrics.inflight.dec();

@@ -155,6 +155,12 @@ pub fn serve(
     req_headers: &HeaderMap,
     content_type: Option<&str>,
 ) -> Response<Body> {
+    // A download that failed before its answer was built gets its error status: once a `200` head is
+    // built, the failure can only cut the body, and a body that fails before its first byte is sent ends
+    // the connection without even that head.
+    if let Some(error) = served.failed() {
+        return fetch_error_response(&error);
+    }
     let info = CacheInfo {
         outcome: Some(served.outcome),
         upstream_bytes: served.upstream_bytes.clone(),

@@ -8,6 +8,7 @@ pub mod accesslog;
 pub mod cli;
 pub mod error;
 pub mod export;
+pub mod fixture;
 pub mod flowlog;
 pub mod net;
 pub mod owners;

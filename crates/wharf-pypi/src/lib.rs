@@ -47,6 +47,13 @@ use render_cache::RenderCache;
 /// page on wharf's origin.
 const FILE_TYPE: &str = "application/octet-stream";
 
+/// Largest distribution fetched ahead of its client (see [`PypiRepo::resolve_file`]): pip and uv ask for a
+/// wheel's metadata file first and download the wheel next (pip after resolving every requirement), so on a
+/// metadata miss the wheel is fetched alongside, and the client's download joins it or finds it stored. The
+/// cost is the download of a file a resolver looked at but did not choose; above this size that is not worth
+/// one round trip saved.
+const PREFETCH_MAX_SIZE: u64 = 16 * 1024 * 1024;
+
 /// Largest index page wharf reads into memory (the root index of a large public index is tens of MB).
 const PAGE_LIMIT: u64 = 512 * 1024 * 1024;
 
@@ -393,7 +400,7 @@ impl PypiRepo {
         let result = self
             .engine
             .get_or_resolve(&self.name, &key, Freshness::Immutable, head_only, || {
-                self.resolve_file(&norm, filename, key.clone())
+                self.resolve_file(&norm, filename, key.clone(), !head_only)
             })
             .await;
         match result {
@@ -407,12 +414,15 @@ impl PypiRepo {
         }
     }
 
-    /// The upstream request for a file: its URL and sha256 from the project's (cached) index page.
+    /// The upstream request for a file: its URL and sha256 from the project's (cached) index page. For a
+    /// metadata file with `prefetch`, the distribution it describes is fetched in the background when upstream
+    /// announced its size, at most [`PREFETCH_MAX_SIZE`] (see [`Engine::prefetch`]).
     async fn resolve_file(
         &self,
         norm: &str,
         filename: &str,
         key: String,
+        prefetch: bool,
     ) -> Result<FetchRequest, Refusal> {
         let (dist_name, metadata) = match filename.strip_suffix(".metadata") {
             Some(dist) => (dist, true),
@@ -462,11 +472,22 @@ impl PypiRepo {
             refusal.0.extensions_mut().insert(wharf_cache::HeldBack(1));
             return Err(refusal);
         }
+        if metadata && prefetch && link.size.is_some_and(|size| size <= PREFETCH_MAX_SIZE) {
+            self.engine.prefetch(self.file_request(
+                format!("files/{norm}/{dist_name}"),
+                link.url.clone(),
+                link.sha256().map(str::to_string),
+            ));
+        }
+        Ok(self.file_request(key, url, expected))
+    }
+
+    fn file_request(&self, key: String, url: Url, sha256: Option<String>) -> FetchRequest {
         let mut fetch = FetchRequest::new(self.name.clone(), key, url, Freshness::Immutable);
-        fetch.expected = expected.map(Expected::Sha256);
+        fetch.expected = sha256.map(Expected::Sha256);
         fetch.adopt_stored_blob = true;
         fetch.reach = Some(self.reach.clone());
-        Ok(fetch)
+        fetch
     }
 }
 

@@ -537,6 +537,20 @@ impl Store {
     /// while the bucket is marked unreachable. Failures are logged and counted, never returned: the local
     /// copy is already committed. Must be called from within a Tokio runtime.
     pub fn share(self: &Arc<Self>, repo: &str, key: &str, entry: &Entry) {
+        self.share_marked(repo, key, entry, None);
+    }
+
+    /// [`Store::share`], then a marker `name` under `dir` (plain segments, see
+    /// [`shared::is_plain_segment`]) that [`Store::list_shared_markers`] finds by a name prefix: how a format
+    /// lets other replicas find its entries by more than the exact key. The marker is written only after the
+    /// entry object, so a marker found stands for an entry that was shared.
+    pub fn share_marked(
+        self: &Arc<Self>,
+        repo: &str,
+        key: &str,
+        entry: &Entry,
+        marker: Option<(Vec<String>, String)>,
+    ) {
         let Some(shared) = &self.shared else {
             return;
         };
@@ -546,6 +560,9 @@ impl Store {
         if !shared.available() {
             return;
         }
+        let marker = marker.filter(|(dir, name)| {
+            dir.iter().all(|d| shared::is_plain_segment(d)) && shared::is_plain_segment(name)
+        });
         let store = self.clone();
         let (repo, key, entry) = (repo.to_string(), key.to_string(), entry.clone());
         tokio::spawn(async move {
@@ -553,15 +570,48 @@ impl Store {
                 return;
             };
             let local = store.blobs.path_of(&digest);
-            let result = match shared.upload_blob(&digest, entry.size, local).await {
+            let mut result = match shared.upload_blob(&digest, entry.size, local).await {
                 Ok(()) => shared.write_entry(&repo, &key, &entry).await,
                 Err(e) => Err(e),
             };
+            if let (Ok(()), Some((dir, name))) = (&result, marker) {
+                let dir: Vec<&str> = dir.iter().map(String::as_str).collect();
+                result = shared.write_marker(&repo, &dir, &name).await;
+            }
             if let Err(error) = result {
                 tracing::warn!(%repo, %key, %error, "could not share a cached entry with other replicas");
                 shared.record_failure(&error, true);
             }
         });
+    }
+
+    /// The markers other replicas (or this one) wrote with [`Store::share_marked`] under `dir` whose name
+    /// starts with `prefix`: `(name, written at in ms)`, at most `limit`. Empty without a shared tier, while
+    /// the bucket is marked unreachable, or when listing fails (logged and counted).
+    pub async fn list_shared_markers(
+        &self,
+        repo: &str,
+        dir: &[&str],
+        prefix: &str,
+        limit: usize,
+    ) -> Vec<(String, u64)> {
+        let Some(shared) = &self.shared else {
+            return Vec::new();
+        };
+        if !shared.available()
+            || !dir.iter().all(|d| shared::is_plain_segment(d))
+            || !(prefix.is_empty() || shared::is_plain_segment(prefix))
+        {
+            return Vec::new();
+        }
+        match shared.list_markers(repo, dir, prefix, limit).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(repo, %error, "shared tier listing failed");
+                shared.record_failure(&error, false);
+                Vec::new()
+            }
+        }
     }
 
     /// Deletes the entry object for `key` of `repo` from the shared tier (waits for it; failures are logged

@@ -7,6 +7,10 @@
 //!   this key. The key is the content's digest, so two replicas uploading it at once write the same bytes.
 //! - `entries/<repo>/<sha256 of key>.json`: [`SharedEntry`] (the request key travels inside), written only after
 //!   its blob is in the bucket. Last writer wins; readers judge freshness by the entry's `fetched_at`.
+//! - `markers/<repo>/<dir...>/<name>`: an empty object written after an entry object, for formats that find
+//!   entries by a name prefix (the Actions cache's restore keys): listed with a start offset, so one request
+//!   finds the names under a prefix, each with its time of writing. The name says which entry it stands for;
+//!   the entry object stays the record.
 //!
 //! Every failure here is soft: the caller logs it, counts it and carries on with the local tier and upstream. A
 //! failed request marks the bucket unreachable for [`RETRY_AFTER`], so a down bucket costs one failed request per
@@ -428,6 +432,100 @@ impl SharedTier {
         self.reached();
         self.entry_uploads.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// Longest object key written for a marker (S3 takes 1024 bytes).
+pub const MAX_MARKER_KEY: usize = 1000;
+/// Bound on one marker listing.
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `part` is a path segment the object store keeps as it is (so that a listing gives it back
+/// unchanged): letters, digits, `-`, `_`, `.`, `=`, `,`, `+`, `@`, and neither `.` nor `..`.
+pub fn is_plain_segment(part: &str) -> bool {
+    !part.is_empty()
+        && part != "."
+        && part != ".."
+        && part.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'=' | b',' | b'+' | b'@')
+        })
+}
+
+impl SharedTier {
+    fn marker_path(&self, repo: &str, dir: &[&str], name: Option<&str>) -> ObjectPath {
+        let mut tail = vec!["markers", repo];
+        tail.extend_from_slice(dir);
+        tail.extend(name);
+        self.path(&tail)
+    }
+
+    /// Writes the marker `name` under `dir` (both plain segments, see [`is_plain_segment`]).
+    pub(crate) async fn write_marker(
+        &self,
+        repo: &str,
+        dir: &[&str],
+        name: &str,
+    ) -> Result<(), SharedError> {
+        let path = self.marker_path(repo, dir, Some(name));
+        if path.as_ref().len() > MAX_MARKER_KEY {
+            return Err(rejected(&path, "marker name is too long for the bucket"));
+        }
+        tokio::time::timeout(
+            SMALL_REQUEST_TIMEOUT,
+            self.client.put(&path, Vec::<u8>::new().into()),
+        )
+        .await
+        .map_err(|_| remote("write", &path, "timed out"))?
+        .map_err(|e| remote("write", &path, e))?;
+        self.reached();
+        Ok(())
+    }
+
+    /// The markers under `dir` whose name starts with `prefix`, with when each was written (ms), at most
+    /// `limit`, in name order.
+    pub(crate) async fn list_markers(
+        &self,
+        repo: &str,
+        dir: &[&str],
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, SharedError> {
+        let dir_path = self.marker_path(repo, dir, None);
+        let listed = tokio::time::timeout(LIST_TIMEOUT, async {
+            let mut out = Vec::new();
+            let mut stream = if prefix.is_empty() {
+                self.client.list(Some(&dir_path))
+            } else {
+                // The names under the prefix follow the prefix itself in key order: start the listing after
+                // it. A name equal to the prefix would be skipped, so callers end names with a character
+                // their prefixes never end with.
+                let offset = ObjectPath::from(format!("{}/{prefix}", dir_path.as_ref()));
+                self.client.list_with_offset(Some(&dir_path), &offset)
+            };
+            while let Some(meta) = stream.next().await {
+                let meta = meta?;
+                let Some(name) = meta.location.filename() else {
+                    continue;
+                };
+                if !name.starts_with(prefix) {
+                    break;
+                }
+                out.push((
+                    name.to_string(),
+                    meta.last_modified.timestamp_millis().max(0) as u64,
+                ));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok::<_, object_store::Error>(out)
+        })
+        .await;
+        let out = listed
+            .map_err(|_| remote("list", &dir_path, "timed out"))?
+            .map_err(|e| remote("list", &dir_path, e))?;
+        self.reached();
+        Ok(out)
     }
 }
 

@@ -166,6 +166,20 @@ impl Layout {
         self.columns.len()
     }
 
+    /// Whether the layout has packet-level addresses or AWS service names, whose meaning (NAT duplicates, the
+    /// service named for an otherwise unknown address) depends on the order records are read in.
+    pub fn has_packet_fields(&self) -> bool {
+        self.columns.iter().flatten().any(|field| {
+            matches!(
+                field,
+                Field::PktSrcAddr
+                    | Field::PktDstAddr
+                    | Field::PktSrcAwsService
+                    | Field::PktDstAwsService
+            )
+        })
+    }
+
     /// The field at each column, `None` for columns wharf does not read.
     pub fn columns(&self) -> &[Option<Field>] {
         &self.columns

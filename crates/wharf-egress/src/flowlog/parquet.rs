@@ -31,6 +31,9 @@ pub fn read_parquet(path: &Path, sink: &mut dyn FlowSink) -> Result<()> {
     let rows = reader.get_row_iter(None).map_err(|e| fail(e.to_string()))?;
     let mut values: Vec<String> = vec![String::new(); layout.width()];
     for (index, row) in rows.enumerate() {
+        if sink.done() {
+            break;
+        }
         let row = row.map_err(|e| fail(format!("row {}: {e}", index + 1)))?;
         for (slot, (_, value)) in values.iter_mut().zip(row.get_column_iter()) {
             slot.clear();

@@ -201,31 +201,43 @@ impl OwnerTableBuilder {
         let asn_records = std::mem::take(&mut self.asn_records);
         let mut asn_entries = Vec::with_capacity(asn_records.len());
         let mut user_asn_entries = Vec::new();
+        // ASN files repeat one (AS number, organisation, file) for many ranges: intern each once.
+        let mut asn_owner_ids: HashMap<(u32, Option<String>, String), u32> = HashMap::new();
         for record in asn_records {
-            let org = record
-                .org
-                .or_else(|| self.as_names.get(&record.asn).cloned());
-            let name = match org {
-                Some(org) if !org.is_empty() => format!("{org} (AS{})", record.asn),
-                _ => format!("AS{}", record.asn),
-            };
-            let owner = Owner {
-                name,
-                service: None,
-                region: None,
-                asn: Some(record.asn),
-                source: record.source,
-            };
             let net = record.net.trunc();
-            let entry = self.entry(RangeRecord {
-                net,
-                owner,
+            let id_key = (record.asn, record.org, record.source);
+            let owner_id = match asn_owner_ids.get(&id_key) {
+                Some(id) => *id,
+                None => {
+                    let (asn, org, source) = id_key.clone();
+                    let org = org.or_else(|| self.as_names.get(&asn).cloned());
+                    let name = match org {
+                        Some(org) if !org.is_empty() => format!("{org} (AS{asn})"),
+                        _ => format!("AS{asn}"),
+                    };
+                    let id = self.intern(Owner {
+                        name,
+                        service: None,
+                        region: None,
+                        asn: Some(asn),
+                        source,
+                    });
+                    asn_owner_ids.insert(id_key.clone(), id);
+                    id
+                }
+            };
+            let (first, last, len) = key_range(&net);
+            asn_entries.push(PrefixEntry {
+                first,
+                last,
+                len,
                 rank: 0,
+                owner: owner_id,
             });
-            asn_entries.push(entry);
-            if let Some(vendor) = self.user_asns.get(&record.asn).cloned() {
+            let asn = id_key.0;
+            if let Some(vendor) = self.user_asns.get(&asn).cloned() {
                 let vendor = Owner {
-                    asn: Some(record.asn),
+                    asn: Some(asn),
                     ..vendor
                 };
                 let entry = self.entry(RangeRecord {

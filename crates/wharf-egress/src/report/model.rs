@@ -1,12 +1,11 @@
 //! The report as data: grouped rows with top-N, `other` and `unknown`, totals, cost, time range and the
 //! series the HTML charts draw. Every output format renders this one structure.
 
-use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::aggregate::{Aggregated, InputCounters, Traffic, UNKNOWN_SLOT};
+use super::aggregate::{Aggregated, InputCounters, RemoteSet, Traffic, UNKNOWN_SLOT};
 use crate::accesslog::AccessSummary;
 use crate::owners::{Owner, SourceSummary};
 use crate::pods::PodNames;
@@ -158,8 +157,29 @@ fn owner_label(owner: Option<&Owner>, by: GroupBy) -> String {
 #[derive(Default)]
 struct Group {
     traffic: Traffic,
-    remotes: HashSet<IpAddr>,
+    /// Distinct remotes, when the group's remotes are not disjoint from other groups' (sources).
+    remote_set: Option<RemoteSet>,
+    remote_count: u64,
     owner: Option<String>,
+}
+
+impl Group {
+    fn remotes(&self) -> u64 {
+        self.remote_set
+            .as_ref()
+            .map_or(self.remote_count, RemoteSet::len)
+    }
+
+    fn fold(&mut self, other: Group, universe: usize) {
+        self.traffic.add(other.traffic);
+        self.remote_count += other.remote_count;
+        if let Some(theirs) = other.remote_set {
+            match self.remote_set.as_mut() {
+                Some(mine) => mine.union_with(&theirs, universe),
+                None => self.remote_set = Some(theirs),
+            }
+        }
+    }
 }
 
 fn cost(bytes: u64, price: f64) -> f64 {
@@ -175,10 +195,11 @@ impl Report {
         owner_sources: Vec<SourceSummary>,
     ) -> Report {
         let owner_of = |slot: u32| (slot != UNKNOWN_SLOT).then(|| &data.owners[slot as usize]);
+        let universe = data.remotes.len();
         let mut total = Group::default();
-        for pair in &data.pairs {
-            total.traffic.add(pair.traffic);
-            total.remotes.insert(pair.remote);
+        for remote in &data.remotes {
+            total.traffic.add(remote.traffic);
+            total.remote_count += 1;
         }
         let grand = total.traffic.bytes;
         let finish = |label: String, kind: RowKind, group: &Group, groups: u64| Row {
@@ -188,7 +209,7 @@ impl Report {
             bytes: group.traffic.bytes,
             packets: group.traffic.packets,
             flows: group.traffic.flows,
-            remote_ips: group.remotes.len() as u64,
+            remote_ips: group.remotes(),
             cost_usd: cost(group.traffic.bytes, shape.price_per_gb),
             share: if grand == 0 {
                 0.0
@@ -200,28 +221,36 @@ impl Report {
         let grouped = |by: GroupBy, top: usize| -> Vec<Row> {
             let mut groups: HashMap<String, Group> = HashMap::new();
             let mut unknown = Group::default();
-            for pair in &data.pairs {
-                let owner = owner_of(pair.owner_slot);
-                let (label, is_unknown) = match by {
-                    GroupBy::Remote => (pair.remote.to_string(), false),
-                    GroupBy::Source => {
-                        let pod = shape.pods.and_then(|pods| pods.name_of(pair.local));
-                        (
-                            pod.map_or_else(|| pair.local.to_string(), str::to_owned),
-                            false,
-                        )
+            if by == GroupBy::Source {
+                // Sources share remotes: their distinct remotes are unions of the per-local sets.
+                for source in &data.sources {
+                    let pod = shape.pods.and_then(|pods| pods.name_of(source.local));
+                    let label = pod.map_or_else(|| source.local.to_string(), str::to_owned);
+                    let group = groups.entry(label).or_default();
+                    group.traffic.add(source.traffic);
+                    match &mut group.remote_set {
+                        Some(set) => set.union_with(&source.remotes, universe),
+                        None => group.remote_set = Some(source.remotes.clone()),
                     }
-                    _ => (owner_label(owner, by), owner.is_none()),
-                };
-                let group = if is_unknown {
-                    &mut unknown
-                } else {
-                    groups.entry(label).or_default()
-                };
-                group.traffic.add(pair.traffic);
-                group.remotes.insert(pair.remote);
-                if by == GroupBy::Remote {
-                    group.owner = Some(owner_label(owner, GroupBy::Service));
+                }
+            } else {
+                // Every remote has one owner, so groups of remotes are disjoint and remotes can be counted.
+                for remote in &data.remotes {
+                    let owner = owner_of(remote.owner_slot);
+                    let (label, is_unknown) = match by {
+                        GroupBy::Remote => (remote.remote.to_string(), false),
+                        _ => (owner_label(owner, by), owner.is_none()),
+                    };
+                    let group = if is_unknown {
+                        &mut unknown
+                    } else {
+                        groups.entry(label).or_default()
+                    };
+                    group.traffic.add(remote.traffic);
+                    group.remote_count += 1;
+                    if by == GroupBy::Remote {
+                        group.owner = Some(owner_label(owner, GroupBy::Service));
+                    }
                 }
             }
             let mut ranked: Vec<(String, Group)> = groups.into_iter().collect();
@@ -239,8 +268,7 @@ impl Report {
                     rows.push(finish(label, RowKind::Group, &group, 1));
                 } else {
                     folded += 1;
-                    other.traffic.add(group.traffic);
-                    other.remotes.extend(group.remotes);
+                    other.fold(group, universe);
                 }
             }
             if folded > 0 {

@@ -513,7 +513,8 @@ async fn an_upload_cut_midway_is_never_restorable_and_a_later_save_succeeds() {
         .expect("url")
         .to_string();
     cut_upload(&url, 1_000_000, 400_000);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until wharf has seen the cut (its request ended and was logged), the upload is still in progress.
+    wharf.wait_log(|r| r["method"] == "PUT");
 
     let (_, finalized) = twirp(
         &client,
@@ -735,6 +736,73 @@ async fn a_buildkit_shaped_client_uploads_blocks_on_url_v2_and_reads_ranges() {
     )
     .await;
     assert_eq!(root["ok"], true);
+
+    // Blocks sent in list order, several at once (as the blob SDK does): committed without a copy, and the
+    // entry is the blocks in list order, whatever order they finished in.
+    let (_, created) = twirp(
+        &client,
+        &url_v2,
+        "CreateCacheEntry",
+        &tok,
+        json!({"key": "in-order", "version": version}),
+    )
+    .await;
+    let upload = created["signed_upload_url"].as_str().expect("url");
+    let blocks: Vec<Vec<u8>> = (0..4)
+        .map(|i| noise(200_000 - i * 50_000, 30 + i as u8))
+        .collect();
+    let ids: Vec<String> = (0..blocks.len())
+        .map(|i| base64::engine::general_purpose::STANDARD.encode(format!("blk-{i:04}")))
+        .collect();
+    let puts = blocks.iter().zip(&ids).map(|(block, id)| {
+        client
+            .put(format!(
+                "{upload}&comp=block&blockid={}",
+                id.replace('=', "%3D")
+            ))
+            .body(block.clone())
+            .send()
+    });
+    for resp in futures_util::future::join_all(puts).await {
+        assert_eq!(resp.expect("put block").status().as_u16(), 201);
+    }
+    let list: String = ids
+        .iter()
+        .map(|id| format!("<Latest>{id}</Latest>"))
+        .collect();
+    let resp = client
+        .put(format!("{upload}&comp=blocklist"))
+        .body(format!("<BlockList>{list}</BlockList>"))
+        .send()
+        .await
+        .expect("put block list");
+    assert_eq!(resp.status().as_u16(), 201);
+    let whole = blocks.concat();
+    let (_, done) = twirp(
+        &client,
+        &url_v2,
+        "FinalizeCacheEntryUpload",
+        &tok,
+        json!({"key": "in-order", "size_bytes": whole.len(), "version": version}),
+    )
+    .await;
+    assert_eq!(done["ok"], true, "{done}");
+    let (_, looked) = twirp(
+        &client,
+        &url_v2,
+        "GetCacheEntryDownloadURL",
+        &tok,
+        json!({"key": "in-order", "version": version}),
+    )
+    .await;
+    let got = client
+        .get(looked["signed_download_url"].as_str().expect("url"))
+        .send()
+        .await
+        .expect("get");
+    let got = got.bytes().await.expect("body");
+    assert_eq!(got.len(), whole.len());
+    assert!(got.as_ref() == &whole[..], "the blocks in list order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1052,6 +1120,99 @@ async fn a_cache_saved_on_one_replica_is_restored_on_another_through_the_bucket(
     )
     .await;
     assert_eq!(other["ok"], false);
+}
+
+/// With `storage.s3`, restore keys match as prefixes across replicas: entries saved on one replica are
+/// listed in the bucket by the other, newest first, within the job's readable scopes and version only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_key_prefixes_match_entries_another_replica_saved() {
+    use crate::s3::{wait_entry_uploads, S3Server, BUCKET, CREDENTIALS};
+    let Some(s3) = S3Server::start().await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let storage = format!(
+        "  s3:\n    bucket: {BUCKET}\n    endpoint: \"http://127.0.0.1:{}\"\n    region: us-east-1\n    prefix: ci/\n",
+        s3.port
+    );
+    let repos = "  actions:\n    format: actions-cache\n";
+    let a = Wharf::start_with_env(&tmp.path().join("a"), repos, &storage, &CREDENTIALS);
+    let b = Wharf::start_with_env(&tmp.path().join("b"), repos, &storage, &CREDENTIALS);
+    let client = http();
+    let main = token("1", MAIN);
+    let older = noise(100_000, 60);
+    let newer = noise(120_000, 61);
+    assert!(save_raw(&client, &a.url("/"), &main, "deps-linux-aaa", older).await);
+    wait_entry_uploads(&a, 1).await;
+    // The bucket's write times have second resolution: the second save is clearly newer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        save_raw(
+            &client,
+            &a.url("/"),
+            &main,
+            "deps-linux-bbb/x y",
+            newer.clone()
+        )
+        .await
+    );
+    assert!(save_raw(&client, &a.url("/"), &main, "other-zzz", noise(10, 62)).await);
+    wait_entry_uploads(&a, 3).await;
+    let version = "d".repeat(64);
+    let lookup = |tok: String, key: &'static str, restore: Vec<&'static str>, version: String| {
+        let (client, base) = (client.clone(), b.url("/"));
+        async move {
+            twirp(
+                &client,
+                &base,
+                "GetCacheEntryDownloadURL",
+                &tok,
+                json!({"key": key, "restore_keys": restore, "version": version}),
+            )
+            .await
+            .1
+        }
+    };
+    // The marker is written just after the entry object: allow it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        let found = lookup(
+            main.clone(),
+            "deps-linux-ccc",
+            vec!["deps-linux-", "deps-"],
+            version.clone(),
+        )
+        .await;
+        if found["ok"] == true || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        found["ok"], true,
+        "found by prefix through the bucket: {found}"
+    );
+    assert_eq!(
+        found["matched_key"], "deps-linux-bbb/x y",
+        "the newest of the prefix"
+    );
+    let got = client
+        .get(found["signed_download_url"].as_str().expect("url"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(got.bytes().await.expect("body").as_ref(), &newer[..]);
+    // The primary key itself is a prefix too.
+    let by_key = lookup(main.clone(), "other-", vec![], version.clone()).await;
+    assert_eq!(by_key["matched_key"], "other-zzz", "{by_key}");
+    // Another version, another repository, or a scope the job may not read: nothing.
+    let other_version = lookup(main.clone(), "x", vec!["deps-"], "e".repeat(64)).await;
+    assert_eq!(other_version["ok"], false, "{other_version}");
+    let other_repo = lookup(token("2", MAIN), "x", vec!["deps-"], version.clone()).await;
+    assert_eq!(other_repo["ok"], false, "{other_repo}");
+    let feature_only = token("1", &[("refs/heads/feature", 3)]);
+    let c = lookup(feature_only, "x", vec!["deps-"], version.clone()).await;
+    assert_eq!(c["ok"], false, "a scope the job cannot read: {c}");
 }
 
 /// The admin API purges a scope (or a key prefix) with `prefix=` on the entry layout.

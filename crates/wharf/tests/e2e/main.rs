@@ -8,6 +8,7 @@ mod apt;
 mod cache;
 mod cargo;
 mod clients;
+mod cold_path;
 mod config_cli;
 mod containerd;
 mod cooldown;

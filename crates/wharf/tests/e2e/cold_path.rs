@@ -1,0 +1,94 @@
+//! The uncached path of PyPI installs: a metadata miss fetches the wheel it describes alongside (pip asks for
+//! the wheel next), once, and only when upstream announced a small enough size.
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+use wharf_testkit::{wheel, Project, PypiUpstream};
+
+/// Waits (bounded) until the access log has a line for a path ending in `suffix`.
+fn logged(wharf: &Wharf, suffix: &str) -> serde_json::Value {
+    wharf.wait_log(|r| r["path"].as_str().is_some_and(|p| p.ends_with(suffix)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_finds_the_wheel_fetched_while_it_read_the_metadata() {
+    if !require_tool("python3", &["-m", "pip", "--version"]) {
+        return;
+    }
+    let dist = wheel("prefetched", "1.0");
+    assert!(
+        dist.metadata.is_some(),
+        "the fixture offers PEP 658 metadata"
+    );
+    let up = PypiUpstream::start(vec![Project::new("prefetched", vec![dist.clone()])]).await;
+    // Each upstream answer takes a while, so a wheel request that had to go upstream itself is a miss.
+    up.faults().set_delay(Duration::from_millis(150));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &pypi_repo("pypi", &up.index_url(), ""),
+        "",
+    );
+    let target = tmp.path().join("target");
+    let (ok, out) = run(python_client("python3")
+        .args(["-m", "pip", "install", "--no-deps", "--target"])
+        .arg(&target)
+        .args(["--index-url", &wharf.url("/pypi/simple/"), "prefetched"]));
+    assert!(ok, "{out}");
+    let meta = logged(&wharf, &format!("{}.metadata", dist.filename));
+    assert_eq!(meta["cache"], "miss", "{meta}");
+    let whl = logged(&wharf, &dist.filename);
+    assert!(
+        whl["cache"] == "coalesced" || whl["cache"] == "hit",
+        "pip's wheel request joined the prefetch instead of going upstream: {whl}"
+    );
+    assert_eq!(
+        up.stats().file_downloads(&dist.filename),
+        1,
+        "one upstream download"
+    );
+    assert_eq!(
+        up.stats()
+            .requests_for(&format!("/files/{}.metadata", dist.filename)),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_misses_prefetch_only_when_upstream_announced_a_small_size() {
+    let dist = wheel("unsized", "1.0");
+    let up = PypiUpstream::start(vec![Project::new("unsized", vec![dist.clone()])]).await;
+    // A PEP 503 HTML index announces no sizes: nothing is fetched ahead.
+    up.set_html_only(true);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &pypi_repo("pypi", &up.index_url(), ""),
+        "",
+    );
+    let meta = wharf.url(&format!("/pypi/files/unsized/{}.metadata", dist.filename));
+    let resp = http().get(&meta).send().await.expect("metadata");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.bytes().await.expect("body").as_ref(),
+        dist.metadata.as_deref().expect("metadata")
+    );
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline {
+        assert_eq!(
+            up.stats().file_downloads(&dist.filename),
+            0,
+            "no download without a known size"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = http()
+        .get(wharf.url(&format!("/pypi/files/unsized/{}", dist.filename)))
+        .send()
+        .await
+        .expect("wheel");
+    assert_eq!(resp.headers()["x-wharf-cache"], "miss");
+    assert_eq!(resp.bytes().await.expect("body").len(), dist.bytes.len());
+    assert_eq!(up.stats().file_downloads(&dist.filename), 1);
+}
