@@ -1067,10 +1067,6 @@ def notes(sc):
             f"{max(p['upstream_fetches_per_file'].values())} upstream fetches per file here, one per redirected "
             "wave), and the load generator follows redirects to the fixture, which serves from memory; once a "
             "file is cached it serves 16 clients at a time with `sendfile`.")
-    idle = sc.get("idle_connections", {})
-    if "kib_per_connection" in idle:
-        row(f"{idle['connections']:,} idle keep-alive connections: RSS per connection < 8 KiB",
-            f"{idle['kib_per_connection']} KiB", idle["kib_per_connection"] < 8)
     lf = sc.get("large_file", {})
     if "wharf" in lf and "nginx" in lf:
         out.append(
