@@ -422,7 +422,15 @@ impl Connection {
                     None => return,
                 }
             }
-            if std::mem::take(&mut first) && may_be_http2(&io.inner) {
+            let http2 = if std::mem::take(&mut first) {
+                match may_be_http2(&io.inner, self.watch.header).await {
+                    Some(http2) => http2,
+                    None => return,
+                }
+            } else {
+                false
+            };
+            if http2 {
                 let builder = self.builder.clone();
                 let conn = builder.serve_connection(TokioIo::new(io), service.clone());
                 if let Some(Err(e)) = self
@@ -543,15 +551,14 @@ impl Connection {
     }
 }
 
-/// Whether the bytes waiting on `tcp` could be the start of the HTTP/2 preface (one `P` could also begin
-/// `POST`: hyper's auto builder tells them apart).
-fn may_be_http2(tcp: &TcpStream) -> bool {
+/// Whether the first bytes on `tcp` could be the start of the HTTP/2 preface (one `P` could also begin
+/// `POST`: hyper's auto builder tells them apart). `None`: nothing came within `within`, or the client left.
+async fn may_be_http2(tcp: &TcpStream, within: Duration) -> Option<bool> {
     let mut head = [0u8; 24];
-    let mut buf = ReadBuf::new(&mut head);
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match tcp.poll_peek(&mut cx, &mut buf) {
-        Poll::Ready(Ok(n)) if n > 0 => H2_PREFACE.starts_with(buf.filled()),
-        _ => false,
+    match tokio::time::timeout(within, tcp.peek(&mut head)).await {
+        Ok(Ok(n)) if n > 0 => Some(H2_PREFACE.starts_with(&head[..n])),
+        Ok(Ok(_)) => Some(false),
+        _ => None,
     }
 }
 
