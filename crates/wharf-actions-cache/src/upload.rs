@@ -5,7 +5,7 @@
 //! commit (v1). A session that is abandoned, cut short or lost in a restart leaves nothing restorable:
 //! its temporary files are removed when it is dropped, and `tmp/` is emptied when the store opens.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -321,7 +321,34 @@ pub struct Staging {
     segments: Vec<Segment>,
     /// The current segment of each block id (a block staged again replaces the earlier one).
     by_id: HashMap<String, usize>,
+    /// Segments with bytes in the file, by offset (they never overlap).
+    regions: BTreeMap<u64, usize>,
+    /// The length of the first block placed by its index (see [`block_index`]).
+    block_size: Option<u64>,
     chain: Arc<Mutex<Chain>>,
+}
+
+/// The index a block id carries, if it ends in decimal digits (after base64 decoding): the blob SDKs name
+/// block `i` of an upload `<prefix><i, zero-padded>`, and send blocks of one size but the last.
+fn block_index(id: &str) -> Option<u64> {
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(id)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(id))
+        .unwrap_or_else(|_| id.as_bytes().to_vec());
+    let digits = decoded
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .take(12)
+        .count();
+    if digits == 0 {
+        return None;
+    }
+    std::str::from_utf8(&decoded[decoded.len() - digits..])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 impl Staging {
@@ -336,6 +363,8 @@ impl Staging {
             end: 0,
             segments: Vec::new(),
             by_id: HashMap::new(),
+            regions: BTreeMap::new(),
+            block_size: None,
             chain: Arc::default(),
         })
     }
@@ -358,17 +387,52 @@ impl Staging {
         self.chain.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether `[offset, offset + len)` overlaps no placed block.
+    fn is_free(&self, offset: u64, len: u64) -> bool {
+        let end = offset.saturating_add(len);
+        let before = self
+            .regions
+            .range(..=offset)
+            .next_back()
+            .is_none_or(|(&o, &i)| o + self.segments[i].len <= offset);
+        let after = self
+            .regions
+            .range(offset..)
+            .next()
+            .is_none_or(|(&o, _)| o >= end);
+        before && after
+    }
+
+    /// Where a block of `len` bytes named `id` goes: where its index says when the id carries one and the
+    /// place is free (so blocks sent at once land in list order whatever order they arrive in), else after
+    /// every placed block.
+    fn place(&mut self, id: &str, len: u64, bound: u64) -> u64 {
+        let guess = (len > 0)
+            .then(|| block_index(id))
+            .flatten()
+            .and_then(|n| n.checked_mul(*self.block_size.get_or_insert(len)));
+        match guess {
+            Some(offset)
+                if offset.checked_add(len).is_some_and(|end| end <= bound)
+                    && self.is_free(offset, len) =>
+            {
+                offset
+            }
+            _ => self.end,
+        }
+    }
+
     /// Recomputes how far hashing may go and starts a hashing task when there is something to hash.
     fn advance(&self) {
-        let mut ready = 0u64;
-        for segment in &self.segments {
-            match segment.place {
-                Place::InFile { offset } if segment.done && offset == ready => ready += segment.len,
-                _ => break,
-            }
-        }
         let mut chain = self.lock_chain();
-        chain.ready = chain.ready.max(ready);
+        let mut ready = chain.ready;
+        for (&offset, &i) in self.regions.range(ready..) {
+            if offset != ready || !self.segments[i].done {
+                break;
+            }
+            ready += self.segments[i].len;
+        }
+        chain.ready = ready;
         if chain.running || chain.hashed() >= chain.ready {
             return;
         }
@@ -429,12 +493,16 @@ impl SessionState {
         if live + len > max_entry || staging.end + len > max_entry.saturating_mul(2) {
             return Err(UploadError::TooLarge { limit: max_entry });
         }
+        let bound = max_entry.saturating_mul(2);
         let offset = match declared {
             Some(len) => {
                 budget.take(len)?;
                 staging.data.len += len;
-                let offset = staging.end;
-                staging.end += len;
+                let offset = staging.place(id, len, bound);
+                staging.end = staging.end.max(offset + len);
+                if len > 0 {
+                    staging.regions.insert(offset, staging.segments.len());
+                }
                 Some(offset)
             }
             None => None,
@@ -957,6 +1025,46 @@ mod tests {
         let (got, _) = stage_and_commit(blocks, &[0], &["A"]).await.unwrap();
         assert_eq!(got.digest, Digest::of(&a));
         assert!(got.copied);
+    }
+
+    #[tokio::test]
+    async fn blocks_whose_ids_carry_their_index_land_in_place_whatever_order_they_start_in() {
+        use base64::Engine as _;
+        let id = |i: u32| {
+            base64::engine::general_purpose::STANDARD.encode(format!("0b3c1a7e-upload-{i:012}"))
+        };
+        assert_eq!(block_index(&id(13)), Some(13));
+        assert_eq!(block_index("QUFB"), None);
+        let (i0, i1, i2, i3) = (id(0), id(1), id(2), id(3));
+        let size = 100_000;
+        let parts: Vec<Vec<u8>> = (0..4u8)
+            .map(|i| vec![i + 1; if i == 3 { 777 } else { size }])
+            .collect();
+        let whole = parts.concat();
+        // Started 2, 0, 3, 1 (requests sent at once arrive in any order), finished in yet another order.
+        let blocks: &[(&str, &[u8], bool)] = &[
+            (&i2, &parts[2], true),
+            (&i0, &parts[0], true),
+            (&i3, &parts[3], true),
+            (&i1, &parts[1], true),
+        ];
+        let (got, _) = stage_and_commit(blocks, &[3, 0, 2, 1], &[&i0, &i1, &i2, &i3])
+            .await
+            .unwrap();
+        assert_eq!(got.digest, Digest::of(&whole));
+        assert!(!got.copied, "placed by index: no copy");
+        // The short last block arriving first sets a wrong block size: still right, by the copy.
+        let blocks: &[(&str, &[u8], bool)] = &[
+            (&i3, &parts[3], true),
+            (&i0, &parts[0], true),
+            (&i1, &parts[1], true),
+            (&i2, &parts[2], true),
+        ];
+        let (got, _) = stage_and_commit(blocks, &[0, 1, 2, 3], &[&i0, &i1, &i2, &i3])
+            .await
+            .unwrap();
+        assert_eq!(got.digest, Digest::of(&whole));
+        assert_eq!(got.size, whole.len() as u64);
     }
 
     #[test]

@@ -513,7 +513,8 @@ async fn an_upload_cut_midway_is_never_restorable_and_a_later_save_succeeds() {
         .expect("url")
         .to_string();
     cut_upload(&url, 1_000_000, 400_000);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until wharf has seen the cut (its request ended and was logged), the upload is still in progress.
+    wharf.wait_log(|r| r["method"] == "PUT");
 
     let (_, finalized) = twirp(
         &client,

@@ -583,8 +583,22 @@ async fn access_log_samples_successes_keeps_errors_and_skips_probes() {
     for probe in ["/readyz", "/healthz", "/metrics"] {
         assert_eq!(get(&wharf.url(probe)).await.0, 200);
     }
-    wharf.wait_log(|r| r["status"] == 404 && r["path"] == "/no-such-repo/x");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A line is written when its response ends and read back from wharf's stdout by another thread: wait
+    // (bounded) until the lines expected are all there, then check there are no more.
+    let counts = |log: &[serde_json::Value]| {
+        (
+            log.iter().filter(|r| r["path"] == "/files/a.bin").count(),
+            log.iter().filter(|r| r["status"] == 404).count(),
+        )
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (files, errors) = counts(&wharf.access_log());
+        if (files >= 10 && errors >= 5) || std::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let log = wharf.access_log();
     let files: Vec<_> = log.iter().filter(|r| r["path"] == "/files/a.bin").collect();
     assert_eq!(files.len(), 10, "a quarter of 40 successes: {files:#?}");

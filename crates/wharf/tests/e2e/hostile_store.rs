@@ -159,7 +159,15 @@ async fn a_miss_that_cannot_get_a_turn_is_answered_503_with_retry_after() {
             .get(wharf.url("/go/example.com/first/@v/list"))
             .send(),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first request holds the only turn once upstream has it (held for the 3 s upstream delay).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while up.gets() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first miss never reached upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let refused = client
         .get(wharf.url("/go/example.com/second/@v/list"))
         .send()
@@ -219,14 +227,20 @@ async fn endless_bodies_and_huge_announced_sizes_are_cut_off_and_leave_nothing()
         "wharf kept reading: {} bytes",
         up.bytes_sent()
     );
-    // Nothing kept: no blob, no temporary file.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing kept: no blob, no temporary file (removed once the download task has seen the cut; wait for
+    // that, bounded).
+    let tmp_files = || {
+        std::fs::read_dir(data.join("tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmp_files() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(tmp_files(), 0, "temporary files left behind");
     let store = &status(&wharf).await["store"];
     assert_eq!(store["blobs"], 0, "{store}");
-    let tmp_files = std::fs::read_dir(data.join("tmp"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(tmp_files, 0, "temporary files left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,11 +447,18 @@ async fn a_store_over_max_size_drops_negative_entries_first() {
     for task in tasks {
         task.await.expect("task");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let store = status(&wharf).await["store"].clone();
-    let total = store["bytes"].as_u64().unwrap() + store["index_bytes"].as_u64().unwrap();
-    // Eviction runs after the write that crosses the limit, so a few entries may sit above it.
-    assert!(total <= 2 * 1024 * 1024 + 200 * 1024, "{store}");
+    // Eviction runs after the write that crosses the limit, so a few entries may sit above it, and in the
+    // background: wait (bounded) until it has caught up.
+    let total = |store: &serde_json::Value| {
+        store["bytes"].as_u64().unwrap() + store["index_bytes"].as_u64().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut store = status(&wharf).await["store"].clone();
+    while total(&store) > 2 * 1024 * 1024 + 200 * 1024 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store = status(&wharf).await["store"].clone();
+    }
+    assert!(total(&store) <= 2 * 1024 * 1024 + 200 * 1024, "{store}");
     assert!(
         store["negative_entries"].as_u64().unwrap() < 2000,
         "{store}"
