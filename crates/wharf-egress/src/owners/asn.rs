@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Subnets, Ipv6Subnets};
 use serde::Deserialize;
@@ -12,13 +13,22 @@ use super::AsnRecord;
 /// ip2asn lines: `range_start<TAB>range_end<TAB>AS_number<TAB>country_code<TAB>AS_description`.
 /// AS number 0 marks unrouted space and is skipped.
 pub fn parse_ip2asn(text: &str, source: &str) -> Result<Vec<AsnRecord>, String> {
+    let source: Arc<str> = source.into();
     let mut records = Vec::new();
+    // Consecutive lines often name the same organisation: share its text.
+    let mut last_org: Option<Arc<str>> = None;
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let fields: Vec<&str> = line.split('\t').collect();
-        let [start, end, asn, _country, rest @ ..] = fields.as_slice() else {
+        let mut fields = line.split('\t');
+        let (Some(start), Some(end), Some(asn), Some(_country), rest) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
             return Err(format!(
                 "line {}: expected 5 tab-separated fields",
                 index + 1
@@ -32,26 +42,40 @@ pub fn parse_ip2asn(text: &str, source: &str) -> Result<Vec<AsnRecord>, String> 
             continue;
         }
         let org = rest
-            .first()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty() && s != "Not routed");
-        let nets: Vec<IpNet> = match (start, end) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => Ipv4Subnets::new(a, b, 0).map(IpNet::V4).collect(),
-            (IpAddr::V6(a), IpAddr::V6(b)) => Ipv6Subnets::new(a, b, 0).map(IpNet::V6).collect(),
-            _ => return Err(bad("range (start and end are of different families)")),
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && *s != "Not routed")
+            .map(|text| match &last_org {
+                Some(shared) if **shared == *text => shared.clone(),
+                _ => {
+                    let shared: Arc<str> = text.into();
+                    last_org = Some(shared.clone());
+                    shared
+                }
+            });
+        let mut push = |net: IpNet| {
+            records.push(AsnRecord {
+                net,
+                asn,
+                org: org.clone(),
+                source: source.clone(),
+            })
         };
-        records.extend(nets.into_iter().map(|net| AsnRecord {
-            net,
-            asn,
-            org: org.clone(),
-            source: source.to_owned(),
-        }));
+        match (start, end) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                Ipv4Subnets::new(a, b, 0).for_each(|n| push(IpNet::V4(n)))
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                Ipv6Subnets::new(a, b, 0).for_each(|n| push(IpNet::V6(n)))
+            }
+            _ => return Err(bad("range (start and end are of different families)")),
+        }
     }
     Ok(records)
 }
 
 /// pyasn `.dat` lines: `prefix/len<TAB>asn`; lines starting with `;` are comments.
 pub fn parse_pyasn(text: &str, source: &str) -> Result<Vec<AsnRecord>, String> {
+    let source: Arc<str> = source.into();
     let mut records = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -76,7 +100,7 @@ pub fn parse_pyasn(text: &str, source: &str) -> Result<Vec<AsnRecord>, String> {
             net,
             asn,
             org: None,
-            source: source.to_owned(),
+            source: source.clone(),
         });
     }
     Ok(records)
@@ -113,6 +137,7 @@ struct MmdbAsn {
 
 /// Reads every network of a MaxMind-format ASN database.
 pub fn parse_mmdb(bytes: Vec<u8>, source: &str) -> Result<Vec<AsnRecord>, String> {
+    let source: Arc<str> = source.into();
     let reader = maxminddb::Reader::from_source(bytes).map_err(|e| e.to_string())?;
     let mut records = Vec::new();
     for item in reader
@@ -138,8 +163,8 @@ pub fn parse_mmdb(bytes: Vec<u8>, source: &str) -> Result<Vec<AsnRecord>, String
         records.push(AsnRecord {
             net,
             asn,
-            org: data.autonomous_system_organization,
-            source: source.to_owned(),
+            org: data.autonomous_system_organization.map(Arc::from),
+            source: source.clone(),
         });
     }
     Ok(records)

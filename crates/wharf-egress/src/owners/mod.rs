@@ -18,6 +18,7 @@ pub mod user;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -80,9 +81,10 @@ pub struct RangeRecord {
 pub struct AsnRecord {
     pub net: IpNet,
     pub asn: u32,
-    /// Organisation name carried by the same file (ip2asn, mmdb), if any.
-    pub org: Option<String>,
-    pub source: String,
+    /// Organisation name carried by the same file (ip2asn, mmdb), if any; shared by that AS's ranges.
+    pub org: Option<Arc<str>>,
+    /// Shared by every record of one file.
+    pub source: Arc<str>,
 }
 
 /// What one loaded file contributed, for the summary printed by the CLI.
@@ -202,15 +204,23 @@ impl OwnerTableBuilder {
         let mut asn_entries = Vec::with_capacity(asn_records.len());
         let mut user_asn_entries = Vec::new();
         // ASN files repeat one (AS number, organisation, file) for many ranges: intern each once.
-        let mut asn_owner_ids: HashMap<(u32, Option<String>, String), u32> = HashMap::new();
+        let mut asn_owner_ids: HashMap<u32, Vec<AsnOwnerSeen>> = HashMap::new();
         for record in asn_records {
             let net = record.net.trunc();
-            let id_key = (record.asn, record.org, record.source);
-            let owner_id = match asn_owner_ids.get(&id_key) {
-                Some(id) => *id,
+            let asn = record.asn;
+            let known = asn_owner_ids.get(&asn).and_then(|seen| {
+                seen.iter()
+                    .find(|(org, source, _)| *org == record.org && *source == record.source)
+                    .map(|(_, _, id)| *id)
+            });
+            let owner_id = match known {
+                Some(id) => id,
                 None => {
-                    let (asn, org, source) = id_key.clone();
-                    let org = org.or_else(|| self.as_names.get(&asn).cloned());
+                    let org = record
+                        .org
+                        .as_deref()
+                        .map(str::to_owned)
+                        .or_else(|| self.as_names.get(&asn).cloned());
                     let name = match org {
                         Some(org) if !org.is_empty() => format!("{org} (AS{asn})"),
                         _ => format!("AS{asn}"),
@@ -220,9 +230,12 @@ impl OwnerTableBuilder {
                         service: None,
                         region: None,
                         asn: Some(asn),
-                        source,
+                        source: record.source.to_string(),
                     });
-                    asn_owner_ids.insert(id_key.clone(), id);
+                    asn_owner_ids
+                        .entry(asn)
+                        .or_default()
+                        .push((record.org, record.source, id));
                     id
                 }
             };
@@ -234,7 +247,6 @@ impl OwnerTableBuilder {
                 rank: 0,
                 owner: owner_id,
             });
-            let asn = id_key.0;
             if let Some(vendor) = self.user_asns.get(&asn).cloned() {
                 let vendor = Owner {
                     asn: Some(asn),
@@ -264,6 +276,9 @@ impl OwnerTableBuilder {
         }
     }
 }
+
+/// (organisation, source file, owner id) of an AS number already interned.
+type AsnOwnerSeen = (Option<Arc<str>>, Arc<str>, u32);
 
 /// The frozen owner table.
 pub struct OwnerTable {
