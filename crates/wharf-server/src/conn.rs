@@ -9,7 +9,7 @@
 //!   between requests; a response the client stops reading for `body_timeout` ends the connection.
 //! - On shutdown the listener closes, idle connections close at once, in-flight requests get
 //!   `shutdown_timeout` to finish, and whatever is left is dropped.
-//! - An idle HTTP/1.1 keep-alive connection holds only its socket and a little bookkeeping (about 5 KiB):
+//! - An idle HTTP/1.1 keep-alive connection holds only its socket and a little bookkeeping (about 4 KiB):
 //!   hyper's connection, with its two 8 KiB buffers, hands the socket back after a quiet moment
 //!   ([`HAND_BACK_AFTER`]) and a new one serves the next request.
 //! - With `server.sendfile`, stored files go to HTTP/1.1 sockets with `sendfile` (see
