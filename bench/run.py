@@ -3,6 +3,7 @@
 
     bench/run            # full run (installs peers, ~20-30 min on 2 cores)
     bench/run --quick    # a few minutes: smaller files, fewer clients, shorter load
+    bench/run --profile burst,cold_pip   # also record wharf with perf there: bench/results/profile-<name>.txt
 
 Everything listens on loopback. The upstream is `wharf-fixture` (crates/wharf-bench): a generated Simple index of
 a few hundred small projects plus large wheels, with request counters, optional latency and bandwidth cap.
@@ -1119,13 +1120,21 @@ GAPS = {
     "cold_pip": "devpi's pages offer no PEP 658 metadata files, so pip makes two upstream round trips per package "
                 "through devpi (page, wheel) and three through wharf and direct (page, metadata, wheel): see the "
                 "request table above. wharf fetches the wheel alongside a metadata miss (wheels up to 16 MiB), so "
-                "pip's wheel request joins that download. Every miss also waits for its commit before the last "
-                "byte (blob fsync, directory fsync, two index commits: strace showed ~20 ms per miss on a disk "
-                "loaded by builds, well under 1 ms on an idle one).",
+                "pip's wheel request joins that download. What is left: every miss's last byte waits for its commit "
+                "(blob fsync, directory fsync, two index commits; strace: ~20 ms per miss on a disk loaded by "
+                "builds, little on an idle one; publishing before the commit measured a median miss of 34 ms "
+                "instead of 78 ms with a 30 ms upstream, but tests rely on the entry existing once the client "
+                "has the bytes, so it is not done), and pip's own time.",
     "cold_uv": "uv asks for no metadata files here (pages and wheels only); nginx passes the upstream's absolute "
-               "file URLs through, so with nginx uv downloads the wheels from the upstream itself. wharf's "
-               "remaining cost per miss is the commit before the last byte (blob fsync, directory fsync, two index "
-               "commits).",
+               "file URLs through, so with nginx uv downloads the wheels from the upstream itself, one hop less. "
+               "wharf's misses also wait for their commit (syncs) before the last byte.",
+    "burst_uncached_p99": "The burst moves 1,000 x 20 MiB through loopback on the same 2 cores as the load "
+                          "generator, whose receive copies dominate: perf on a loaded run saw wharf on CPU for ~4 s "
+                          "of a 77 s burst. Within wharf, the largest item was the page-cache residency check before "
+                          "each sendfile chunk (mincore: filemap_get_entry/xas_load, ~half of wharf's samples), then "
+                          "copies for followers reading the growing file (now sent with sendfile too).",
+    "burst_cached_p99": "Same machine limit as the uncached burst; in wharf, the mincore residency check before "
+                        "each sendfile chunk costs a page-cache lookup per 4 KiB sent.",
 }
 
 # Which `--profile` scenario explains which target.

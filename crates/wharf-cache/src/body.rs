@@ -317,7 +317,17 @@ impl Served {
                 let _ = response;
                 file_stream(file, start, end)
             }
-            Source::Growing { rx, .. } => growing_stream(rx, start, end),
+            Source::Growing { rx, len } => {
+                #[cfg(target_os = "linux")]
+                if let (Some(total), Some(regions)) =
+                    (len, response.then(crate::zero_copy::current).flatten())
+                {
+                    let end = end.map_or(total, |e| e.min(total));
+                    return growing_mapped_stream(rx, start, end, regions);
+                }
+                let _ = len;
+                growing_stream(rx, start, end)
+            }
             Source::Headers { .. } => Box::pin(futures_util::stream::empty()),
         }
     }
@@ -518,6 +528,101 @@ fn mapped_stream(
             let chunk = st.active.read(st.file.clone(), st.pos, to).await?;
             st.pos += chunk.len() as u64;
             Ok(Some((chunk, st)))
+        },
+    ))
+}
+
+/// A download still being written, for a connection that sends from files (see [`crate::zero_copy`]): one
+/// mapping of `[start, end)` of the temporary file, where `end` is within the length upstream announced, made
+/// when the first bytes are there, and handed out as the download publishes progress, in chunks of at most
+/// [`MAPPED_CHUNK`]. Only bytes already written (never the withheld last byte before verification) are handed
+/// out, and the connection's writer sends them with `sendfile` from the file, so pages of the mapping past what
+/// is written are never touched. The temporary file is only appended to, then renamed into the store or
+/// unlinked, never truncated, so the mapping stays valid for as long as a chunk lives. Bytes the page cache
+/// does not hold, or a range that cannot be mapped, are read as [`growing_stream`] does.
+#[cfg(target_os = "linux")]
+fn growing_mapped_stream(
+    rx: Receiver<FlightState>,
+    start: u64,
+    end: u64,
+    regions: Arc<crate::zero_copy::Regions>,
+) -> BodyStream {
+    struct State {
+        rx: Receiver<FlightState>,
+        pos: u64,
+        /// The file mapped and its mapping of `[start, end)`.
+        mapped: Option<(Arc<File>, Bytes)>,
+        tried: bool,
+        scratch: Vec<u8>,
+        active: ActiveBody,
+        regions: Arc<crate::zero_copy::Regions>,
+    }
+    let state = State {
+        rx,
+        pos: start,
+        mapped: None,
+        tried: false,
+        scratch: Vec::new(),
+        active: ActiveBody::default(),
+        regions,
+    };
+    Box::pin(futures_util::stream::try_unfold(
+        state,
+        move |mut st| async move {
+            loop {
+                let state = st.rx.borrow_and_update().clone();
+                let (file, available, complete) = match state {
+                    FlightState::Body { file, written, .. } => (file, written, false),
+                    FlightState::Complete { file, size, .. } => (file, size, true),
+                    FlightState::Failed(e) => {
+                        // As in `growing_stream`: the response head goes out before the error.
+                        if st.pos == start {
+                            tokio::task::yield_now().await;
+                        }
+                        return Err(io::Error::other(e.to_string()));
+                    }
+                    FlightState::Pending | FlightState::NotModified(_) => {
+                        return Err(io::Error::other("download is in an unexpected state"))
+                    }
+                };
+                let limit = end.min(available);
+                if st.pos < limit {
+                    if !st.tried {
+                        st.tried = true;
+                        match crate::zero_copy::Mapped::new(&file, start, end, st.regions.clone()) {
+                            Ok(mapped) => {
+                                st.mapped =
+                                    Some((file.clone(), crate::zero_copy::into_bytes(mapped)))
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "cannot map a download: reading it instead")
+                            }
+                        }
+                    }
+                    let to = (st.pos + MAPPED_CHUNK).min(limit);
+                    if let Some((mapped_file, mapped)) = &st.mapped {
+                        if Arc::ptr_eq(mapped_file, &file) {
+                            let part =
+                                mapped.slice((st.pos - start) as usize..(to - start) as usize);
+                            if crate::zero_copy::resident(&part, &mut st.scratch) {
+                                st.pos = to;
+                                return Ok(Some((part, st)));
+                            }
+                        }
+                    }
+                    let chunk = st.active.read(file, st.pos, to).await?;
+                    st.pos += chunk.len() as u64;
+                    return Ok(Some((chunk, st)));
+                }
+                if complete || st.pos >= end {
+                    return Ok(None);
+                }
+                if st.rx.changed().await.is_err()
+                    && !matches!(&*st.rx.borrow(), FlightState::Complete { .. })
+                {
+                    return Err(io::Error::other("upstream download was abandoned"));
+                }
+            }
         },
     ))
 }

@@ -1,10 +1,11 @@
-//! The uncached path of PyPI installs: a metadata miss fetches the wheel it describes alongside (pip asks for
-//! the wheel next), once, and only when upstream announced a small enough size.
+//! The uncached path: clients joining a download get its bytes by `sendfile` as they arrive; a PyPI metadata
+//! miss fetches the wheel it describes alongside (pip asks for the wheel next), once, and only when upstream
+//! announced a small enough size.
 
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use wharf_testkit::{wheel, Project, PypiUpstream};
+use wharf_testkit::{wheel, wheel_with_payload, Project, PypiUpstream};
 
 /// Waits (bounded) until the access log has a line for a path ending in `suffix`.
 fn logged(wharf: &Wharf, suffix: &str) -> serde_json::Value {
@@ -91,4 +92,70 @@ async fn metadata_misses_prefetch_only_when_upstream_announced_a_small_size() {
     assert_eq!(resp.headers()["x-wharf-cache"], "miss");
     assert_eq!(resp.bytes().await.expect("body").len(), dist.bytes.len());
     assert_eq!(up.stats().file_downloads(&dist.filename), 1);
+}
+
+async fn sendfile_bytes(wharf: &Wharf) -> u64 {
+    let text = http()
+        .get(wharf.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("wharf_http_sendfile_bytes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("wharf_http_sendfile_bytes_total in /metrics")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_joining_a_download_get_its_bytes_by_sendfile_as_they_arrive() {
+    let dist = wheel_with_payload("growing", "1.0", 3 << 20, 5);
+    let up = PypiUpstream::start(vec![Project::new("growing", vec![dist.clone()])]).await;
+    // About 0.75 s of download: every client below joins it while it is being written.
+    up.faults().set_file_rate(Some(4 << 20));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wharf = Wharf::start(
+        &tmp.path().join("data"),
+        &pypi_repo("pypi", &up.index_url(), ""),
+        "",
+    );
+    let page = http()
+        .get(wharf.url("/pypi/simple/growing/"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let before = sendfile_bytes(&wharf).await;
+    let url = wharf.url(&format!("/pypi/files/growing/{}", dist.filename));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let resp = http().get(url).send().await.expect("send");
+                let cache = resp.headers()["x-wharf-cache"]
+                    .to_str()
+                    .unwrap_or("")
+                    .to_string();
+                (cache, resp.bytes().await.expect("body").to_vec())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (cache, body) = t.await.expect("task");
+        assert!(
+            cache == "miss" || cache == "coalesced",
+            "joined the download: {cache}"
+        );
+        assert_eq!(body.len(), dist.bytes.len());
+        assert_eq!(sha256_hex(&body), dist.sha256);
+    }
+    assert_eq!(up.stats().file_downloads(&dist.filename), 1);
+    let sent = sendfile_bytes(&wharf).await - before;
+    assert!(
+        sent >= 8 * dist.bytes.len() as u64 * 9 / 10,
+        "the download's bytes went out by sendfile: {sent} of {}",
+        8 * dist.bytes.len()
+    );
 }
