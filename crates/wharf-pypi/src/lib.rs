@@ -35,7 +35,7 @@ use wharf_cache::{
     Expected, FetchError, FetchRequest, FormatDescriptor, Freshness, Outcome, PurgeKeys,
     PurgeSelector, Reach, Refusal, RepoRequest, Repository,
 };
-use wharf_config::{Format, FormatSpec, RepoConfig, Upstreams};
+use wharf_config::{Format, FormatSpec, KeyKind, KeySpec, RepoConfig, Upstreams};
 
 pub use accept::{negotiate, Variant};
 pub use model::{FileLink, ProjectPage, RootPage};
@@ -47,12 +47,19 @@ use render_cache::RenderCache;
 /// page on wharf's origin.
 const FILE_TYPE: &str = "application/octet-stream";
 
-/// Largest distribution fetched ahead of its client (see [`PypiRepo::resolve_file`]): pip and uv ask for a
-/// wheel's metadata file first and download the wheel next (pip after resolving every requirement), so on a
-/// metadata miss the wheel is fetched alongside, and the client's download joins it or finds it stored. The
-/// cost is the download of a file a resolver looked at but did not choose; above this size that is not worth
-/// one round trip saved.
+/// Default of `prefetch_max_size`, the largest distribution fetched ahead of its client (see
+/// [`PypiRepo::resolve_file`]): pip and uv ask for a wheel's metadata file first and download the wheel next
+/// (pip after resolving every requirement), so on a metadata miss the wheel is fetched alongside, and the
+/// client's download joins it or finds it stored. The cost is the download of a file a resolver looked at but
+/// did not choose; above this size that is not worth one round trip saved.
 const PREFETCH_MAX_SIZE: u64 = 16 * 1024 * 1024;
+
+/// The keys only PyPI repositories read.
+const OWN_KEYS: &[KeySpec] = &[KeySpec::new(
+    "prefetch_max_size",
+    KeyKind::Size,
+    "on a metadata-file miss, the wheel it describes is fetched alongside when upstream announced a size up to this (default 16MiB; 0 turns it off: a resolver that reads metadata and never downloads, e.g. `uv lock`, then costs no wheel downloads)",
+)];
 
 /// Largest index page wharf reads into memory (the root index of a large public index is tens of MB).
 const PAGE_LIMIT: u64 = 512 * 1024 * 1024;
@@ -69,12 +76,15 @@ pub struct PypiRepo {
     cache: RenderCache,
     /// `min_age`: files uploaded more recently are hidden.
     cooldown: Option<cooldown::Cooldown>,
+    /// `prefetch_max_size`: 0 never fetches ahead.
+    prefetch_max_size: u64,
 }
 
 /// The PyPI format's descriptor, listed in the server's format registry.
 pub const FORMAT: FormatDescriptor = FormatDescriptor {
     config: FormatSpec {
         keys: &["file_hosts", "min_age", "min_age_exempt"],
+        own_keys: OWN_KEYS,
         synonyms: &["python", "pip", "uv", "simple"],
         ..FormatSpec::new(
             Format::new("pypi"),
@@ -129,6 +139,10 @@ pub fn build(cfg: &RepoConfig, engine: Arc<Engine>) -> Result<Arc<dyn Repository
         cooldown: cfg
             .min_age
             .map(|min_age| cooldown::Cooldown::new(&cfg.name, min_age, &cfg.min_age_exempt)),
+        prefetch_max_size: cfg
+            .own
+            .size("prefetch_max_size")
+            .unwrap_or(PREFETCH_MAX_SIZE),
     }))
 }
 
@@ -416,7 +430,7 @@ impl PypiRepo {
 
     /// The upstream request for a file: its URL and sha256 from the project's (cached) index page. For a
     /// metadata file with `prefetch`, the distribution it describes is fetched in the background when upstream
-    /// announced its size, at most [`PREFETCH_MAX_SIZE`] (see [`Engine::prefetch`]).
+    /// announced its size, at most `prefetch_max_size` (see [`Engine::prefetch`]).
     async fn resolve_file(
         &self,
         norm: &str,
@@ -472,7 +486,11 @@ impl PypiRepo {
             refusal.0.extensions_mut().insert(wharf_cache::HeldBack(1));
             return Err(refusal);
         }
-        if metadata && prefetch && link.size.is_some_and(|size| size <= PREFETCH_MAX_SIZE) {
+        if metadata
+            && prefetch
+            && self.prefetch_max_size > 0
+            && link.size.is_some_and(|size| size <= self.prefetch_max_size)
+        {
             self.engine.prefetch(self.file_request(
                 format!("files/{norm}/{dist_name}"),
                 link.url.clone(),

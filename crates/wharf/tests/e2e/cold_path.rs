@@ -58,17 +58,28 @@ async fn pip_finds_the_wheel_fetched_while_it_read_the_metadata() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_misses_prefetch_only_when_upstream_announced_a_small_size() {
-    let dist = wheel("unsized", "1.0");
-    let up = PypiUpstream::start(vec![Project::new("unsized", vec![dist.clone()])]).await;
     // A PEP 503 HTML index announces no sizes: nothing is fetched ahead.
-    up.set_html_only(true);
+    metadata_miss_fetches_nothing_ahead("unsized", true, "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_max_size_zero_turns_fetching_ahead_off() {
+    // The JSON index announces the size, but the repository says never.
+    metadata_miss_fetches_nothing_ahead("sized", false, "    prefetch_max_size: 0\n").await;
+}
+
+/// A metadata miss for `project` leaves the wheel alone upstream; the wheel's own request is then a miss.
+async fn metadata_miss_fetches_nothing_ahead(project: &str, html_only: bool, extra: &str) {
+    let dist = wheel(project, "1.0");
+    let up = PypiUpstream::start(vec![Project::new(project, vec![dist.clone()])]).await;
+    up.set_html_only(html_only);
     let tmp = tempfile::tempdir().expect("tempdir");
     let wharf = Wharf::start(
         &tmp.path().join("data"),
-        &pypi_repo("pypi", &up.index_url(), ""),
+        &pypi_repo("pypi", &up.index_url(), extra),
         "",
     );
-    let meta = wharf.url(&format!("/pypi/files/unsized/{}.metadata", dist.filename));
+    let meta = wharf.url(&format!("/pypi/files/{project}/{}.metadata", dist.filename));
     let resp = http().get(&meta).send().await.expect("metadata");
     assert_eq!(resp.status(), 200);
     assert_eq!(
@@ -80,12 +91,12 @@ async fn metadata_misses_prefetch_only_when_upstream_announced_a_small_size() {
         assert_eq!(
             up.stats().file_downloads(&dist.filename),
             0,
-            "no download without a known size"
+            "nothing fetched ahead"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let resp = http()
-        .get(wharf.url(&format!("/pypi/files/unsized/{}", dist.filename)))
+        .get(wharf.url(&format!("/pypi/files/{project}/{}", dist.filename)))
         .send()
         .await
         .expect("wheel");
