@@ -47,16 +47,21 @@ fn library() -> Option<PathBuf> {
 /// An unsigned runtime token with cache scopes `ac` (`(scope, permission)`) for repository `repo`.
 fn token(repo: &str, ac: &[(&str, u8)]) -> String {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let ac: Vec<Value> = ac
-        .iter()
-        .map(|(scope, permission)| json!({"Scope": scope, "Permission": permission}))
-        .collect();
-    let claims = json!({"ac": Value::Array(ac).to_string(), "repository_id": repo});
+    let claims = json!({"ac": ac_claim(ac), "repository_id": repo});
     format!(
         "{}.{}.",
         b64(br#"{"alg":"none","typ":"JWT"}"#),
         b64(claims.to_string().as_bytes())
     )
+}
+
+/// The `ac` claim as the runner's token carries it: a JSON list of `{Scope, Permission}`, as a string.
+fn ac_claim(ac: &[(&str, u8)]) -> String {
+    let ac: Vec<Value> = ac
+        .iter()
+        .map(|(scope, permission)| json!({"Scope": scope, "Permission": permission}))
+        .collect();
+    Value::Array(ac).to_string()
 }
 
 /// A job: a workspace, a runner temp directory and the environment the runner would give it.
@@ -1289,35 +1294,15 @@ const ISSUER: &str = "https://token.issuer.test";
 
 /// A runtime token like the runner's: RS256 with `kid`, issuer, audience, an hour of validity.
 fn signed_token(key: &[u8], kid: &str, repo: &str, ac: &[(&str, u8)]) -> String {
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let ac: Vec<Value> = ac
-        .iter()
-        .map(|(scope, permission)| json!({"Scope": scope, "Permission": permission}))
-        .collect();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
     let claims = json!({
-        "ac": Value::Array(ac).to_string(), "repository_id": repo,
+        "ac": ac_claim(ac), "repository_id": repo,
         "iss": ISSUER, "aud": "wharf-cache", "nbf": now - 5, "exp": now + 3600,
     });
-    let header = json!({"alg": "RS256", "typ": "JWT", "kid": kid});
-    let signed = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
-    let pair = ring::signature::RsaKeyPair::from_der(key).expect("test key");
-    let mut sig = vec![0u8; pair.public().modulus_len()];
-    pair.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        signed.as_bytes(),
-        &mut sig,
-    )
-    .expect("sign");
-    format!("{signed}.{}", b64(&sig))
+    wharf_testkit::sign_rs256(key, Some(kid), &claims)
 }
 
 /// With `token_keys`, the real client saves and restores with a token the configured key signed; a token

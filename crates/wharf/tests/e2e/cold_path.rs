@@ -105,21 +105,6 @@ async fn metadata_miss_fetches_nothing_ahead(project: &str, html_only: bool, ext
     assert_eq!(up.stats().file_downloads(&dist.filename), 1);
 }
 
-async fn sendfile_bytes(wharf: &Wharf) -> u64 {
-    let text = http()
-        .get(wharf.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("wharf_http_sendfile_bytes_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("wharf_http_sendfile_bytes_total in /metrics")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_joining_a_download_get_its_bytes_by_sendfile_as_they_arrive() {
     let dist = wheel_with_payload("growing", "1.0", 3 << 20, 5);

@@ -38,21 +38,6 @@ async fn answer(
     (status, kept, resp.bytes().await.expect("body").to_vec())
 }
 
-async fn sendfile_bytes(wharf: &Wharf) -> u64 {
-    let text = http()
-        .get(wharf.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("wharf_http_sendfile_bytes_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("wharf_http_sendfile_bytes_total in /metrics")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_files_sent_with_sendfile_answer_like_the_copying_path() {
     let up = FixtureUpstream::start().await;

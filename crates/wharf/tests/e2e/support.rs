@@ -300,3 +300,19 @@ pub async fn post_big(addr: SocketAddr, path: &str, len: usize) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+/// `wharf_http_sendfile_bytes_total` from `/metrics`: the bytes the server sent from files with `sendfile`.
+pub async fn sendfile_bytes(wharf: &Wharf) -> u64 {
+    let text = http()
+        .get(wharf.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("wharf_http_sendfile_bytes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("wharf_http_sendfile_bytes_total in /metrics")
+}
