@@ -1079,21 +1079,31 @@ fn config_check_reads_the_formats_own_keys() {
     assert!(text.contains("repositories.actions.upstream"), "{text}");
 }
 
-/// With `storage.s3`, a cache saved on one replica is restored by exact key on another.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cache_saved_on_one_replica_is_restored_on_another_through_the_bucket() {
-    use crate::s3::{wait_entry_uploads, S3Server, BUCKET, CREDENTIALS};
-    let Some(s3) = S3Server::start().await else {
-        return;
-    };
-    let tmp = tempfile::tempdir().expect("tempdir");
+/// moto's S3 server and two replicas with an actions-cache repository sharing its bucket; `None` (the test
+/// skips) without `moto_server`.
+async fn two_replicas_on_a_bucket(
+    dir: &std::path::Path,
+) -> Option<(crate::s3::S3Server, Wharf, Wharf)> {
+    use crate::s3::{S3Server, BUCKET, CREDENTIALS};
+    let s3 = S3Server::start().await?;
     let storage = format!(
         "  s3:\n    bucket: {BUCKET}\n    endpoint: \"http://127.0.0.1:{}\"\n    region: us-east-1\n    prefix: ci/\n",
         s3.port
     );
     let repos = "  actions:\n    format: actions-cache\n";
-    let a = Wharf::start_with_env(&tmp.path().join("a"), repos, &storage, &CREDENTIALS);
-    let b = Wharf::start_with_env(&tmp.path().join("b"), repos, &storage, &CREDENTIALS);
+    let a = Wharf::start_with_env(&dir.join("a"), repos, &storage, &CREDENTIALS);
+    let b = Wharf::start_with_env(&dir.join("b"), repos, &storage, &CREDENTIALS);
+    Some((s3, a, b))
+}
+
+/// With `storage.s3`, a cache saved on one replica is restored by exact key on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_saved_on_one_replica_is_restored_on_another_through_the_bucket() {
+    use crate::s3::wait_entry_uploads;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let Some((_s3, a, b)) = two_replicas_on_a_bucket(tmp.path()).await else {
+        return;
+    };
     let client = http();
     let tok = token("1", MAIN);
     let body = noise(300_000, 50);
@@ -1131,18 +1141,11 @@ async fn a_cache_saved_on_one_replica_is_restored_on_another_through_the_bucket(
 /// listed in the bucket by the other, newest first, within the job's readable scopes and version only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_key_prefixes_match_entries_another_replica_saved() {
-    use crate::s3::{wait_entry_uploads, S3Server, BUCKET, CREDENTIALS};
-    let Some(s3) = S3Server::start().await else {
+    use crate::s3::wait_entry_uploads;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let Some((_s3, a, b)) = two_replicas_on_a_bucket(tmp.path()).await else {
         return;
     };
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let storage = format!(
-        "  s3:\n    bucket: {BUCKET}\n    endpoint: \"http://127.0.0.1:{}\"\n    region: us-east-1\n    prefix: ci/\n",
-        s3.port
-    );
-    let repos = "  actions:\n    format: actions-cache\n";
-    let a = Wharf::start_with_env(&tmp.path().join("a"), repos, &storage, &CREDENTIALS);
-    let b = Wharf::start_with_env(&tmp.path().join("b"), repos, &storage, &CREDENTIALS);
     let client = http();
     let main = token("1", MAIN);
     let older = noise(100_000, 60);
